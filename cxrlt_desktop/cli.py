@@ -1,0 +1,68 @@
+"""The ``cxrlt`` command line.
+
+Each sub-command lives in ``cxrlt_desktop/commands/<name>.py`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
+arguments and returning the exit status. Commands import their heavy dependencies inside ``func``
+so that ``cxrlt --version`` and ``cxrlt inspect`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from cxrlt_desktop import __version__
+
+# Order is the order shown in --help.
+COMMANDS = [
+    "inspect",
+    "score",
+    "scan",
+    "score_library",
+    "worklist",
+    "export",
+    "train",
+    "eval",
+    "calibrate",
+    "prevalence",
+    "gui",
+    "demo_data",
+    "demo_models",
+    "demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxrlt", description="CXR-LT Desktop: chest X-ray triage and review."
+    )
+    parser.add_argument("--version", action="version", version=f"cxrlt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        modname = f"cxrlt_desktop.commands.{name}"
+        if importlib.util.find_spec(modname) is None:
+            continue
+        importlib.import_module(modname).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # No network at run time: a hub lookup would only waste time in retries.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cxrlt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
