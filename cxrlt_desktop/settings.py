@@ -1,0 +1,311 @@
+"""User settings in a TOML file (``cxrlt_desktop.paths.config_file()``).
+
+Layout (every key optional)::
+
+    database = "sqlite:////home/me/cxrlt.db"   # SQLAlchemy URL; default: data_dir()/cxrlt.db
+    reviewer = "Dr Jane Smith"
+
+    [models]
+    task1_checkpoints = ["/models/mlp.safetensors", "/models/csra.safetensors"]
+    task1_weights = [1.0, 1.5]                 # one per checkpoint; default by head (1.0 / 1.5)
+    task1_arch = "convnextv2_base"
+    clip_model = "/models/WhyXrayCLIP"          # open_clip local-dir folder
+    prompts = "/models/prompts.json"            # default: resources/ prompts
+    calibration = "/models/calibration.json"
+
+    [engine]
+    mode = "paper"                              # paper | fast
+    device = "auto"                             # auto | cpu | cuda
+    precision = "bf16"                          # fp32 | bf16 | fp16; absent = bf16 GPU, fp32 CPU
+    batch_size = 8
+    normal_alpha = 0.5
+
+    [thresholds]                                # operating thresholds t_c by class name
+    "Pneumothorax" = 0.35
+
+    [shortcuts]                                 # GUI action name -> key sequence (Qt text)
+    verdict_present = "P"
+
+Every unknown key and every bad value is reported, each in one line naming it
+(:class:`SettingsError` carries the list).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+MODES = ("paper", "fast")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class SettingsError(ValueError):
+    """Invalid settings: ``.problems`` lists one message per bad key or value."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(where + "; ".join(problems))
+
+
+@dataclass
+class Settings:
+    """The validated settings. Paths are ``Path`` objects, absent values are ``None``."""
+
+    database: str | None = None
+    reviewer: str | None = None
+    task1_checkpoints: list[Path] = field(default_factory=list)
+    task1_weights: list[float] | None = None
+    task1_arch: str = "convnextv2_base"
+    clip_model: Path | None = None
+    prompts: Path | None = None
+    calibration: Path | None = None
+    mode: str = "paper"
+    device: str = "auto"
+    precision: str | None = None
+    batch_size: int = 8
+    normal_alpha: float = 0.5
+    thresholds: dict[str, float] = field(default_factory=dict)
+    shortcuts: dict[str, str] = field(default_factory=dict)
+
+    # -- TOML structure ---------------------------------------------------------------------
+    _TOP = ("database", "reviewer")
+    _MODELS = ("task1_checkpoints", "task1_weights", "task1_arch", "clip_model", "prompts", "calibration")
+    _ENGINE = ("mode", "device", "precision", "batch_size", "normal_alpha")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str | None = None) -> Settings:
+        """Validate a parsed TOML document; raise :class:`SettingsError` listing every problem."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        known_sections = {"models", "engine", "thresholds", "shortcuts"}
+        for key, value in data.items():
+            if key in cls._TOP:
+                values[key] = value
+            elif key in known_sections:
+                if not isinstance(value, dict):
+                    problems.append(f"[{key}] must be a table, got {value!r}")
+                    continue
+                if key in ("models", "engine"):
+                    allowed = cls._MODELS if key == "models" else cls._ENGINE
+                    for sub, v in value.items():
+                        if sub in allowed:
+                            values[sub] = v
+                        else:
+                            problems.append(f"unknown key {key}.{sub} (allowed: {', '.join(allowed)})")
+                else:
+                    values[key] = value
+            else:
+                problems.append(
+                    f"unknown key {key!r} (allowed: {', '.join(cls._TOP)}, [models], [engine], [thresholds], [shortcuts])"
+                )
+        out = cls()
+        for name, value in values.items():
+            try:
+                setattr(out, name, _VALIDATORS[name](value))
+            except ValueError as exc:
+                problems.append(f"{_qualified(name)}: {exc}")
+        if out.task1_weights is not None and out.task1_checkpoints and len(out.task1_weights) != len(out.task1_checkpoints):
+            problems.append(
+                f"models.task1_weights: {len(out.task1_weights)} weights for "
+                f"{len(out.task1_checkpoints)} checkpoints; give one per checkpoint"
+            )
+        if problems:
+            raise SettingsError(problems, source)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML document (absent values left out)."""
+        flat = asdict(self)
+        doc: dict[str, Any] = {}
+        for k in self._TOP:
+            if flat[k] is not None:
+                doc[k] = flat[k]
+        for section, keys in (("models", self._MODELS), ("engine", self._ENGINE)):
+            table = {}
+            for k in keys:
+                v = flat[k]
+                if v is None or (k == "task1_checkpoints" and not v):
+                    continue
+                table[k] = [str(p) for p in v] if k == "task1_checkpoints" else (str(v) if isinstance(v, Path) else v)
+            if table:
+                doc[section] = table
+        for k in ("thresholds", "shortcuts"):
+            if flat[k]:
+                doc[k] = dict(flat[k])
+        return doc
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Settings:
+        """Read the settings file (defaults when it does not exist).
+
+        Raises
+        ------
+        SettingsError
+            The file is not valid TOML, or names an unknown key or a bad value.
+        """
+        p = Path(path) if path else default_path()
+        if not p.exists():
+            return cls()
+        try:
+            data = tomllib.loads(p.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError([f"not valid TOML: {exc}"], str(p)) from exc
+        except OSError as exc:
+            raise SettingsError([f"cannot read: {exc.strerror}"], str(p)) from exc
+        return cls.from_dict(data, source=str(p))
+
+    def save(self, path: Path | str | None = None) -> Path:
+        """Validate and write atomically (temporary file, then rename). Returns the path."""
+        doc = self.to_dict()
+        type(self).from_dict(doc)  # refuse to write what could not be read back
+        p = Path(path) if path else default_path()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp.write_text(tomli_w.dumps(doc), "utf-8")
+        os.replace(tmp, p)
+        return p
+
+    def engine_config(self, **overrides: Any):  # noqa: ANN201 - engine imported lazily
+        """An ``engine.predictor.EngineConfig`` from these settings (``overrides`` win)."""
+        from engine.predictor import EngineConfig
+
+        kwargs: dict[str, Any] = {
+            "task1_checkpoints": list(self.task1_checkpoints),
+            "task1_weights": self.task1_weights,
+            "task1_arch": self.task1_arch,
+            "clip_model": self.clip_model,
+            "prompts": self.prompts,
+            "mode": self.mode,
+            "normal_alpha": self.normal_alpha,
+            "device": self.device,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "calibration": self.calibration,
+        }
+        kwargs.update(overrides)
+        names = {f.name for f in fields(EngineConfig)}
+        return EngineConfig(**{k: v for k, v in kwargs.items() if k in names})
+
+
+def default_path() -> Path:
+    """``cxrlt_desktop.paths.config_file()``."""
+    from cxrlt_desktop.paths import config_file
+
+    return config_file()
+
+
+def _qualified(name: str) -> str:
+    if name in Settings._MODELS:
+        return f"models.{name}"
+    if name in Settings._ENGINE:
+        return f"engine.{name}"
+    return name
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"must be a non-empty string, got {v!r}")
+    return v
+
+
+def _path(v: Any) -> Path:
+    return Path(_str(v)).expanduser()
+
+
+def _choice(options: tuple[str, ...]):  # noqa: ANN202
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {v!r}")
+        return v
+
+    return check
+
+
+def _number(lo: float, hi: float, *, integer: bool = False):  # noqa: ANN202
+    def check(v: Any) -> float | int:
+        ok_type = isinstance(v, int) if integer else isinstance(v, int | float)
+        if isinstance(v, bool) or not ok_type or not (lo <= v <= hi):
+            kind = "an integer" if integer else "a number"
+            raise ValueError(f"must be {kind} in [{lo}, {hi}], got {v!r}")
+        return int(v) if integer else float(v)
+
+    return check
+
+
+def _checkpoints(v: Any) -> list[Path]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"must be a list of file paths, got {v!r}")
+    return [_path(x) for x in v]
+
+
+def _weights(v: Any) -> list[float]:
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"must be a list of positive numbers, got {v!r}")
+    out = [_number(0.0, 1e6)(x) for x in v]
+    if any(x <= 0 for x in out):
+        raise ValueError(f"weights must be positive, got {v!r}")
+    return out
+
+
+def _thresholds(v: Any) -> dict[str, float]:
+    from engine.classes import ALL_CLASSES
+
+    bad = []
+    out: dict[str, float] = {}
+    for name, t in v.items():
+        if name not in ALL_CLASSES:
+            bad.append(f"unknown finding {name!r}")
+        elif isinstance(t, bool) or not isinstance(t, int | float) or not (0.0 < t <= 1.0):
+            bad.append(f"{name!r} must be a number in (0, 1], got {t!r}")
+        else:
+            out[name] = float(t)
+    if bad:
+        raise ValueError("; ".join(bad))
+    return out
+
+
+def _shortcuts(v: Any) -> dict[str, str]:
+    bad = [k for k, s in v.items() if not isinstance(s, str) or not s]
+    if bad:
+        raise ValueError(f"key sequences must be non-empty strings: {', '.join(bad)}")
+    return dict(v)
+
+
+def _database(v: Any) -> str:
+    from sqlalchemy.engine import make_url
+
+    s = _str(v)
+    try:
+        make_url(s)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"not a database URL ({exc})") from exc
+    return s
+
+
+_VALIDATORS: dict[str, Any] = {
+    "database": _database,
+    "reviewer": _str,
+    "task1_checkpoints": _checkpoints,
+    "task1_weights": _weights,
+    "task1_arch": _str,
+    "clip_model": _path,
+    "prompts": _path,
+    "calibration": _path,
+    "mode": _choice(MODES),
+    "device": _choice(DEVICES),
+    "precision": _choice(PRECISIONS),
+    "batch_size": _number(1, 4096, integer=True),
+    "normal_alpha": _number(0.0, 10.0),
+    "thresholds": _thresholds,
+    "shortcuts": _shortcuts,
+}

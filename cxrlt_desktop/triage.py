@@ -1,0 +1,261 @@
+"""The rare-finding score and the per-study triage summary kept in the store.
+
+Rare-finding score of an image (issue 4, item 4)::
+
+    rare_score = max over rare classes c with a probability of  p_c / t_c
+
+where the rare classes are the 6 zero-shot findings plus the in-distribution findings whose
+training prevalence is below 1 % (``engine.classes.RARE_CLASSES``, from resources/classes.csv),
+p_c is the engine's probability and t_c the class's operating threshold (defaults in
+resources/classes.csv, overridable in the settings). Normal never counts. A probability that is
+NaN (its task's model was not configured) is left out; an image with no rare probability at all
+has no score (``None``). A score >= 1 means at least one rare finding is at or above its
+threshold. A study's score is the max over its usable images' current predictions; the study
+also keeps the number of distinct findings (any class but Normal) at or above threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, NORMAL_INDEX, RARE_CLASSES
+
+TOP_N = 3
+_RARE_MASK = np.array([c in RARE_CLASSES for c in ALL_CLASSES])
+_FINDING_MASK = np.ones(len(ALL_CLASSES), dtype=bool)
+_FINDING_MASK[NORMAL_INDEX] = False
+
+
+def threshold_vector(overrides: Mapping[str, float] | None = None) -> np.ndarray:
+    """Thresholds in ``ALL_CLASSES`` order: the defaults, replaced by ``overrides`` by class name.
+
+    Raises
+    ------
+    ValueError
+        An override names an unknown class or is not in (0, 1].
+    """
+    merged = dict(DEFAULT_THRESHOLDS)
+    for name, value in (overrides or {}).items():
+        if name not in merged:
+            raise ValueError(f"threshold for unknown finding {name!r}")
+        if not (isinstance(value, int | float) and 0.0 < float(value) <= 1.0):
+            raise ValueError(f"threshold for {name!r} must be a number in (0, 1], got {value!r}")
+        merged[name] = float(value)
+    return np.array([merged[c] for c in ALL_CLASSES], dtype=np.float64)
+
+
+@dataclass
+class TriageSummary:
+    """What the store keeps per prediction."""
+
+    rare_score: float | None
+    n_above: int
+    top_findings: list[dict[str, Any]] = field(default_factory=list)
+    # (finding, probability, threshold) of each finding (not Normal) at or above threshold
+    hits: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+def rare_score(probs: np.ndarray, thresholds: np.ndarray | None = None) -> float | None:
+    """max over the rare classes of p_c / t_c, NaN ignored; None when no rare class has a value."""
+    t = threshold_vector() if thresholds is None else thresholds
+    ratios = np.asarray(probs, dtype=np.float64)[_RARE_MASK] / t[_RARE_MASK]
+    ratios = ratios[~np.isnan(ratios)]
+    return float(ratios.max()) if ratios.size else None
+
+
+def summarize(probs: np.ndarray, thresholds: np.ndarray | None = None) -> TriageSummary:
+    """Rare score, findings at or above threshold and the top findings of one prediction.
+
+    ``top_findings`` holds the ``TOP_N`` findings (not Normal, not NaN) with the highest
+    p_c / t_c, each as ``{"finding", "probability", "threshold"}``, whether or not above threshold.
+    """
+    t = threshold_vector() if thresholds is None else thresholds
+    p = np.asarray(probs, dtype=np.float64)
+    valid = _FINDING_MASK & ~np.isnan(p)
+    above = valid & (p >= t)
+    ratio = np.where(valid, p / t, -np.inf)
+    order = [int(k) for k in np.argsort(-ratio, kind="stable") if valid[k]][:TOP_N]
+    return TriageSummary(
+        rare_score=rare_score(p, t),
+        n_above=int(above.sum()),
+        top_findings=[
+            {"finding": ALL_CLASSES[k], "probability": float(p[k]), "threshold": float(t[k])}
+            for k in order
+        ],
+        hits=[(ALL_CLASSES[k], float(p[k]), float(t[k])) for k in np.flatnonzero(above)],
+    )
+
+
+def merge_top_findings(lists: Iterable[list[dict[str, Any]]], n: int = TOP_N) -> list[dict[str, Any]]:
+    """Study-level top findings: per finding the image with the highest p/t, then the best ``n``."""
+    best: dict[str, dict[str, Any]] = {}
+    for items in lists:
+        for item in items or []:
+            cur = best.get(item["finding"])
+            if cur is None or item["probability"] / item["threshold"] > cur["probability"] / cur["threshold"]:
+                best[item["finding"]] = item
+    ranked = sorted(best.values(), key=lambda d: -d["probability"] / d["threshold"])
+    return ranked[:n]
+
+
+def replace_hits(session: Session, image_id: int, study_id: int | None, prediction_id: int, summary: TriageSummary) -> None:
+    """Make ``finding_hit`` hold exactly the hits of this image's (new) current prediction."""
+    from cxrlt_desktop.store.models import FindingHit
+
+    session.execute(delete(FindingHit).where(FindingHit.image_id == image_id))
+    if study_id is None or not summary.hits:
+        return
+    session.add_all(
+        FindingHit(
+            prediction_id=prediction_id,
+            image_id=image_id,
+            study_id=study_id,
+            finding=f,
+            probability=p,
+            threshold=t,
+        )
+        for f, p, t in summary.hits
+    )
+
+
+def refresh_studies(session: Session, study_ids: Iterable[int]) -> None:
+    """Recompute the triage summary columns of these studies from their images (same transaction)."""
+    from cxrlt_desktop.store.models import (
+        FindingHit,
+        Image,
+        Prediction,
+        Review,
+        ScoreFailure,
+        Series,
+        Study,
+    )
+
+    ids = sorted(set(study_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        live = (Image.usable.is_(True), Image.missing.is_(False), Series.study_id.in_(chunk))
+        counts = {
+            sid: (n, scored, score)
+            for sid, n, scored, score in session.execute(
+                select(
+                    Series.study_id,
+                    func.count(Image.id),
+                    func.count(Image.current_prediction_id),
+                    func.max(Prediction.rare_score),
+                )
+                .join(Image, Image.series_id == Series.id)
+                .outerjoin(Prediction, Prediction.id == Image.current_prediction_id)
+                .where(*live)
+                .group_by(Series.study_id)
+            )
+        }
+        failed = dict(
+            session.execute(
+                select(Series.study_id, func.count(func.distinct(Image.id)))
+                .join(Image, Image.series_id == Series.id)
+                .join(ScoreFailure, ScoreFailure.image_id == Image.id)
+                .where(
+                    *live,
+                    Image.current_prediction_id.is_(None),
+                    ScoreFailure.image_version == Image.version,
+                )
+                .group_by(Series.study_id)
+            ).all()
+        )
+        reviewed = dict(
+            session.execute(
+                select(Series.study_id, func.count(func.distinct(Image.id)))
+                .join(Image, Image.series_id == Series.id)
+                .join(Review, Review.image_id == Image.id)
+                .where(*live)
+                .group_by(Series.study_id)
+            ).all()
+        )
+        above = dict(
+            session.execute(
+                select(FindingHit.study_id, func.count(func.distinct(FindingHit.finding)))
+                .where(FindingHit.study_id.in_(chunk))
+                .group_by(FindingHit.study_id)
+            ).all()
+        )
+        tops: dict[int, list[list[dict[str, Any]]]] = {}
+        for sid, top in session.execute(
+            select(Series.study_id, Prediction.top_findings)
+            .join(Image, Image.series_id == Series.id)
+            .join(Prediction, Prediction.id == Image.current_prediction_id)
+            .where(*live)
+        ):
+            tops.setdefault(sid, []).append(top)
+        params = []
+        for sid in chunk:
+            n, scored, score = counts.get(sid, (0, 0, None))
+            n_rev = reviewed.get(sid, 0)
+            status = "reviewed" if n and n_rev >= n else ("partial" if n_rev else "unreviewed")
+            params.append(
+                {
+                    "id": sid,
+                    "n_images": n,
+                    "n_scored": scored,
+                    "n_failed": failed.get(sid, 0),
+                    "n_reviewed": n_rev,
+                    "rare_score": score,
+                    "priority": score if score is not None and not math.isnan(score) else -1.0,
+                    "n_above": above.get(sid, 0),
+                    "top_findings": merge_top_findings(tops.get(sid, [])),
+                    "review_status": status,
+                    "reviewed": status == "reviewed",
+                }
+            )
+        if params:
+            session.execute(update(Study), params)
+
+
+def retriage(store, thresholds: Mapping[str, float] | None = None) -> int:  # noqa: ANN001
+    """Recompute every current prediction's triage columns and hits for new thresholds.
+
+    The probabilities stay as they are (predictions are immutable); the rare score, the count
+    above threshold, the top findings and ``finding_hit`` are derived from them and follow the
+    thresholds in force. Returns the number of predictions updated.
+    """
+    from cxrlt_desktop.store.models import FindingHit, Image, Prediction, Series, probs_to_array
+
+    t = threshold_vector(thresholds)
+
+    def work(s: Session) -> int:
+        rows = s.execute(
+            select(Prediction.id, Prediction.image_id, Prediction.probs, Series.study_id)
+            .join(Image, Image.current_prediction_id == Prediction.id)
+            .outerjoin(Series, Series.id == Image.series_id)
+        ).all()
+        s.execute(delete(FindingHit))
+        updates = []
+        for pid, image_id, blob, study_id in rows:
+            summary = summarize(probs_to_array(blob), t)
+            updates.append(
+                {
+                    "id": pid,
+                    "rare_score": summary.rare_score,
+                    "n_above": summary.n_above,
+                    "top_findings": summary.top_findings,
+                }
+            )
+            if study_id is not None:
+                s.add_all(
+                    FindingHit(prediction_id=pid, image_id=image_id, study_id=study_id, finding=f, probability=p, threshold=th)
+                    for f, p, th in summary.hits
+                )
+        if updates:
+            s.execute(update(Prediction), updates)
+        from cxrlt_desktop.store.models import Study
+
+        refresh_studies(s, s.scalars(select(Study.id)).all())
+        return len(updates)
+
+    return store.write(work)

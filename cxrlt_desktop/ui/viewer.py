@@ -1,0 +1,459 @@
+"""The image viewer: window/level, zoom, pan, invert, display-only rotate/flip, readout, overlay.
+
+Built on pyqtgraph's ImageItem inside a ViewBox. The viewer keeps the modality-LUT array
+(float32, from :class:`engine.imageio.DisplayImage`) and renders it through
+``engine.imageio.apply_window``, the one windowing function the engine and the GUI share, so
+what the screen shows at the header window equals ``DisplayImage.pixels``.
+
+Mouse: left drag changes window/level (horizontal = width, vertical = level), middle drag or
+Ctrl + left drag pans, the wheel zooms, right drag zooms too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+# Standard chest presets in Hounsfield-like modality units are meaningless for CR/DX (their
+# modality values are detector counts), so the fixed presets are defined relative to the
+# image's own intensity range: (lower, upper) percentiles of the modality values.  Lung opens
+# the dark end, mediastinum the bright soft tissue, bone the brightest values.
+RELATIVE_PRESETS: tuple[tuple[str, float, float], ...] = (
+    ("Lung", 2.0, 75.0),
+    ("Mediastinum", 35.0, 99.0),
+    ("Bone", 60.0, 99.9),
+)
+
+
+@dataclass
+class WindowPreset:
+    """A named window: centre and width in modality units."""
+
+    name: str
+    center: float
+    width: float
+
+
+def relative_presets(modality: np.ndarray, invert: bool = False) -> list[WindowPreset]:
+    """Lung, mediastinum and bone presets computed from the image's own value distribution.
+
+    Parameters
+    ----------
+    modality
+        Modality-LUT values (any float or int 2-D array).
+    invert
+        True for MONOCHROME1 images: there low values are bright, so the percentile ranges
+        are mirrored to keep "lung" meaning the dark (air) part of the display.
+
+    Returns
+    -------
+    list of WindowPreset
+    """
+    flat = np.asarray(modality).ravel()
+    sample = flat[:: max(1, flat.size // 200_000)].astype(np.float64)
+    out = []
+    for name, lo_p, hi_p in RELATIVE_PRESETS:
+        if invert:
+            lo_p, hi_p = 100.0 - hi_p, 100.0 - lo_p
+        lo, hi = np.percentile(sample, (lo_p, hi_p))
+        width = max(float(hi - lo), 1.0)
+        out.append(WindowPreset(name, float(lo + hi) / 2.0, width))
+    return out
+
+
+def _heat_lut() -> np.ndarray:
+    """A 256-entry RGBA lookup table: the 'turbo' colours with alpha rising from 0."""
+    cmap = pg.colormap.get("turbo")
+    lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
+    # Low attention stays transparent so the anatomy shows through.
+    lut[:, 3] = np.clip(np.linspace(-60, 255, 256), 0, 255).astype(np.uint8)
+    return lut
+
+
+class _ViewBox(pg.ViewBox):
+    """A ViewBox whose left drag is window/level instead of pan."""
+
+    def __init__(self, viewer: ImageViewer) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self._viewer = viewer
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - Qt override
+        if ev.button() == Qt.MouseButton.LeftButton and not (
+            ev.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            ev.accept()
+            if ev.isStart():
+                self._viewer._on_window_drag_start()
+            delta = ev.screenPos() - ev.buttonDownScreenPos()
+            self._viewer._on_window_drag(delta.x(), delta.y())
+            return
+        if ev.button() == Qt.MouseButton.LeftButton:
+            # Ctrl + left: pan, as ViewBox does for a plain left drag.
+            super().mouseDragEvent(ev, axis)
+            return
+        super().mouseDragEvent(ev, axis)
+
+
+class ImageViewer(QWidget):
+    """Shows one radiograph with window/level, zoom, pan, invert, rotate/flip and an overlay.
+
+    Signals
+    -------
+    windowChanged(float, float)
+        New window centre and width (modality units) after any change.
+    pixelReadout(str)
+        "x, y: value" under the mouse, or "" when outside the image.
+    overlayToggled(bool)
+        The overlay was switched on or off.
+    imageShown()
+        A new image was put on screen (after :meth:`set_image`).
+    """
+
+    windowChanged = Signal(float, float)
+    pixelReadout = Signal(str)
+    overlayToggled = Signal(bool)
+    imageShown = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._modality: np.ndarray | None = None  # oriented (rotated/flipped) view
+        self._raw_modality: np.ndarray | None = None
+        self._raw_attention: np.ndarray | None = None
+        self._header_window: tuple[float, float] = (0.5, 1.0)
+        self._header_presets: list[WindowPreset] = []
+        self._presets: list[WindowPreset] = []
+        self._center = 0.5
+        self._width = 1.0
+        self._base_invert = False
+        self._user_invert = False
+        self._rotation = 0  # quarter turns clockwise
+        self._flip_h = False
+        self._flip_v = False
+        self._drag_origin: tuple[float, float] = (0.5, 1.0)
+        self._value_span = 1.0
+        self._overlay_enabled = False
+        self._overlay_opacity = 0.45
+
+        self._graphics = pg.GraphicsLayoutWidget()
+        self._graphics.setBackground("k")
+        self._graphics.ci.setContentsMargins(0, 0, 0, 0)
+        self._view = _ViewBox(self)
+        self._graphics.addItem(self._view)
+        self._image_item = pg.ImageItem(axisOrder="row-major")
+        self._image_item.setAutoDownsample(True)
+        self._view.addItem(self._image_item)
+        self._overlay_item = pg.ImageItem(axisOrder="row-major")
+        self._overlay_item.setLookupTable(_heat_lut())
+        self._overlay_item.setZValue(10)
+        self._overlay_item.setVisible(False)
+        self._view.addItem(self._overlay_item)
+
+        self._info = QLabel("")
+        self._info.setObjectName("viewerInfo")
+        self._readout = QLabel("")
+        self._readout.setObjectName("pixelReadout")
+        self._readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 0, 4, 0)
+        bar.addWidget(self._info, 1)
+        bar.addWidget(self._readout)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self._graphics, 1)
+        layout.addLayout(bar)
+
+        # Drags arrive faster than a large image re-windows; coalesce to one render per turn of
+        # the event loop so the GUI never queues up stale renders.
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(self._render)
+
+        self._graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._empty_message()
+
+    # ------------------------------------------------------------------ public API
+    def set_image(self, display, *, attention: np.ndarray | None = None, label: str = "") -> None:
+        """Show a decoded image.
+
+        Parameters
+        ----------
+        display
+            An ``engine.imageio.DisplayImage`` (``modality``, ``window``, ``presets``, ``invert``).
+        attention
+            Optional attention map (h x w, any float) for the overlay; stretched over the image.
+        label
+            Text shown under the image (series / image number, size).
+        """
+        modality = np.asarray(display.modality, dtype=np.float32)
+        self._raw_modality = modality
+        self._base_invert = bool(display.invert)
+        center, width = (float(v) for v in display.window)
+        self._header_window = (center, max(width, 1e-6))
+        self._header_presets = [
+            WindowPreset(str(n), float(c), float(w)) for n, c, w in (display.presets or [])
+        ]
+        self._presets = (
+            [WindowPreset("Header", *self._header_window)]
+            + [p for p in self._header_presets if (p.center, p.width) != self._header_window]
+            + relative_presets(modality, self._base_invert)
+        )
+        finite = modality[:: max(1, modality.shape[0] // 256), :: max(1, modality.shape[1] // 256)]
+        self._value_span = max(float(np.nanmax(finite) - np.nanmin(finite)), 1.0)
+        self._center, self._width = self._header_window
+        self._info.setText(label)
+        self._raw_attention = None if attention is None else np.asarray(attention, np.float32)
+        self._reorient()
+        self._render()
+        self.fit()
+        self.imageShown.emit()
+
+    def clear(self) -> None:
+        """Remove the image (for example when a study has no decodable image)."""
+        self._raw_modality = None
+        self._modality = None
+        self._raw_attention = None
+        self._image_item.clear()
+        self._overlay_item.clear()
+        self._overlay_item.setVisible(False)
+        self._empty_message()
+
+    def has_image(self) -> bool:
+        return self._modality is not None
+
+    def presets(self) -> list[WindowPreset]:
+        """Header window first, then the header's other presets, then lung/mediastinum/bone."""
+        return list(self._presets)
+
+    def apply_preset(self, name: str) -> None:
+        """Switch to the named preset (case-insensitive); unknown names raise KeyError."""
+        for p in self._presets:
+            if p.name.lower() == name.lower():
+                self.set_window(p.center, p.width)
+                return
+        raise KeyError(f"no window preset named {name!r}")
+
+    def window(self) -> tuple[float, float]:
+        """Current (centre, width) in modality units."""
+        return (self._center, self._width)
+
+    def set_window(self, center: float, width: float) -> None:
+        """Set the window in modality units; width is kept above a tiny positive floor."""
+        self._center = float(center)
+        self._width = max(float(width), 1e-3 * self._value_span)
+        self._schedule_render()
+        self.windowChanged.emit(self._center, self._width)
+
+    def reset_window(self) -> None:
+        """Back to the header window (or the percentile window the reader chose)."""
+        self.set_window(*self._header_window)
+
+    def set_inverted(self, inverted: bool) -> None:
+        """Invert the display on top of what the photometric interpretation asks for."""
+        self._user_invert = bool(inverted)
+        self._schedule_render()
+
+    def is_inverted(self) -> bool:
+        return self._user_invert
+
+    def toggle_invert(self) -> None:
+        self.set_inverted(not self._user_invert)
+
+    def rotate(self, quarter_turns: int = 1) -> None:
+        """Rotate the display clockwise by quarter turns (display only; pixels are untouched)."""
+        self._rotation = (self._rotation + quarter_turns) % 4
+        self._reorient()
+        self._render()
+        self.fit()
+
+    def flip_horizontal(self) -> None:
+        self._flip_h = not self._flip_h
+        self._reorient()
+        self._render()
+
+    def flip_vertical(self) -> None:
+        self._flip_v = not self._flip_v
+        self._reorient()
+        self._render()
+
+    def reset_orientation(self) -> None:
+        self._rotation, self._flip_h, self._flip_v = 0, False, False
+        self._reorient()
+        self._render()
+        self.fit()
+
+    def fit(self) -> None:
+        """Fit the whole image into the view."""
+        if self._modality is None:
+            return
+        h, w = self._modality.shape
+        self._view.setRange(QRectF(0, 0, w, h), padding=0.0)
+
+    def one_to_one(self) -> None:
+        """One image pixel per screen pixel, centred on the current view centre."""
+        if self._modality is None:
+            return
+        rect = self._view.viewRect()
+        size = self._view.size()
+        cx, cy = rect.center().x(), rect.center().y()
+        w, h = max(size.width(), 1.0), max(size.height(), 1.0)
+        self._view.setRange(
+            xRange=(cx - w / 2, cx + w / 2), yRange=(cy - h / 2, cy + h / 2), padding=0.0
+        )
+
+    def zoom(self, factor: float) -> None:
+        """Zoom about the view centre; factor > 1 magnifies."""
+        self._view.scaleBy((1.0 / factor, 1.0 / factor))
+
+    def view_rect(self) -> QRectF:
+        return self._view.viewRect()
+
+    def displayed_pixels(self) -> np.ndarray | None:
+        """The uint8 array now on screen (after windowing, inversion and orientation)."""
+        img = self._image_item.image
+        return None if img is None else np.asarray(img)
+
+    def value_at(self, x: int, y: int) -> float | None:
+        """Modality value at display column x, row y, or None outside the image."""
+        if self._modality is None:
+            return None
+        h, w = self._modality.shape
+        if 0 <= x < w and 0 <= y < h:
+            return float(self._modality[y, x])
+        return None
+
+    def source_coords(self, x: int, y: int) -> tuple[int, int]:
+        """Map a display (column, row) back to the stored image's (column, row).
+
+        The readout names pixels as the file stores them, whatever rotation or flip is shown.
+        """
+        assert self._raw_modality is not None
+        h, w = self._raw_modality.shape
+        hd, wd = self._modality.shape if self._modality is not None else (h, w)
+        r, c = y, x
+        if self._flip_v:
+            r = hd - 1 - r
+        if self._flip_h:
+            c = wd - 1 - c
+        k = self._rotation
+        if k == 1:
+            r, c = h - 1 - c, r
+        elif k == 2:
+            r, c = h - 1 - r, w - 1 - c
+        elif k == 3:
+            r, c = c, w - 1 - r
+        return c, r
+
+    # overlay -----------------------------------------------------------------
+    def set_attention(self, attention: np.ndarray | None) -> None:
+        """Replace the overlay's attention map (h x w); None removes it."""
+        self._raw_attention = None if attention is None else np.asarray(attention, np.float32)
+        self._update_overlay()
+
+    def has_attention(self) -> bool:
+        return self._raw_attention is not None
+
+    def set_overlay_enabled(self, enabled: bool) -> None:
+        """Show or hide the heatmap (hidden by default)."""
+        enabled = bool(enabled)
+        changed = enabled != self._overlay_enabled
+        self._overlay_enabled = enabled
+        self._update_overlay()
+        if changed:
+            self.overlayToggled.emit(enabled)
+
+    def toggle_overlay(self) -> None:
+        self.set_overlay_enabled(not self._overlay_enabled)
+
+    def overlay_enabled(self) -> bool:
+        return self._overlay_enabled
+
+    def overlay_visible(self) -> bool:
+        """True when a heatmap is actually drawn (enabled and a map is present)."""
+        return self._overlay_item.isVisible()
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        self._overlay_opacity = float(np.clip(opacity, 0.0, 1.0))
+        self._overlay_item.setOpacity(self._overlay_opacity)
+
+    def overlay_opacity(self) -> float:
+        return self._overlay_opacity
+
+    # ------------------------------------------------------------------ internals
+    def _empty_message(self) -> None:
+        self._info.setText("No image. Open a folder (File > Open folder) or drop one here.")
+        self._readout.setText("")
+
+    def _orient(self, a: np.ndarray) -> np.ndarray:
+        if self._rotation:
+            a = np.rot90(a, -self._rotation)
+        if self._flip_h:
+            a = a[:, ::-1]
+        if self._flip_v:
+            a = a[::-1, :]
+        return a
+
+    def _reorient(self) -> None:
+        if self._raw_modality is None:
+            return
+        self._modality = np.ascontiguousarray(self._orient(self._raw_modality))
+        self._update_overlay()
+
+    def _schedule_render(self) -> None:
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render(self) -> None:
+        from engine.imageio import apply_window
+
+        if self._modality is None:
+            return
+        invert = self._base_invert != self._user_invert
+        pixels = apply_window(self._modality, self._center, self._width, invert)
+        self._image_item.setImage(pixels, autoLevels=False, levels=(0, 255))
+
+    def _update_overlay(self) -> None:
+        if self._raw_attention is None or self._modality is None or not self._overlay_enabled:
+            self._overlay_item.setVisible(False)
+            return
+        att = self._orient(self._raw_attention)
+        top = float(np.nanmax(att)) if att.size else 0.0
+        norm = att / top if top > 0 else np.zeros_like(att)
+        h, w = self._modality.shape
+        self._overlay_item.setImage(np.ascontiguousarray(norm), autoLevels=False, levels=(0, 1))
+        # The attention grid covers the whole (resized) model input, which is the whole image.
+        self._overlay_item.setRect(QRectF(0, 0, w, h))
+        self._overlay_item.setOpacity(self._overlay_opacity)
+        self._overlay_item.setVisible(True)
+
+    def _on_window_drag_start(self) -> None:
+        self._drag_origin = (self._center, self._width)
+
+    def _on_window_drag(self, dx: float, dy: float) -> None:
+        # One screen width of drag spans the image's whole value range: fine control near the
+        # start point, the whole range within reach.
+        scale = self._value_span / max(self._graphics.width(), 100)
+        c0, w0 = self._drag_origin
+        self.set_window(c0 - dy * scale, w0 + dx * scale)
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        if self._modality is None:
+            return
+        p = self._view.mapSceneToView(scene_pos)
+        x, y = int(np.floor(p.x())), int(np.floor(p.y()))
+        value = self.value_at(x, y)
+        if value is None:
+            text = ""
+        else:
+            sx, sy = self.source_coords(x, y)
+            text = f"x {sx}, y {sy}: {value:.6g}"
+        self._readout.setText(text)
+        self.pixelReadout.emit(text)
+
+
+__all__ = ["ImageViewer", "WindowPreset", "relative_presets", "RELATIVE_PRESETS"]

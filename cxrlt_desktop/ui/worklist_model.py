@@ -1,0 +1,349 @@
+"""The worklist table model: studies from ``cxrlt_desktop.worklist.query_worklist``, lazily.
+
+Rows are fetched a page at a time (``canFetchMore``/``fetchMore``), filtered at query level
+(status, finding, free text) and ordered by the rare-finding score as the query returns them;
+sorting by another column sorts in memory after loading every matching row.
+
+:meth:`WorklistModel.refresh` re-runs the query while scores stream in and updates rows *by
+study UID*: rows that moved are moved with ``layoutChanged`` and the persistent indexes (hence
+the view's selection and current index) follow their study, so the reader's selection never
+jumps to another study.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+
+PAGE_SIZE = 200
+ALL_ROWS = 10_000_000  # "no limit" for a query that must return every matching study
+
+COLUMNS = ("priority", "patient", "study_date", "description", "images", "top_findings", "status")
+HEADERS = {
+    "priority": "Priority",
+    "patient": "Patient",
+    "study_date": "Date",
+    "description": "Description",
+    "images": "Images",
+    "top_findings": "Top findings",
+    "status": "Status",
+}
+FLAG = "\u2691"  # a flag glyph
+STUDY_UID_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+def _get(row: Any, name: str, default: Any = None) -> Any:
+    if isinstance(row, dict):
+        return row.get(name, default)
+    return getattr(row, name, default)
+
+
+def _finding_items(row: Any) -> list[tuple[str, float, float]]:
+    out = []
+    for f in _get(row, "top_findings", None) or []:
+        name = _get(f, "finding")
+        p = _get(f, "probability")
+        t = _get(f, "threshold", 0.5)
+        if name is None or p is None:
+            continue
+        out.append((str(name), float(p), float(t if t is not None else 0.5)))
+    return out
+
+
+def is_flagged(row: Any) -> bool:
+    """A study is flagged when any of its findings is at or above its operating threshold."""
+    if (_get(row, "n_above", 0) or 0) > 0:
+        return True
+    score = _get(row, "rare_score")
+    if score is not None and not math.isnan(score) and score >= 1.0:
+        return True
+    return any(p >= t for _, p, t in _finding_items(row))
+
+
+def format_date(value: Any) -> str:
+    s = "" if value is None else str(value)
+    if len(s) == 8 and s.isdigit():
+        return f"{s[:4]}-{s[4:6]}-{s[6:]}"
+    return s
+
+
+class WorklistModel(QAbstractTableModel):
+    """Lazy, sortable, filterable study list.
+
+    Parameters
+    ----------
+    store
+        The open store (``cxrlt_desktop.store.open_store``).
+    query
+        The query function; ``cxrlt_desktop.worklist.query_worklist`` by default (tests and the
+        benchmark may pass another with the same keywords).
+
+    Signals
+    -------
+    refreshed()
+        Emitted after every :meth:`refresh` or filter change.
+    """
+
+    refreshed = Signal()
+
+    def __init__(self, store, query=None, parent=None) -> None:
+        super().__init__(parent)
+        if query is None:
+            from cxrlt_desktop.worklist import query_worklist as query
+        self._store = store
+        self._query = query
+        self._rows: list[Any] = []
+        self._exhausted = False
+        self._status = "all"
+        self._finding: str | None = None
+        self._text: str | None = None
+        self._show_phi = False
+        self._sort_column = 0
+        self._sort_order = Qt.SortOrder.DescendingOrder
+
+    # ------------------------------------------------------------------ Qt model API
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[COLUMNS[section]]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            if COLUMNS[section] == "priority":
+                return (
+                    "Rare-finding score: max over rare findings of probability / threshold. "
+                    f"{FLAG} = a finding at or above its threshold."
+                )
+        return None
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:  # noqa: B008, N802
+        return not parent.isValid() and not self._exhausted
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008, N802
+        if parent.isValid() or self._exhausted:
+            return
+        page = self._run_query(limit=PAGE_SIZE, offset=len(self._rows))
+        known = {_get(r, "study_uid") for r in self._rows}
+        # Offsets shift while scores stream in: never show a study twice.
+        page_new = [r for r in page if _get(r, "study_uid") not in known]
+        if len(page) < PAGE_SIZE:
+            self._exhausted = True
+        if page_new:
+            first = len(self._rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(page_new) - 1)
+            self._rows.extend(page_new)
+            self.endInsertRows()
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        row = self._rows[index.row()]
+        col = COLUMNS[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(row, col)
+        if role == SORT_ROLE:
+            return self._sort_key(row, col)
+        if role == STUDY_UID_ROLE:
+            return _get(row, "study_uid")
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == "top_findings":
+                return "\n".join(
+                    f"{n}: {p:.3f} (threshold {t:.2f}){' - above' if p >= t else ''}"
+                    for n, p, t in _finding_items(row)
+                ) or None
+            if col == "priority" and is_flagged(row):
+                return "At least one finding at or above its operating threshold"
+            return None
+        if role == Qt.ItemDataRole.ForegroundRole and col == "priority" and is_flagged(row):
+            return QBrush(QColor("#c92a2a"))
+        if role == Qt.ItemDataRole.FontRole and is_flagged(row) and col == "priority":
+            from PySide6.QtGui import QFont
+
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in ("priority", "images"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort by a column. Any column but the default priority order loads every row first."""
+        self._sort_column = column
+        self._sort_order = order
+        if not self._is_server_order() and not self._exhausted:
+            self._replace_rows(self._run_query(limit=ALL_ROWS, offset=0))
+            self._exhausted = True
+        self._replace_rows(self._sorted(self._rows))
+
+    # ------------------------------------------------------------------ app API
+    def rows(self) -> list[Any]:
+        return list(self._rows)
+
+    def row_for_uid(self, study_uid: str) -> int:
+        for i, r in enumerate(self._rows):
+            if _get(r, "study_uid") == study_uid:
+                return i
+        return -1
+
+    def study_uid(self, row: int) -> str | None:
+        if 0 <= row < len(self._rows):
+            return _get(self._rows[row], "study_uid")
+        return None
+
+    def row_data(self, row: int) -> Any:
+        return self._rows[row]
+
+    def set_filters(
+        self,
+        *,
+        status: str | None = None,
+        finding: str | None = None,
+        text: str | None = None,
+        show_phi: bool | None = None,
+    ) -> None:
+        """Change the query's filters (None keeps a filter as it is; "" clears text/finding)."""
+        if status is not None:
+            self._status = status or "all"
+        if finding is not None:
+            self._finding = finding or None
+        if text is not None:
+            self._text = text.strip() or None
+        if show_phi is not None:
+            self._show_phi = bool(show_phi)
+        self._exhausted = False
+        self.refresh(reset_paging=True)
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "status": self._status,
+            "finding": self._finding,
+            "text": self._text,
+            "show_phi": self._show_phi,
+        }
+
+    def refresh(self, *, reset_paging: bool = False) -> None:
+        """Re-run the query for the rows already loaded (at least one page), keyed by study UID."""
+        want = PAGE_SIZE if reset_paging else max(len(self._rows), PAGE_SIZE)
+        if self._exhausted and not reset_paging:
+            want = ALL_ROWS
+        rows = self._run_query(limit=want, offset=0)
+        if reset_paging or len(rows) < want:
+            self._exhausted = len(rows) < want
+        self._replace_rows(self._sorted(rows))
+        self.refreshed.emit()
+
+    # ------------------------------------------------------------------ internals
+    def _is_server_order(self) -> bool:
+        return self._sort_column == 0 and self._sort_order == Qt.SortOrder.DescendingOrder
+
+    def _run_query(self, *, limit: int, offset: int) -> list[Any]:
+        return list(
+            self._query(
+                self._store,
+                limit=limit,
+                offset=offset,
+                status=self._status,
+                finding=self._finding,
+                text=self._text,
+                show_phi=self._show_phi,
+            )
+        )
+
+    def _sorted(self, rows: list[Any]) -> list[Any]:
+        if self._is_server_order():
+            return list(rows)
+        col = COLUMNS[self._sort_column]
+        reverse = self._sort_order == Qt.SortOrder.DescendingOrder
+        # Python's sort is stable: ties keep the priority order the query returned.
+        return sorted(rows, key=lambda r: self._sort_key(r, col), reverse=reverse)
+
+    @staticmethod
+    def _sort_key(row: Any, col: str):
+        if col == "priority":
+            s = _get(row, "rare_score")
+            return -1.0 if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
+        if col == "images":
+            return int(_get(row, "n_images", 0) or 0)
+        if col == "top_findings":
+            items = _finding_items(row)
+            return max((p for _, p, _ in items), default=-1.0)
+        value = _get(row, col)
+        return "" if value is None else str(value).lower()
+
+    @staticmethod
+    def _display(row: Any, col: str) -> str:
+        if col == "priority":
+            s = _get(row, "rare_score")
+            text = "-" if s is None or (isinstance(s, float) and math.isnan(s)) else f"{s:.2f}"
+            return f"{FLAG} {text}" if is_flagged(row) else text
+        if col == "patient":
+            return str(_get(row, "patient", "") or "")
+        if col == "study_date":
+            return format_date(_get(row, "study_date"))
+        if col == "description":
+            return str(_get(row, "description", "") or "")
+        if col == "images":
+            n = int(_get(row, "n_images", 0) or 0)
+            scored = int(_get(row, "n_scored", 0) or 0)
+            failed = int(_get(row, "n_failed", 0) or 0)
+            text = str(n) if scored >= n else f"{scored}/{n}"
+            return f"{text} ({failed} failed)" if failed else text
+        if col == "top_findings":
+            items = _finding_items(row)[:3]
+            return ", ".join(f"{n} {p:.2f}" for n, p, _ in items)
+        if col == "status":
+            return str(_get(row, "status", "") or "")
+        return ""
+
+    def _replace_rows(self, new_rows: list[Any]) -> None:
+        """Swap in ``new_rows`` keeping every persistent index on its study."""
+        old_keys = [_get(r, "study_uid") for r in self._rows]
+        new_keys = [_get(r, "study_uid") for r in new_rows]
+        if old_keys == new_keys:
+            self._rows = list(new_rows)
+            if self._rows:
+                self.dataChanged.emit(
+                    self.index(0, 0), self.index(len(self._rows) - 1, len(COLUMNS) - 1)
+                )
+            return
+        n_old, n_new = len(self._rows), len(new_rows)
+        if n_new > n_old:
+            # Grow first (rows appended at the end touch no persistent index) ...
+            self.beginInsertRows(QModelIndex(), n_old, n_new - 1)
+            self._rows = self._rows + list(new_rows[n_old:])
+            self.endInsertRows()
+            staged = list(new_rows)
+        else:
+            # ... or park the studies that left at the end, to remove them after the move.
+            keep = set(new_keys)
+            staged = list(new_rows) + [r for r in self._rows if _get(r, "study_uid") not in keep]
+        staged_pos = {_get(r, "study_uid"): i for i, r in enumerate(staged)}
+        current_keys = [_get(r, "study_uid") for r in self._rows]
+
+        self.layoutAboutToBeChanged.emit()
+        old_persistent = self.persistentIndexList()
+        new_persistent = []
+        for idx in old_persistent:
+            key = current_keys[idx.row()] if 0 <= idx.row() < len(current_keys) else None
+            j = staged_pos.get(key) if key is not None else None
+            new_persistent.append(
+                self.index(j, idx.column()) if j is not None and j < len(staged) else QModelIndex()
+            )
+        self._rows = staged
+        self.changePersistentIndexList(old_persistent, new_persistent)
+        self.layoutChanged.emit()
+
+        if len(self._rows) > n_new:
+            self.beginRemoveRows(QModelIndex(), n_new, len(self._rows) - 1)
+            self._rows = self._rows[:n_new]
+            self.endRemoveRows()
+
+
+__all__ = ["WorklistModel", "COLUMNS", "STUDY_UID_ROLE", "is_flagged", "PAGE_SIZE"]

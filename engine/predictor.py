@@ -1,0 +1,504 @@
+"""The batched predictor: one API for the CLI, the GUI worker, the benchmark and the tests.
+
+Per batch of N images (paper mode): the N preprocessed images go to the device once; the 6 TTA
+views are stacked into one [6N, 3, S, S] channels_last tensor and each Task 1 model runs one
+forward over it (chunked on the CPU to bound memory); per model the sigmoid outputs are averaged
+over the views; the models are averaged with normalised weights; normal gating follows. The CSRA
+attention maps come from the identity view of the first CSRA model. The CLIP image encoder runs
+on the same batch. Decoding and the numpy part of preprocessing run in a thread pool ahead of
+the compute (``predict_paths``).
+
+``fast`` mode runs only the CSRA model(s) on the identity view (gating and CLIP unchanged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.classes import ALL_CLASSES, NORMAL_INDEX, TASK1_CLASSES, TASK2_CLASSES
+
+MODES = ("paper", "fast")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+ENGINE_VERSION = 1
+
+
+@dataclass
+class EngineConfig:
+    """What the engine runs. Paths may be str or Path.
+
+    ``image_size`` (added field) is the Task 1 input size: 512 for the published weights; tests
+    and demo models may use less. ``cache_dir`` (added) is where prompt embeddings are cached
+    (None: no cache). ``decode_workers`` (added): threads that decode and preprocess ahead.
+    ``forward_chunk`` (added): most images per model forward (None: 6 x batch on GPU, 6 on CPU).
+    """
+
+    task1_checkpoints: list[Path] = field(default_factory=list)
+    task1_weights: list[float] | None = None
+    task1_arch: str = "convnextv2_base"
+    clip_model: Path | None = None
+    prompts: Path | None = None
+    mode: str = "paper"
+    normal_alpha: float = 0.5
+    device: str = "auto"
+    precision: str | None = None
+    batch_size: int = 8
+    compile: bool = False
+    calibration: Path | None = None
+    image_size: int = 512
+    cache_dir: Path | None = None
+    decode_workers: int | None = None
+    forward_chunk: int | None = None
+
+
+@dataclass
+class ModelInfo:
+    """One model file in use. ``weight`` is the normalised ensemble weight (None for CLIP)."""
+
+    path: Path
+    sha256: str
+    arch: str
+    role: str  # "task1-csra" | "task1-mlp" | "clip"
+    weight: float | None
+
+
+@dataclass
+class PredictionBatch:
+    """Outputs for N images, in input order."""
+
+    probs: np.ndarray  # [N, 36] float64, NaN columns for an absent task
+    ungated: np.ndarray  # [N, 30] float64 Task 1 ensemble before gating (NaN without Task 1)
+    attention: np.ndarray | None  # [N, 30, h, w] float16
+    seconds: float
+
+
+@dataclass
+class PathResult:
+    """One input file's outcome. ``probs``/``ungated``/``attention`` are None when not ok."""
+
+    path: Path
+    ok: bool
+    reason: str | None
+    probs: np.ndarray | None
+    attention: np.ndarray | None
+    ungated: np.ndarray | None
+    seconds: float
+
+
+class EngineError(Exception):
+    """A configuration the engine cannot run (message says what to change)."""
+
+
+@dataclass
+class _Prepared:
+    task1: np.ndarray | None  # [S, S] uint8
+    clip: np.ndarray | None  # [512, 512] float32
+    seconds: float
+
+
+def _resolve_device(name: str):
+    import torch
+
+    if name not in DEVICES:
+        raise EngineError(f"device must be one of {', '.join(DEVICES)}, not {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EngineError(
+            "--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto"
+        )
+    return torch.device(name)
+
+
+class Predictor:
+    """Loads the configured models once and scores images in batches.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        Models, mode, device and precision.
+
+    Raises
+    ------
+    EngineError, engine.checkpoints.CheckpointError, engine.zeroshot.ZeroShotError
+        For anything that stops the models from loading; messages name the file and the fix.
+    """
+
+    def __init__(self, config: EngineConfig):
+        import torch
+
+        from engine import zeroshot
+        from engine.checkpoints import load_task1_model
+        from engine.ensemble import default_weights, normalise_weights
+        from engine.tta import VIEWS
+
+        self.config = config
+        if config.mode not in MODES:
+            raise EngineError(f"mode must be one of {', '.join(MODES)}, not {config.mode!r}")
+        if not config.task1_checkpoints and config.clip_model is None:
+            raise EngineError(
+                "no model configured: give Task 1 checkpoints and/or a CLIP model folder"
+            )
+        if config.batch_size < 1:
+            raise EngineError(f"batch size must be >= 1, got {config.batch_size}")
+        if config.precision is not None and config.precision not in PRECISIONS:
+            raise EngineError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}"
+            )
+        self.device = _resolve_device(config.device)
+        self.precision = config.precision or ("bf16" if self.device.type == "cuda" else "fp32")
+        self._amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
+            self.precision
+        ]
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            if self.precision == "fp32":
+                # fp32 means fp32: TF32 convolutions would differ from the reference by ~1e-3.
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
+
+        paths = [Path(p) for p in config.task1_checkpoints]
+        if config.task1_weights is not None and len(config.task1_weights) != len(paths):
+            raise EngineError(
+                f"{len(config.task1_weights)} Task 1 weights for {len(paths)} checkpoints: give one weight per checkpoint"
+            )
+        loaded = [load_task1_model(p, config.task1_arch) for p in paths]
+        raw = (
+            list(config.task1_weights)
+            if config.task1_weights is not None
+            else default_weights([m.head for m in loaded])
+        )
+        if loaded:
+            normalise_weights(raw)  # validate before dropping models
+        self.views: tuple[str, ...] = VIEWS
+        if config.mode == "fast" and loaded:
+            keep = [i for i, m in enumerate(loaded) if m.head == "csra"]
+            if not keep:
+                warnings.warn(
+                    "fast mode: no CSRA checkpoint given, using all Task 1 models", stacklevel=2
+                )
+                keep = list(range(len(loaded)))
+            loaded = [loaded[i] for i in keep]
+            raw = [raw[i] for i in keep]
+            self.views = ("identity",)
+        self._raw_weights = raw
+        self._weights = normalise_weights(raw) if loaded else np.zeros(0)
+        self._task1 = loaded
+        self._modules = []
+        for m in loaded:
+            mod = m.model.to(self.device).eval()
+            mod = mod.to(memory_format=torch.channels_last)
+            if config.compile:
+                mod = torch.compile(mod, dynamic=False)
+            self._modules.append(mod)
+        self._att_index = next((i for i, m in enumerate(loaded) if m.head == "csra"), None)
+
+        self._clip = None
+        self._prompts_hash = None
+        if config.clip_model is not None:
+            prompts = zeroshot.load_prompts(config.prompts)
+            self._clip = zeroshot.load_zero_shot(
+                config.clip_model, prompts=prompts, cache_dir=config.cache_dir, device=self.device
+            )
+            self._prompts_hash = self._clip.prompts_hash
+        # Temperatures (engine.calibration, fitted by `cxrlt calibrate`) apply to the final
+        # probabilities, after gating, which is what they were fitted on.
+        self._temperatures = None
+        self._calibration_sha = None
+        if config.calibration:
+            from engine.calibration import load_temperatures
+            from engine.checkpoints import sha256_file
+
+            try:
+                self._temperatures = load_temperatures(config.calibration)
+            except ValueError as e:
+                raise EngineError(str(e)) from e
+            self._calibration_sha = sha256_file(config.calibration)
+        workers = config.decode_workers or min(4, os.cpu_count() or 1)
+        self._workers = max(1, workers)
+        chunk = config.forward_chunk
+        if chunk is None:
+            chunk = (
+                len(self.views) * config.batch_size
+                if self.device.type == "cuda"
+                else max(len(self.views), 2)
+            )
+        self._chunk = max(1, chunk)
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def models(self) -> list[ModelInfo]:
+        """The model files in use, with sha256, architecture, role and normalised weight."""
+        out = [
+            ModelInfo(m.path, m.sha256, m.arch, f"task1-{m.head}", float(w))
+            for m, w in zip(self._task1, self._weights, strict=True)
+        ]
+        if self._clip is not None:
+            out.append(
+                ModelInfo(self._clip.weights_path, self._clip.sha256, "open_clip", "clip", None)
+            )
+        return out
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Engine settings that determine the numbers (JSON-able), recorded with every score."""
+        return {
+            "engine_version": ENGINE_VERSION,
+            "mode": self.config.mode,
+            "views": list(self.views) if self._task1 else [],
+            "normal_alpha": float(self.config.normal_alpha),
+            "weights": [float(w) for w in self._weights],
+            "raw_weights": [float(w) for w in self._raw_weights],
+            "heads": [m.head for m in self._task1],
+            "image_size": int(self.config.image_size),
+            "precision": self.precision,
+            "device": self.device.type,
+            "prompts_hash": self._prompts_hash,
+            "clip_scale": 5.0 if self._clip is not None else None,
+            "calibration_sha256": self._calibration_sha,
+        }
+
+    @property
+    def has_task1(self) -> bool:
+        return bool(self._task1)
+
+    @property
+    def has_clip(self) -> bool:
+        return self._clip is not None
+
+    # ------------------------------------------------------------------ preprocessing
+
+    def prepare(self, array: np.ndarray) -> _Prepared:
+        """The numpy part of preprocessing for one source array (thread-safe)."""
+        from engine.preprocess import MODEL_SIZE, clip_grey, task1_grey
+
+        t0 = time.perf_counter()
+        array = np.asarray(array)
+        t1 = task1_grey(array, self.config.image_size) if self._task1 else None
+        c = clip_grey(array, MODEL_SIZE) if self._clip is not None else None
+        return _Prepared(t1, c, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ compute
+
+    def _autocast(self):
+        import torch
+
+        if self._amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._amp_dtype)
+
+    def _forward_task1(self, grey_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """[N, S, S] uint8 -> ungated ensemble [N, 30] and attention [N, 30, h, w] or None."""
+        import torch
+
+        from engine.preprocess import task1_tensor
+        from engine.tta import stack_views
+
+        n = grey_u8.shape[0]
+        v = len(self.views)
+        src = torch.from_numpy(np.ascontiguousarray(grey_u8))
+        if self.device.type == "cuda":
+            src = src.pin_memory().to(self.device, non_blocking=True)
+        x = stack_views(task1_tensor(src), self.views).contiguous(memory_format=torch.channels_last)
+        total = None
+        attention = None
+        for k, (mod, w) in enumerate(zip(self._modules, self._weights, strict=True)):
+            probs = []
+            att_parts = []
+            with torch.inference_mode(), self._autocast():
+                for start in range(0, v * n, self._chunk):
+                    logits, att = mod(x[start : start + self._chunk])
+                    probs.append(torch.sigmoid(logits.float()))
+                    if k == self._att_index and att is not None and start < n:
+                        att_parts.append(att[: max(0, n - start)].to(torch.float16))
+            p = torch.cat(probs).view(v, n, -1).mean(0).double()
+            total = p * float(w) if total is None else total + p * float(w)
+            if att_parts:
+                attention = torch.cat(att_parts)[:n].cpu().numpy()
+        return total.cpu().numpy(), attention
+
+    def _forward_clip(self, grey: np.ndarray) -> np.ndarray:
+        import torch
+
+        from engine.preprocess import clip_tensor
+
+        src = torch.from_numpy(np.ascontiguousarray(grey))
+        if self.device.type == "cuda":
+            src = src.pin_memory().to(self.device, non_blocking=True)
+        return self._clip.probs(
+            clip_tensor(src.to(self.device), self._clip.image_size), self._amp_dtype
+        )
+
+    def _predict_prepared(self, items: list[_Prepared]) -> PredictionBatch:
+        from engine.ensemble import normal_gating
+
+        t0 = time.perf_counter()
+        n = len(items)
+        probs = np.full((n, len(ALL_CLASSES)), np.nan)
+        ungated = np.full((n, len(TASK1_CLASSES)), np.nan)
+        attention = None
+        if n == 0:
+            return PredictionBatch(probs, ungated, None, 0.0)
+        pad = (
+            self.config.batch_size - n if self.config.compile and n < self.config.batch_size else 0
+        )
+        if self._task1:
+            g = np.stack([it.task1 for it in items] + [items[-1].task1] * pad)
+            ens, att = self._forward_task1(g)
+            ens, att = ens[:n], (att[:n] if att is not None else None)
+            ungated[:] = ens
+            probs[:, : len(TASK1_CLASSES)] = normal_gating(
+                ens, self.config.normal_alpha, NORMAL_INDEX
+            )
+            attention = att
+        if self._clip is not None:
+            c = np.stack([it.clip for it in items] + [items[-1].clip] * pad)
+            probs[:, len(TASK1_CLASSES) :] = self._forward_clip(c)[:n]
+        if self._temperatures:
+            from engine.calibration import apply_calibration
+
+            probs = apply_calibration(probs, self._temperatures)
+        return PredictionBatch(probs, ungated, attention, time.perf_counter() - t0)
+
+    def predict_arrays(self, arrays: list[np.ndarray]) -> PredictionBatch:
+        """Score source arrays (2-D, as ``engine.imageio.read_source`` returns them).
+
+        Parameters
+        ----------
+        arrays : list of numpy.ndarray
+            One 2-D grey source array per image.
+
+        Returns
+        -------
+        PredictionBatch
+            ``probs`` [N, 36] in ``engine.classes.ALL_CLASSES`` order.
+        """
+        t0 = time.perf_counter()
+        out: list[PredictionBatch] = []
+        bs = self.config.batch_size
+        for i in range(0, len(arrays), bs):
+            out.append(self._predict_prepared([self.prepare(a) for a in arrays[i : i + bs]]))
+        if not out:
+            return self._predict_prepared([])
+        att = [b.attention for b in out]
+        return PredictionBatch(
+            probs=np.concatenate([b.probs for b in out]),
+            ungated=np.concatenate([b.ungated for b in out]),
+            attention=np.concatenate(att) if all(a is not None for a in att) else None,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def predict_paths(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        read: Callable[[Path], np.ndarray] | None = None,
+        batch_size: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[PathResult]:
+        """Decode, preprocess and score files; one :class:`PathResult` per input, in order.
+
+        Decoding and preprocessing run in a thread pool up to two batches ahead of the compute.
+        A file that cannot be read gives ``ok=False`` with the reason and never stops the rest.
+        ``should_stop`` is checked between batches.
+
+        Parameters
+        ----------
+        paths : iterable of path-like
+            Image files.
+        read : callable, optional
+            path -> 2-D source array; default ``engine.imageio.read_source``.
+        batch_size : int, optional
+            Images per compute batch (default ``config.batch_size``).
+        should_stop : callable, optional
+            Return True to stop after the current batch.
+        """
+        if read is None:
+            from engine.imageio import read_source as read
+        bs = batch_size or self.config.batch_size
+        paths = [Path(p) for p in paths]
+
+        def job(p: Path) -> _Prepared:
+            t0 = time.perf_counter()
+            prep = self.prepare(read(p))
+            prep.seconds = time.perf_counter() - t0
+            return prep
+
+        ahead = 2 * bs + self._workers
+        with ThreadPoolExecutor(
+            max_workers=self._workers, thread_name_prefix="cxrlt-decode"
+        ) as pool:
+            futures: dict[int, Future] = {}
+            nxt = 0
+
+            def fill(upto: int) -> None:
+                nonlocal nxt
+                while nxt < min(upto, len(paths)):
+                    futures[nxt] = pool.submit(job, paths[nxt])
+                    nxt += 1
+
+            try:
+                fill(ahead)
+                for start in range(0, len(paths), bs):
+                    if should_stop is not None and should_stop():
+                        return
+                    idx = list(range(start, min(start + bs, len(paths))))
+                    good: list[tuple[int, _Prepared]] = []
+                    bad: dict[int, str] = {}
+                    for i in idx:
+                        try:
+                            good.append((i, futures.pop(i).result()))
+                        except Exception as e:  # a bad file is reported, never fatal
+                            bad[i] = _reason(e)
+                        fill(i + 1 + ahead)
+                    batch = self._predict_prepared([g for _, g in good]) if good else None
+                    share = batch.seconds / len(good) if batch is not None else 0.0
+                    pos = {i: k for k, (i, _) in enumerate(good)}
+                    for i in idx:
+                        if i in bad:
+                            yield PathResult(paths[i], False, bad[i], None, None, None, 0.0)
+                            continue
+                        k = pos[i]
+                        att = batch.attention[k] if batch.attention is not None else None
+                        yield PathResult(
+                            paths[i],
+                            True,
+                            None,
+                            batch.probs[k],
+                            att,
+                            batch.ungated[k],
+                            good[k][1].seconds + share,
+                        )
+            finally:
+                for f in futures.values():
+                    f.cancel()
+
+
+def _reason(e: Exception) -> str:
+    reason = getattr(e, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+__all__ = [
+    "EngineConfig",
+    "EngineError",
+    "ModelInfo",
+    "PathResult",
+    "PredictionBatch",
+    "Predictor",
+    "TASK2_CLASSES",
+]
