@@ -41,7 +41,9 @@ def _load_salt(path: str) -> bytes:
             tmp.unlink(missing_ok=True)
     salt = p.read_bytes()
     if len(salt) < 16:
-        raise ValueError(f"{p}: pseudonym salt file is too short ({len(salt)} bytes); delete it to make a new one")
+        raise ValueError(
+            f"{p}: pseudonym salt file is too short ({len(salt)} bytes); delete it to make a new one"
+        )
     return salt
 
 
@@ -50,7 +52,9 @@ def get_salt(path: Path | None = None) -> bytes:
     return _load_salt(str(path or salt_path()))
 
 
-def pseudonym(value: str, *, kind: str = "patient", salt: bytes | None = None, length: int = LENGTH) -> str:
+def pseudonym(
+    value: str, *, kind: str = "patient", salt: bytes | None = None, length: int = LENGTH
+) -> str:
     """``sha256(salt || kind || 0x00 || value)`` as hex, cut to ``length`` characters.
 
     Parameters

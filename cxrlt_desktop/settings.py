@@ -8,7 +8,7 @@ Layout (every key optional)::
     [models]
     task1_checkpoints = ["/models/mlp.safetensors", "/models/csra.safetensors"]
     task1_weights = [1.0, 1.5]                 # one per checkpoint; default by head (1.0 / 1.5)
-    task1_arch = "convnextv2_base"
+    task1_arch = "convnextv2_base"             # default: detected from the checkpoint
     clip_model = "/models/WhyXrayCLIP"          # open_clip local-dir folder
     prompts = "/models/prompts.json"            # default: resources/ prompts
     calibration = "/models/calibration.json"
@@ -63,7 +63,7 @@ class Settings:
     reviewer: str | None = None
     task1_checkpoints: list[Path] = field(default_factory=list)
     task1_weights: list[float] | None = None
-    task1_arch: str = "convnextv2_base"
+    task1_arch: str | None = None  # None: detected from the checkpoint
     clip_model: Path | None = None
     prompts: Path | None = None
     calibration: Path | None = None
@@ -77,7 +77,14 @@ class Settings:
 
     # -- TOML structure ---------------------------------------------------------------------
     _TOP = ("database", "reviewer")
-    _MODELS = ("task1_checkpoints", "task1_weights", "task1_arch", "clip_model", "prompts", "calibration")
+    _MODELS = (
+        "task1_checkpoints",
+        "task1_weights",
+        "task1_arch",
+        "clip_model",
+        "prompts",
+        "calibration",
+    )
     _ENGINE = ("mode", "device", "precision", "batch_size", "normal_alpha")
 
     @classmethod
@@ -99,7 +106,9 @@ class Settings:
                         if sub in allowed:
                             values[sub] = v
                         else:
-                            problems.append(f"unknown key {key}.{sub} (allowed: {', '.join(allowed)})")
+                            problems.append(
+                                f"unknown key {key}.{sub} (allowed: {', '.join(allowed)})"
+                            )
                 else:
                     values[key] = value
             else:
@@ -112,7 +121,11 @@ class Settings:
                 setattr(out, name, _VALIDATORS[name](value))
             except ValueError as exc:
                 problems.append(f"{_qualified(name)}: {exc}")
-        if out.task1_weights is not None and out.task1_checkpoints and len(out.task1_weights) != len(out.task1_checkpoints):
+        if (
+            out.task1_weights is not None
+            and out.task1_checkpoints
+            and len(out.task1_weights) != len(out.task1_checkpoints)
+        ):
             problems.append(
                 f"models.task1_weights: {len(out.task1_weights)} weights for "
                 f"{len(out.task1_checkpoints)} checkpoints; give one per checkpoint"
@@ -134,7 +147,11 @@ class Settings:
                 v = flat[k]
                 if v is None or (k == "task1_checkpoints" and not v):
                     continue
-                table[k] = [str(p) for p in v] if k == "task1_checkpoints" else (str(v) if isinstance(v, Path) else v)
+                table[k] = (
+                    [str(p) for p in v]
+                    if k == "task1_checkpoints"
+                    else (str(v) if isinstance(v, Path) else v)
+                )
             if table:
                 doc[section] = table
         for k in ("thresholds", "shortcuts"):

@@ -93,19 +93,30 @@ def summarize(probs: np.ndarray, thresholds: np.ndarray | None = None) -> Triage
     )
 
 
-def merge_top_findings(lists: Iterable[list[dict[str, Any]]], n: int = TOP_N) -> list[dict[str, Any]]:
+def merge_top_findings(
+    lists: Iterable[list[dict[str, Any]]], n: int = TOP_N
+) -> list[dict[str, Any]]:
     """Study-level top findings: per finding the image with the highest p/t, then the best ``n``."""
     best: dict[str, dict[str, Any]] = {}
     for items in lists:
         for item in items or []:
             cur = best.get(item["finding"])
-            if cur is None or item["probability"] / item["threshold"] > cur["probability"] / cur["threshold"]:
+            if (
+                cur is None
+                or item["probability"] / item["threshold"] > cur["probability"] / cur["threshold"]
+            ):
                 best[item["finding"]] = item
     ranked = sorted(best.values(), key=lambda d: -d["probability"] / d["threshold"])
     return ranked[:n]
 
 
-def replace_hits(session: Session, image_id: int, study_id: int | None, prediction_id: int, summary: TriageSummary) -> None:
+def replace_hits(
+    session: Session,
+    image_id: int,
+    study_id: int | None,
+    prediction_id: int,
+    summary: TriageSummary,
+) -> None:
     """Make ``finding_hit`` hold exactly the hits of this image's (new) current prediction."""
     from cxrlt_desktop.store.models import FindingHit
 
@@ -248,7 +259,14 @@ def retriage(store, thresholds: Mapping[str, float] | None = None) -> int:  # no
             )
             if study_id is not None:
                 s.add_all(
-                    FindingHit(prediction_id=pid, image_id=image_id, study_id=study_id, finding=f, probability=p, threshold=th)
+                    FindingHit(
+                        prediction_id=pid,
+                        image_id=image_id,
+                        study_id=study_id,
+                        finding=f,
+                        probability=p,
+                        threshold=th,
+                    )
                     for f, p, th in summary.hits
                 )
         if updates:

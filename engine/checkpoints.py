@@ -100,16 +100,68 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            detail = _unpickling_detail(e)
+            foreign = [g for g in _pickle_globals(path) if not g.startswith(_SAFE_GLOBAL_PREFIXES)]
+            if foreign:
+                detail = f"it calls {', '.join(foreign[:3])}"
+            elif "global" not in detail.lower():
+                raise CheckpointError(
+                    path, f"not a safetensors or torch checkpoint file ({detail})"
+                ) from e
             raise CheckpointError(
                 path,
                 "refused: the file holds Python objects other than tensors, which could run code "
-                f"when loaded ({first}). Only safetensors files and weights-only torch checkpoints "
+                f"when loaded ({detail}). Only safetensors files and weights-only torch checkpoints "
                 "are accepted; convert it with a trusted tool first",
             ) from e
-        except (RuntimeError, OSError, EOFError, ValueError) as e:
-            raise CheckpointError(path, f"not a safetensors or torch checkpoint file ({e})") from e
+        except Exception as e:  # garbage bytes raise KeyError, EOFError, RuntimeError, ...
+            detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                path, f"not a safetensors or torch checkpoint file ({detail})"
+            ) from e
     return _unwrap(path, obj)
+
+
+_SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "_codecs.encode", "builtins.set")
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """Names of the callables a pickle would import, found by reading its opcodes (never run).
+
+    Handles torch's zip format (``*/data.pkl``) and plain pickles. Best effort: [] if unreadable.
+    """
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+        found: list[str] = []
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return sorted(set(found))
+    except Exception:  # a damaged pickle: the caller reports torch's own message
+        return []
+
+
+def _unpickling_detail(e: Exception) -> str:
+    """The informative line of torch's weights-only error (it wraps it in boilerplate)."""
+    skip = ("weights only load failed", "please file an issue", "check the documentation")
+    for line in str(e).splitlines():
+        line = line.strip()
+        if line and not line.lower().startswith(skip):
+            return line.removeprefix("WeightsUnpickler error:").strip()[:200] or type(e).__name__
+    return type(e).__name__
 
 
 def _unwrap(path: Path, obj: Any) -> dict[str, torch.Tensor]:
@@ -149,7 +201,9 @@ class LoadedModel:
     sha256: str
 
 
-def load_task1_model(path: Path | str, arch: str | None = "convnextv2_base") -> LoadedModel:
+def load_task1_model(
+    path: Path | str, arch: str | None = "convnextv2_base", *, strict_arch: bool = False
+) -> LoadedModel:
     """Load a Task 1 checkpoint: head and architecture from its keys, ``strict=True``.
 
     Parameters
@@ -157,9 +211,10 @@ def load_task1_model(path: Path | str, arch: str | None = "convnextv2_base") -> 
     path : path-like
         The checkpoint file.
     arch : str or None
-        The timm architecture to use when the file's keys do not identify one. When they do and
-        it differs from ``arch``, the file's architecture wins only if ``arch`` is None or the
-        default ``convnextv2_base``; any other explicit mismatch is an error.
+        The timm architecture to use when the file's keys do not identify one (None: convnextv2_base).
+    strict_arch : bool
+        The user named ``arch`` explicitly: a file holding another architecture is an error.
+        Otherwise the architecture found in the file wins.
 
     Raises
     ------
@@ -175,7 +230,7 @@ def load_task1_model(path: Path | str, arch: str | None = "convnextv2_base") -> 
     except ValueError as e:
         raise CheckpointError(path, str(e)) from e
     found = detect_arch(state)
-    if found is not None and arch is not None and found != arch and arch != "convnextv2_base":
+    if strict_arch and found is not None and arch is not None and found != arch:
         raise CheckpointError(
             path,
             f"the file holds a {found} backbone but --task1-arch {arch} was given; drop the option or fix it",

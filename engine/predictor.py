@@ -37,6 +37,8 @@ ENGINE_VERSION = 1
 class EngineConfig:
     """What the engine runs. Paths may be str or Path.
 
+    ``task1_arch`` is used when a file does not reveal its architecture (the file's own wins);
+    ``task1_arch_strict`` (added) makes a file of another architecture an error (``--task1-arch``).
     ``image_size`` (added field) is the Task 1 input size: 512 for the published weights; tests
     and demo models may use less. ``cache_dir`` (added) is where prompt embeddings are cached
     (None: no cache). ``decode_workers`` (added): threads that decode and preprocess ahead.
@@ -45,7 +47,8 @@ class EngineConfig:
 
     task1_checkpoints: list[Path] = field(default_factory=list)
     task1_weights: list[float] | None = None
-    task1_arch: str = "convnextv2_base"
+    task1_arch: str | None = "convnextv2_base"
+    task1_arch_strict: bool = False
     clip_model: Path | None = None
     prompts: Path | None = None
     mode: str = "paper"
@@ -172,7 +175,10 @@ class Predictor:
             raise EngineError(
                 f"{len(config.task1_weights)} Task 1 weights for {len(paths)} checkpoints: give one weight per checkpoint"
             )
-        loaded = [load_task1_model(p, config.task1_arch) for p in paths]
+        loaded = [
+            load_task1_model(p, config.task1_arch, strict_arch=config.task1_arch_strict)
+            for p in paths
+        ]
         raw = (
             list(config.task1_weights)
             if config.task1_weights is not None

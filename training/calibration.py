@@ -144,6 +144,7 @@ def save_temperatures(path: str | Path, temps: Mapping[str, float]) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        _public(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -159,3 +160,10 @@ __all__ = [
     "nll",
     "save_temperatures",
 ]
+
+
+def _public(path: str) -> None:
+    """Give a mkstemp file (0600) the permissions a plain ``open`` would (0666 minus umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

@@ -193,7 +193,11 @@ def read_labels_csv(path: str | Path, classes: Sequence[str] | None = None) -> L
                 v = math.nan
             vals.append(v)
         ids.append(image_id)
-        pid = row[col["PatientID"]].strip() if "PatientID" in col and col["PatientID"] < len(row) else ""
+        pid = (
+            row[col["PatientID"]].strip()
+            if "PatientID" in col and col["PatientID"] < len(row)
+            else ""
+        )
         pids.append(pid or image_id)  # no patient: each image is its own group in the split
         dates.append(
             row[col["StudyDate_DICOM"]].strip()
@@ -297,7 +301,11 @@ def align_predictions(
         rows_p.append(j)
     li = [table.classes.index(c) for c in classes]
     pi = [list(pred_classes).index(c) for c in classes]
-    labels = table.labels[np.ix_(rows_l, li)].astype(np.float64) if rows_l else np.zeros((0, len(classes)))
+    labels = (
+        table.labels[np.ix_(rows_l, li)].astype(np.float64)
+        if rows_l
+        else np.zeros((0, len(classes)))
+    )
     preds = probs[np.ix_(rows_p, pi)] if rows_p else np.zeros((0, len(classes)))
     problems = []
     if unmatched:
@@ -356,7 +364,9 @@ def build_augmentation(image_size: int, seed: int | None = None) -> Any:
             ),
             A.CLAHE(clip_limit=2.0, tile_grid_size=(8, 8), p=0.2),
             A.RandomBrightnessContrast(brightness_limit=0.08, contrast_limit=0.08, p=0.2),
-            A.GaussNoise(std_range=(1.0 / 255.0, math.sqrt(5.0) / 255.0), per_channel=False, p=0.15),
+            A.GaussNoise(
+                std_range=(1.0 / 255.0, math.sqrt(5.0) / 255.0), per_channel=False, p=0.15
+            ),
             A.CoarseDropout(
                 num_holes_range=(6, 6),
                 hole_height_range=(hole, hole),
@@ -410,6 +420,11 @@ class CXRDataset:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def reseed(self, seed: int | None) -> None:
+        """New augmentation seed (per epoch and rank, so epochs do not repeat their draws)."""
+        self.seed = seed
+        self._aug = None
 
     def grey(self, i: int) -> np.ndarray:
         """Row ``i``'s image as the engine's resized uint8 grey array (before normalising)."""

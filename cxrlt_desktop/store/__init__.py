@@ -7,7 +7,14 @@
 
 from __future__ import annotations
 
-from cxrlt_desktop.store.db import Store, StoreError, current_revision, default_url, make_engine, upgrade
+from cxrlt_desktop.store.db import (
+    Store,
+    StoreError,
+    current_revision,
+    default_url,
+    make_engine,
+    upgrade,
+)
 
 __all__ = ["Store", "StoreError", "open_store", "default_url", "current_revision"]
 

@@ -58,7 +58,10 @@ def make_engine(url: str) -> Engine:
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError/ValueError
         raise StoreError(f"database URL {url!r} is not valid: {exc}") from exc
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # noqa: BLE001 - unknown dialect, missing driver
+            raise StoreError(f"database URL {url!r} cannot be used: {exc}") from exc
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         raise StoreError(
@@ -168,12 +171,30 @@ def upgrade(store: Store, revision: str = "head") -> None:
     from alembic import command
 
     cfg = alembic_config()
-    writer = store.engine.execution_options(sqlite_begin="IMMEDIATE") if store.is_sqlite else store.engine
+    writer = (
+        store.engine.execution_options(sqlite_begin="IMMEDIATE")
+        if store.is_sqlite
+        else store.engine
+    )
     for attempt in range(6):
         try:
-            with writer.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+            with writer.connect() as conn:
+                if store.is_sqlite:
+                    # SQLite's documented procedure for schema changes that rebuild tables
+                    # (Alembic batch mode): foreign keys off outside the transaction, checked
+                    # before commit.
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+                try:
+                    with conn.begin():
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, revision)
+                        if store.is_sqlite:
+                            bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                            if bad:
+                                raise StoreError(f"migration left broken foreign keys: {bad[:5]}")
+                finally:
+                    if store.is_sqlite:
+                        conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
             return
         except OperationalError as exc:
             if attempt == 5 or not _is_locked(exc):

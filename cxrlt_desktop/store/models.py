@@ -55,6 +55,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -108,7 +109,8 @@ class Study(Base):
     n_failed: Mapped[int] = mapped_column(Integer, default=0)
     n_reviewed: Mapped[int] = mapped_column(Integer, default=0)
     review_status: Mapped[str] = mapped_column(String(16), default="unreviewed")
-    reviewed: Mapped[bool] = mapped_column(Boolean, default=False)  # review_status == "reviewed"
+    # review_status == "reviewed" (server default: added by revision 0002 to existing rows)
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # [{"finding", "probability", "threshold"}], highest probability/threshold first.
     top_findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
@@ -255,7 +257,9 @@ class Prediction(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("scoring_run.id"), index=True)
     model_set_id: Mapped[int] = mapped_column(ForeignKey("model_set.id"))
     image_version: Mapped[int] = mapped_column(Integer, default=1)
-    probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32[36], engine.classes.ALL_CLASSES order
+    probs: Mapped[bytes] = mapped_column(
+        LargeBinary
+    )  # float32[36], engine.classes.ALL_CLASSES order
     ungated: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32[30] before normal gating
     attention: Mapped[bytes | None] = mapped_column(LargeBinary)  # float16[30, h, w], C order
     attention_h: Mapped[int | None] = mapped_column(Integer)
@@ -270,7 +274,9 @@ class Prediction(Base):
 
     __table_args__ = (
         # Exactly one prediction per image content per model set: a resumed run cannot double up.
-        UniqueConstraint("image_id", "model_set_id", "image_version", name="uq_prediction_image_set"),
+        UniqueConstraint(
+            "image_id", "model_set_id", "image_version", name="uq_prediction_image_set"
+        ),
     )
 
     def probabilities(self) -> np.ndarray:

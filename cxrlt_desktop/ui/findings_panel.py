@@ -32,6 +32,7 @@ VERDICT_LABELS = {"present": "P", "absent": "A", "uncertain": "U"}
 GATING_MARK = "\u25bc"  # a small down-pointing triangle
 ABOVE_STYLE = "background-color: #fff0c2;"
 CURRENT_STYLE = "border: 2px solid #2a7ae2;"
+NAME_WIDTH = 172
 
 
 @dataclass
@@ -134,7 +135,9 @@ class ProbabilityBar(QWidget):
         p.drawRect(r)
         if self._value is not None and not math.isnan(self._value):
             above = self._value >= self._threshold
-            fill = QRectF(r.left(), r.top(), r.width() * max(0.0, min(1.0, self._value)), r.height())
+            fill = QRectF(
+                r.left(), r.top(), r.width() * max(0.0, min(1.0, self._value)), r.height()
+            )
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor("#d9480f" if above else "#4c86c6"))
             p.drawRect(fill)
@@ -155,9 +158,10 @@ class _FindingRow(QFrame):
         self.result: FindingResult | None = None
         self._current = False
         self.name_label = QLabel(display_name)
-        self.name_label.setMinimumWidth(150)
+        # A fixed name column keeps every bar and threshold tick in one vertical line.
+        self.name_label.setFixedWidth(NAME_WIDTH)
         self.prob_label = QLabel("-")
-        self.prob_label.setMinimumWidth(42)
+        self.prob_label.setFixedWidth(36)
         self.prob_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.bar = ProbabilityBar()
         self.gate_label = QLabel("")
@@ -305,6 +309,8 @@ class FindingsPanel(QWidget):
         col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # Rows shrink their bars instead of scrolling sideways (a sideways scroll hides names).
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         self._scroll = scroll
@@ -382,6 +388,7 @@ class FindingsPanel(QWidget):
         row = self._rows[name]
         row.set_current(True)
         self._scroll.ensureWidgetVisible(row, 0, 20)
+        self._scroll.horizontalScrollBar().setValue(0)
         if emit:
             self.findingSelected.emit(name)
 

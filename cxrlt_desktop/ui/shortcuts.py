@@ -68,9 +68,7 @@ def merged_keymap(overrides: dict[str, str] | None) -> dict[str, str]:
     for action, key in keymap.items():
         norm = key.lower().replace(" ", "")
         if norm in seen:
-            raise ValueError(
-                f"shortcuts.{action}: key {key!r} is already used by {seen[norm]!r}"
-            )
+            raise ValueError(f"shortcuts.{action}: key {key!r} is already used by {seen[norm]!r}")
         seen[norm] = action
     return keymap
 

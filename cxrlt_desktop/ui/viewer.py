@@ -29,6 +29,9 @@ RELATIVE_PRESETS: tuple[tuple[str, float, float], ...] = (
 )
 
 
+OVERLAY_RESOLUTION = 256  # the attention map is upsampled (bilinear) to this long side
+
+
 @dataclass
 class WindowPreset:
     """A named window: centre and width in modality units."""
@@ -425,6 +428,14 @@ class ImageViewer(QWidget):
         top = float(np.nanmax(att)) if att.size else 0.0
         norm = att / top if top > 0 else np.zeros_like(att)
         h, w = self._modality.shape
+        # CSRA maps are coarse (16 x 16 at 512 px input): smooth them so the heatmap reads as a
+        # region, not as tiles.
+        scale = OVERLAY_RESOLUTION / max(norm.shape)
+        if scale > 1:
+            import cv2
+
+            size = (max(1, round(norm.shape[1] * scale)), max(1, round(norm.shape[0] * scale)))
+            norm = cv2.resize(norm.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
         self._overlay_item.setImage(np.ascontiguousarray(norm), autoLevels=False, levels=(0, 1))
         # The attention grid covers the whole (resized) model input, which is the whole image.
         self._overlay_item.setRect(QRectF(0, 0, w, h))

@@ -21,7 +21,7 @@ from PySide6.QtGui import QBrush, QColor
 PAGE_SIZE = 200
 ALL_ROWS = 10_000_000  # "no limit" for a query that must return every matching study
 
-COLUMNS = ("priority", "patient", "study_date", "description", "images", "top_findings", "status")
+COLUMNS = ("priority", "patient", "study_date", "top_findings", "status", "images", "description")
 HEADERS = {
     "priority": "Priority",
     "patient": "Patient",
@@ -154,10 +154,13 @@ class WorklistModel(QAbstractTableModel):
             return _get(row, "study_uid")
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == "top_findings":
-                return "\n".join(
-                    f"{n}: {p:.3f} (threshold {t:.2f}){' - above' if p >= t else ''}"
-                    for n, p, t in _finding_items(row)
-                ) or None
+                return (
+                    "\n".join(
+                        f"{n}: {p:.3f} (threshold {t:.2f}){' - above' if p >= t else ''}"
+                        for n, p, t in _finding_items(row)
+                    )
+                    or None
+                )
             if col == "priority" and is_flagged(row):
                 return "At least one finding at or above its operating threshold"
             return None
@@ -177,7 +180,11 @@ class WorklistModel(QAbstractTableModel):
         """Sort by a column. Any column but the default priority order loads every row first."""
         self._sort_column = column
         self._sort_order = order
-        if not self._is_server_order() and not self._exhausted:
+        if self._is_server_order():
+            # The query's own order (priority, then date): re-query rather than re-derive it.
+            self.refresh()
+            return
+        if not self._exhausted:
             self._replace_rows(self._run_query(limit=ALL_ROWS, offset=0))
             self._exhausted = True
         self._replace_rows(self._sorted(self._rows))
@@ -234,12 +241,26 @@ class WorklistModel(QAbstractTableModel):
         if self._exhausted and not reset_paging:
             want = ALL_ROWS
         rows = self._run_query(limit=want, offset=0)
+        # A selected study that slid below the loaded window must stay loaded (and selected):
+        # widen the window until it is back or the list is exhausted.
+        pinned = self._pinned_uids()
+        while pinned - {_get(r, "study_uid") for r in rows} and len(rows) >= want:
+            want *= 2
+            rows = self._run_query(limit=want, offset=0)
         if reset_paging or len(rows) < want:
             self._exhausted = len(rows) < want
         self._replace_rows(self._sorted(rows))
         self.refreshed.emit()
 
     # ------------------------------------------------------------------ internals
+    def _pinned_uids(self) -> set[str]:
+        """Studies the views hold persistent indexes on (selection, current row)."""
+        out = set()
+        for idx in self.persistentIndexList():
+            if 0 <= idx.row() < len(self._rows):
+                out.add(_get(self._rows[idx.row()], "study_uid"))
+        return out
+
     def _is_server_order(self) -> bool:
         return self._sort_column == 0 and self._sort_order == Qt.SortOrder.DescendingOrder
 

@@ -55,12 +55,8 @@ def upgrade() -> None:
     op.create_index("ix_finding_hit_prediction_id", "finding_hit", ["prediction_id"])
     op.create_index("ix_finding_hit_study_id", "finding_hit", ["study_id"])
 
-    with op.batch_alter_table("study", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("reviewed", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("study", schema=None) as batch_op:
-        batch_op.alter_column("reviewed", server_default=None)
+    # A plain ADD COLUMN with a default: no table rebuild needed on SQLite.
+    op.add_column("study", sa.Column("reviewed", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_index("ix_study_worklist", "study", ["priority", "study_date", "id"])
     op.create_index(
         "ix_study_reviewed_worklist", "study", ["reviewed", "priority", "study_date", "id"]

@@ -1,0 +1,136 @@
+"""The model options shared by ``cxrlt score-library`` (and any command that builds a Predictor).
+
+They mirror ``cxrlt score``'s options, with one difference: every default is None, so a value
+not given on the command line comes from the settings file (``--settings FILE``, default
+``cxrlt_desktop.paths.config_file()``). Model files are taken as a whole: when any of
+``--task1-checkpoint`` / ``--clip-model`` is given, the models come from the command line
+only; otherwise from the settings' ``[models]`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the engine options (models, mode, device, precision, batch size) and ``--settings``."""
+    p.add_argument(
+        "--task1-checkpoint",
+        dest="task1_checkpoint",
+        nargs="+",
+        action="extend",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="Task 1 checkpoint(s) (.safetensors or .pth); default: the settings' models",
+    )
+    p.add_argument(
+        "--task1-weights",
+        dest="task1_weights",
+        nargs="+",
+        action="extend",
+        type=float,
+        default=None,
+        metavar="W",
+        help="ensemble weight per checkpoint, in order (default 1.0 MLP, 1.5 CSRA)",
+    )
+    p.add_argument(
+        "--task1-arch", default=None, metavar="NAME", help="timm architecture (default: detected)"
+    )
+    p.add_argument(
+        "--clip-model", type=Path, default=None, metavar="DIR", help="WhyXrayCLIP/open_clip folder"
+    )
+    p.add_argument(
+        "--prompts", type=Path, default=None, metavar="FILE.json", help="zero-shot prompts JSON"
+    )
+    p.add_argument(
+        "--mode", choices=("paper", "fast"), default=None, help="default: settings, else paper"
+    )
+    p.add_argument(
+        "--normal-alpha", type=float, default=None, metavar="A", help="normal gating exponent"
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None)
+    p.add_argument("--batch-size", type=int, default=None, metavar="N")
+    p.add_argument(
+        "--image-size", type=int, default=None, help=argparse.SUPPRESS
+    )  # tests, demo models
+    p.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="settings file (default: the user's)",
+    )
+
+
+def load_settings(args: argparse.Namespace):  # noqa: ANN201
+    """The settings named by ``--settings`` (or the user's file); raises SettingsError."""
+    from cxrlt_desktop.settings import Settings
+
+    return Settings.load(getattr(args, "settings", None))
+
+
+def config_from_args(args: argparse.Namespace, settings: Any = None):  # noqa: ANN201
+    """An ``EngineConfig`` from the options, falling back to ``settings`` for what is not given.
+
+    Raises
+    ------
+    ValueError
+        No model configured anywhere, weights not matching checkpoints, or a bad batch size
+        (the message says which option to give).
+    """
+    from cxrlt_desktop.paths import cache_dir
+
+    if settings is None:
+        settings = load_settings(args)
+    cli_models = bool(args.task1_checkpoint) or args.clip_model is not None
+    if cli_models:
+        ckpts = list(args.task1_checkpoint or [])
+        weights = args.task1_weights
+        clip = args.clip_model
+    else:
+        ckpts = list(settings.task1_checkpoints)
+        weights = args.task1_weights if args.task1_weights is not None else settings.task1_weights
+        clip = settings.clip_model
+    if not ckpts and clip is None:
+        raise ValueError(
+            "no model to score with: give --task1-checkpoint and/or --clip-model, "
+            "or set [models] in the settings file"
+        )
+    if weights is not None and len(weights) != len(ckpts):
+        raise ValueError(
+            f"{len(weights)} --task1-weights for {len(ckpts)} checkpoints; give one weight per checkpoint"
+        )
+    batch = args.batch_size if args.batch_size is not None else settings.batch_size
+    if batch < 1:
+        raise ValueError("--batch-size must be >= 1")
+    overrides: dict[str, Any] = {
+        "task1_checkpoints": ckpts,
+        "task1_weights": weights,
+        "clip_model": clip,
+        "batch_size": batch,
+        "cache_dir": cache_dir(),
+    }
+    for opt, key in (
+        ("task1_arch", "task1_arch"),
+        ("prompts", "prompts"),
+        ("mode", "mode"),
+        ("normal_alpha", "normal_alpha"),
+        ("device", "device"),
+        ("precision", "precision"),
+        ("image_size", "image_size"),
+    ):
+        value = getattr(args, opt, None)
+        if value is not None:
+            overrides[key] = value
+    return settings.engine_config(**overrides)
+
+
+def resolve_db(args: argparse.Namespace, settings: Any = None) -> str | None:
+    """``--db URL``, else the settings' ``database``, else None (the default file)."""
+    if getattr(args, "db", None):
+        return args.db
+    return getattr(settings, "database", None) if settings is not None else None

@@ -1,0 +1,107 @@
+"""``cxrlt export --out DIR [--db URL] [--include-phi] [--shift-dates] [--copy-images] [--sr]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    p = subparsers.add_parser(
+        "export",
+        help="export the radiologists' verdicts as CXR-LT training labels (de-identified)",
+        description=(
+            "Write labels.csv (CXR-LT training format, radiologist verdicts only), "
+            "disagreements.csv (verdicts that contradict the model at its operating threshold) "
+            "and README.txt into a new or empty folder; optionally the images as PNG and one "
+            "DICOM SR per image. De-identified unless --include-phi: pseudonymous IDs and UIDs, "
+            "no names, birth dates, accession numbers or institutions."
+        ),
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default: the settings' or the user data folder's)",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="export folder: must be new or empty"
+    )
+    p.add_argument(
+        "--include-phi", action="store_true", help="keep patient identifiers (NOT de-identified)"
+    )
+    p.add_argument(
+        "--shift-dates",
+        action="store_true",
+        help="shift each patient's dates by a per-patient offset",
+    )
+    p.add_argument(
+        "--copy-images", action="store_true", help="write images/<ImageID>.png for training"
+    )
+    p.add_argument(
+        "--sr", action="store_true", help="write one DICOM Structured Report per image under sr/"
+    )
+    p.add_argument(
+        "--demo", action="store_true", help="mark the export DEMO even without demo manifests"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxrlt_desktop.export import ExportError, export_feedback
+    from cxrlt_desktop.settings import Settings, SettingsError
+    from cxrlt_desktop.store import StoreError, open_store
+
+    try:
+        settings = Settings.load()
+    except SettingsError as e:
+        print(f"cxrlt export: {e}", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(args.db or settings.database)
+    except StoreError as e:
+        print(f"cxrlt export: {e}", file=sys.stderr)
+        return 2
+
+    last = [""]
+
+    def progress(p) -> None:  # noqa: ANN001
+        if args.quiet or p.stage not in ("images", "sr"):
+            return
+        line = f"\r{p.stage}: {p.done}/{p.total}"
+        print(line, end="", file=sys.stderr, flush=True)
+        last[0] = line
+        if p.done == p.total:
+            print(file=sys.stderr)
+
+    try:
+        result = export_feedback(
+            store,
+            args.out,
+            include_phi=args.include_phi,
+            shift_dates=args.shift_dates,
+            copy_images=args.copy_images,
+            sr=args.sr,
+            demo=args.demo,
+            thresholds=settings.thresholds or None,
+            progress=progress,
+        )
+    except ExportError as e:
+        print(f"cxrlt export: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    for problem in result.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    parts = [
+        f"{result.n_images} reviewed images ({result.n_positive} present, {result.n_negative} absent)",
+        f"{result.n_disagreements} disagreements",
+    ]
+    if args.copy_images:
+        parts.append(f"{result.n_images_copied} images")
+    if args.sr:
+        parts.append(f"{result.n_sr} SR files")
+    demo = " DEMO" if result.demo else ""
+    phi = " WITH PATIENT IDENTIFIERS" if args.include_phi else " (de-identified)"
+    print(f"wrote{demo} export to {result.out_dir}{phi}: " + ", ".join(parts))
+    return 0

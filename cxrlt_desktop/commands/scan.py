@@ -1,0 +1,75 @@
+"""``cxrlt scan FOLDER... [--db URL] [--json]``: bring folders into the study library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:  # noqa: ANN001
+    p = subparsers.add_parser(
+        "scan",
+        help="scan folders into the study library",
+        description="Read the headers of every file under the folders (recursively) into the "
+        "study library: new and changed files are read, unchanged ones skipped, vanished ones "
+        "marked missing, unusable ones recorded with their reason. Progress on stderr.",
+    )
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="folders and/or files")
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="database URL (default: settings, else the user data folder)",
+    )
+    p.add_argument(
+        "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--batch-files", type=int, default=None, help=argparse.SUPPRESS)  # tests
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxrlt_desktop.commands._model_options import load_settings, resolve_db
+    from cxrlt_desktop.library import scan
+    from cxrlt_desktop.settings import SettingsError
+    from cxrlt_desktop.store import StoreError, open_store
+
+    for f in args.folders:
+        if not f.exists():
+            print(f"cxrlt scan: error: {f}: no such file or folder", file=sys.stderr)
+            return 2
+    try:
+        store = open_store(resolve_db(args, load_settings(args)))
+    except (SettingsError, StoreError) as e:
+        print(f"cxrlt scan: error: {e}", file=sys.stderr)
+        return 2
+    problems: list[dict[str, str]] = []
+    last = None
+    try:
+        kw = {"batch_files": args.batch_files} if args.batch_files else {}
+        for prog in scan(store, args.folders, **kw):
+            last = prog
+            for path, reason in prog.problems:
+                problems.append({"path": path, "reason": reason})
+                if not args.quiet:
+                    print(f"cxrlt scan: {path}: {reason}", file=sys.stderr)
+            if not args.quiet:
+                print(
+                    f"scan: {prog.seen} files, {prog.rate:.0f} files/s, {prog.new} new, "
+                    f"{prog.updated} changed, {prog.unchanged} unchanged, {prog.unusable} unusable, "
+                    f"{prog.duplicates} duplicates"
+                    + (f", {prog.missing} missing" if prog.done else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        store.close()
+    if args.json and last is not None:
+        out = {k: v for k, v in last.__dict__.items() if k != "problems"}
+        out["problems"] = problems
+        print(json.dumps(out, indent=2))
+    return 0

@@ -1,0 +1,108 @@
+"""``cxrlt score-library [--db URL] [model options]``: score the library's pending images."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def register(subparsers) -> None:  # noqa: ANN001
+    from cxrlt_desktop.commands._model_options import add_model_arguments
+
+    p = subparsers.add_parser(
+        "score-library",
+        help="score every pending image of the study library",
+        description="Score the usable images of the library that have no prediction for this "
+        "model set yet, one transaction per batch. Safe to interrupt (Ctrl-C finishes the batch; "
+        "a crash loses only the batch in flight): the next start resumes. Model options default "
+        "to the settings file.",
+    )
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="database URL (default: settings, else the user data folder)",
+    )
+    add_model_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _eta(sec: float | None) -> str:
+    if sec is None:
+        return "?"
+    sec = int(sec)
+    return f"{sec // 3600}:{sec % 3600 // 60:02d}:{sec % 60:02d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxrlt_desktop.commands._model_options import config_from_args, load_settings, resolve_db
+    from cxrlt_desktop.scoring import score_library
+    from cxrlt_desktop.settings import SettingsError
+    from cxrlt_desktop.store import StoreError, open_store
+
+    try:
+        settings = load_settings(args)
+        config = config_from_args(args, settings)
+    except (SettingsError, ValueError) as e:
+        print(f"cxrlt score-library: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(resolve_db(args, settings))
+    except StoreError as e:
+        print(f"cxrlt score-library: error: {e}", file=sys.stderr)
+        return 2
+
+    from engine.checkpoints import CheckpointError
+    from engine.predictor import EngineError, Predictor
+    from engine.zeroshot import ZeroShotError
+
+    try:
+        predictor = Predictor(config)
+    except (CheckpointError, ZeroShotError, EngineError) as e:
+        print(f"cxrlt score-library: error: {e}", file=sys.stderr)
+        store.close()
+        return 1
+
+    stop = {"flag": False}
+
+    def _on_sigint(_sig, _frame) -> None:  # noqa: ANN001
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+        print(
+            "cxrlt score-library: stopping after this batch (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    old = signal.signal(signal.SIGINT, _on_sigint)
+    last = None
+    try:
+        for prog in score_library(
+            store, predictor, should_stop=lambda: stop["flag"], thresholds=settings.thresholds
+        ):
+            last = prog
+            for path, reason in prog.last_errors:
+                print(f"cxrlt score-library: {path}: {reason}", file=sys.stderr)
+            if not args.no_progress:
+                print(
+                    f"score-library: {prog.done + prog.failed}/{prog.total} "
+                    f"({prog.done} scored, {prog.failed} failed) {prog.rate:.2f} images/s "
+                    f"ETA {_eta(prog.eta)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        signal.signal(signal.SIGINT, old)
+        store.close()
+    if last is not None and last.cancelled:
+        print("cxrlt score-library: cancelled; run it again to resume", file=sys.stderr)
+        return 130
+    if last is not None:
+        print(
+            f"score-library: finished: {last.done} scored, {last.failed} failed, "
+            f"{last.already_scored} already scored (run {last.run_id})",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,87 @@
+"""``cxrlt worklist``: studies ordered by rare-finding score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:  # noqa: ANN001
+    p = subparsers.add_parser(
+        "worklist",
+        help="list studies by rare-finding score",
+        description="Studies ordered by rare-finding score (highest first), then study date "
+        "(newest first). Patients are shown as pseudonyms unless --show-phi.",
+    )
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="database URL (default: settings, else the user data folder)",
+    )
+    p.add_argument(
+        "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
+    )
+    p.add_argument("--limit", type=int, default=100, metavar="N")
+    p.add_argument("--offset", type=int, default=0, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--status", choices=("unreviewed", "reviewed", "all"), default="all")
+    p.add_argument(
+        "--finding",
+        default=None,
+        metavar="NAME",
+        help="only studies with this finding at or above threshold",
+    )
+    p.add_argument("--text", default=None, metavar="TEXT", help="substring of description or date")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--show-phi", action="store_true", help="show PatientIDs instead of pseudonyms")
+    p.set_defaults(func=run)
+
+
+def _fmt_score(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxrlt_desktop.commands._model_options import load_settings, resolve_db
+    from cxrlt_desktop.settings import SettingsError
+    from cxrlt_desktop.store import StoreError, open_store
+    from cxrlt_desktop.worklist import query_worklist, resolve_finding
+
+    if args.limit < 1:
+        print("cxrlt worklist: error: --limit must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        if args.finding:
+            resolve_finding(args.finding)
+        store = open_store(resolve_db(args, load_settings(args)))
+    except (SettingsError, StoreError, ValueError) as e:
+        print(f"cxrlt worklist: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        rows = query_worklist(
+            store,
+            limit=args.limit,
+            offset=args.offset,
+            status=args.status,
+            finding=args.finding,
+            text=args.text,
+            show_phi=args.show_phi,
+        )
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_json(show_phi=args.show_phi) for r in rows], indent=2))
+        return 0
+    print(
+        f"{'score':>6} {'patient':<18} {'date':<10} {'img':>4} {'done':>4} {'fail':>4} {'status':<10} top findings"
+    )
+    for r in rows:
+        top = ", ".join(f"{t['finding']} {t['probability']:.2f}" for t in r.top_findings)
+        flag = "!" if r.flagged else " "
+        print(
+            f"{_fmt_score(r.rare_score):>5}{flag} {r.patient[:18]:<18} {r.study_date or '-':<10} "
+            f"{r.n_images:>4} {r.n_scored:>4} {r.n_failed:>4} {r.status:<10} {top}"
+        )
+    return 0

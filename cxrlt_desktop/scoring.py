@@ -1,0 +1,404 @@
+"""Resumable background scoring of the library.
+
+:func:`score_library` is a generator: the CLI progress line, the GUI worker and the tests all
+drive it and cancel it between batches. What it guarantees:
+
+- The queue is every usable, non-missing image without a prediction for the *model set* (the
+  model files' sha256s, roles, architectures and ensemble weights plus the engine settings that
+  change the numbers: mode, views, normal alpha, image size, prompts hash, calibration, engine
+  version; not the device or the precision, whose differences are numerical noise) for the
+  image's current file version.
+- One write transaction per batch holds the batch's predictions, its failures and the updated
+  study summaries, so a crash or ``kill -9`` loses at most the batch in flight; the next start
+  resumes the unfinished ``scoring_run`` of the same model set and scores only what is left.
+  A unique constraint (image, model set, image version) makes a double prediction impossible.
+- An image that fails records its reason in ``score_failure`` and is not retried in the same
+  start. The next start retries it once (attempt 2); after two failed attempts it stays failed
+  until its file changes (a rescan that sees a new size or mtime bumps the image version).
+- Predictions are immutable; an image's current prediction is its newest one, and a run is
+  complete (``finished_at`` set) once its queue is empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from cxrlt_desktop.store import Store
+from cxrlt_desktop.store.models import (
+    AuditEvent,
+    Image,
+    ModelSet,
+    ModelVersion,
+    Prediction,
+    RunModel,
+    ScoreFailure,
+    ScoringRun,
+    Series,
+    array_to_attention,
+    array_to_probs,
+    probs_to_array,
+    utcnow,
+)
+from cxrlt_desktop.triage import refresh_studies, replace_hits, summarize, threshold_vector
+
+MAX_ATTEMPTS = 2
+# predictor.settings keys that do not change the numbers beyond noise: not part of the model set.
+_NON_OUTPUT_SETTINGS = ("device", "precision")
+
+
+@dataclass
+class ScoreProgress:
+    """One progress record of :func:`score_library`.
+
+    ``done``/``failed``/``total`` count this start's queue; ``rate`` is images per second and
+    ``eta`` seconds left (None before the first batch); ``last_errors`` lists (path, reason) of
+    the images of the latest batch that failed.
+    """
+
+    done: int = 0
+    total: int = 0
+    failed: int = 0
+    rate: float = 0.0
+    eta: float | None = None
+    last_errors: list[tuple[str, str]] = field(default_factory=list)
+    elapsed: float = 0.0
+    run_id: int | None = None
+    model_set_id: int | None = None
+    already_scored: int = 0  # usable images that had a prediction for this model set at start
+    finished: bool = False  # the queue is empty; the run is complete
+    cancelled: bool = False
+
+
+def model_set_description(predictor: Any) -> dict[str, Any]:
+    """The JSON-able identity of what the predictor computes (hashed into the model-set key)."""
+    models = sorted(
+        (
+            {
+                "sha256": m.sha256,
+                "role": m.role,
+                "arch": m.arch,
+                "weight": None if m.weight is None else round(float(m.weight), 6),
+            }
+            for m in predictor.models
+        ),
+        key=lambda d: (d["sha256"], d["role"], d["arch"]),
+    )
+    settings = {k: v for k, v in dict(predictor.settings).items() if k not in _NON_OUTPUT_SETTINGS}
+    return {"models": models, "settings": settings}
+
+
+def model_set_key(description: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of :func:`model_set_description`."""
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _register(s: Session, predictor: Any) -> tuple[int, int, bool]:
+    """Model versions, model set and the run to use; returns (model_set_id, run_id, resumed)."""
+    desc = model_set_description(predictor)
+    key = model_set_key(desc)
+    ms = s.scalar(select(ModelSet).where(ModelSet.key == key))
+    if ms is None:
+        ms = ModelSet(key=key, description=desc)
+        s.add(ms)
+        s.flush()
+    settings = dict(predictor.settings)
+    run = s.scalar(
+        select(ScoringRun)
+        .where(ScoringRun.model_set_id == ms.id, ScoringRun.finished_at.is_(None))
+        .order_by(ScoringRun.id.desc())
+        .limit(1)
+    )
+    resumed = run is not None
+    if run is None:
+        run = ScoringRun(model_set_id=ms.id, started_at=utcnow())
+        s.add(run)
+    else:
+        run.attempts += 1
+    run.mode = settings.get("mode")
+    run.views = len(settings.get("views") or []) or None
+    run.alpha = settings.get("normal_alpha")
+    run.weights = list(settings.get("weights") or [])
+    run.precision = settings.get("precision")
+    run.device = settings.get("device")
+    run.prompts_hash = settings.get("prompts_hash")
+    run.settings = settings
+    s.flush()
+    for m in predictor.models:
+        mv = s.scalar(
+            select(ModelVersion).where(
+                ModelVersion.sha256 == m.sha256,
+                ModelVersion.role == m.role,
+                ModelVersion.arch == m.arch,
+            )
+        )
+        if mv is None:
+            mv = ModelVersion(sha256=m.sha256, role=m.role, arch=m.arch, path=str(m.path))
+            s.add(mv)
+            s.flush()
+        else:
+            mv.path = str(m.path)
+        if s.get(RunModel, (run.id, mv.id)) is None:
+            s.add(RunModel(run_id=run.id, model_version_id=mv.id, weight=m.weight))
+    s.add(
+        AuditEvent(
+            action="score_run_resume" if resumed else "score_run_start",
+            new={"run_id": run.id, "model_set": key, "settings": settings},
+        )
+    )
+    return ms.id, run.id, resumed
+
+
+def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[tuple[int, str, int, int]]:
+    """(image id, path, version, study id) still to score for this model set."""
+    scored = exists().where(
+        Prediction.image_id == Image.id,
+        Prediction.model_set_id == model_set_id,
+        Prediction.image_version == Image.version,
+    )
+    gave_up = exists().where(
+        ScoreFailure.image_id == Image.id,
+        ScoreFailure.model_set_id == model_set_id,
+        ScoreFailure.image_version == Image.version,
+        ScoreFailure.attempts >= MAX_ATTEMPTS,
+    )
+    rows = s.execute(
+        select(Image.id, Image.path, Image.version, Series.study_id)
+        .join(Series, Series.id == Image.series_id)
+        .where(Image.usable.is_(True), Image.missing.is_(False), ~scored, ~gave_up)
+        .order_by(Image.id)
+    ).all()
+    return [tuple(r) for r in rows if r[0] not in skip]
+
+
+def _count_scored(s: Session, model_set_id: int) -> int:
+    return int(
+        s.scalar(
+            select(func.count(Prediction.id))
+            .join(
+                Image,
+                and_(Image.id == Prediction.image_id, Image.version == Prediction.image_version),
+            )
+            .where(
+                Prediction.model_set_id == model_set_id,
+                Image.usable.is_(True),
+                Image.missing.is_(False),
+            )
+        )
+        or 0
+    )
+
+
+def _write_batch(
+    s: Session,
+    results: list[tuple[tuple[int, str, int, int], Any]],
+    *,
+    model_set_id: int,
+    run_id: int,
+    thresholds: np.ndarray,
+) -> tuple[int, int]:
+    """One transaction: predictions, current pointers, hits, failures, study summaries."""
+    ids = [item[0] for item, _ in results]
+    existing = set(
+        s.scalars(
+            select(Prediction.image_id)
+            .where(Prediction.image_id.in_(ids), Prediction.model_set_id == model_set_id)
+            .join(
+                Image,
+                and_(Image.id == Prediction.image_id, Image.version == Prediction.image_version),
+            )
+        ).all()
+    )
+    n_ok = n_bad = 0
+    studies: set[int] = set()
+    for (image_id, _path, version, study_id), res in results:
+        if image_id in existing:  # another process scored it meanwhile
+            continue
+        studies.add(study_id)
+        if res.ok:
+            # Triage from the stored float32 values, so the score is reproducible from the row.
+            probs = probs_to_array(array_to_probs(res.probs))
+            summary = summarize(probs, thresholds)
+            att = res.attention
+            blob, h, w = array_to_attention(att) if att is not None else (None, None, None)
+            pred = Prediction(
+                image_id=image_id,
+                run_id=run_id,
+                model_set_id=model_set_id,
+                image_version=version,
+                probs=array_to_probs(probs),
+                ungated=None if res.ungated is None else array_to_probs(res.ungated),
+                attention=blob,
+                attention_h=h,
+                attention_w=w,
+                rare_score=summary.rare_score,
+                n_above=summary.n_above,
+                top_findings=summary.top_findings,
+                seconds=float(res.seconds),
+            )
+            s.add(pred)
+            s.flush()
+            s.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.version == version)
+                .values(current_prediction_id=pred.id)
+            )
+            replace_hits(s, image_id, study_id, pred.id, summary)
+            fail = s.get(ScoreFailure, (image_id, model_set_id))
+            if fail is not None:
+                s.delete(fail)
+            n_ok += 1
+        else:
+            reason = res.reason or "unknown error"
+            fail = s.get(ScoreFailure, (image_id, model_set_id))
+            if fail is None:
+                s.add(
+                    ScoreFailure(
+                        image_id=image_id,
+                        model_set_id=model_set_id,
+                        image_version=version,
+                        reason=reason,
+                        attempts=1,
+                        last_run_id=run_id,
+                    )
+                )
+            else:
+                fail.attempts = fail.attempts + 1 if fail.image_version == version else 1
+                fail.image_version = version
+                fail.reason = reason
+                fail.last_run_id = run_id
+                fail.last_attempt_at = utcnow()
+            n_bad += 1
+    run = s.get(ScoringRun, run_id)
+    run.n_done += n_ok
+    run.n_failed += n_bad
+    s.flush()
+    refresh_studies(s, studies)
+    return n_ok, n_bad
+
+
+def score_library(
+    store: Store,
+    predictor: Any,
+    *,
+    batch_size: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> Iterator[ScoreProgress]:
+    """Score every pending image of the library with ``predictor``; yield progress per batch.
+
+    Parameters
+    ----------
+    store
+        The open store.
+    predictor
+        An ``engine.predictor.Predictor`` (``models``, ``settings``, ``predict_paths``).
+    batch_size
+        Images per compute batch and per write transaction (default: the predictor's).
+    should_stop
+        Checked between batches; True stops after the batch in flight has been written.
+    thresholds
+        Operating-threshold overrides by class name (settings ``[thresholds]``).
+
+    Yields
+    ------
+    ScoreProgress
+        One record before the first batch (``total`` known), one per written batch, and a last
+        one with ``finished`` or ``cancelled`` set.
+    """
+    t = threshold_vector(thresholds)
+    bs = int(batch_size or getattr(getattr(predictor, "config", None), "batch_size", 8) or 8)
+    model_set_id, run_id, _ = store.write(lambda s: _register(s, predictor))
+    skip: set[int] = set()  # failed in this start: not retried until the next one
+    with store.session() as s, s.begin():
+        queue = _queue(s, model_set_id, skip)
+        already = _count_scored(s, model_set_id)
+    prog = ScoreProgress(
+        total=len(queue), run_id=run_id, model_set_id=model_set_id, already_scored=already
+    )
+    t0 = time.perf_counter()
+
+    def stamp(errors: list[tuple[str, str]]) -> ScoreProgress:
+        prog.elapsed = time.perf_counter() - t0
+        n = prog.done + prog.failed
+        prog.rate = n / prog.elapsed if prog.elapsed > 0 and n else 0.0
+        left = max(0, prog.total - n)
+        prog.eta = left / prog.rate if prog.rate > 0 else None
+        prog.last_errors = errors
+        return ScoreProgress(**{**prog.__dict__, "last_errors": list(errors)})
+
+    yield stamp([])
+    stopped = lambda: should_stop is not None and should_stop()  # noqa: E731
+    cancelled = False
+    while queue and not cancelled:
+        gen = predictor.predict_paths([q[1] for q in queue], batch_size=bs, should_stop=should_stop)
+        pending: list[tuple[tuple[int, str, int, int], Any]] = []
+        idx = 0
+        try:
+            for res in gen:
+                pending.append((queue[idx], res))
+                idx += 1
+                if len(pending) >= bs or idx == len(queue):
+                    batch, pending = pending, []
+                    n_ok, n_bad = store.write(
+                        lambda s, b=batch: _write_batch(
+                            s, b, model_set_id=model_set_id, run_id=run_id, thresholds=t
+                        )
+                    )
+                    errors = [
+                        (item[1], r.reason or "unknown error") for item, r in batch if not r.ok
+                    ]
+                    skip.update(item[0] for item, r in batch if not r.ok)
+                    prog.done += n_ok
+                    prog.failed += n_bad
+                    yield stamp(errors)
+                    if stopped():
+                        cancelled = True
+                        break
+        finally:
+            gen.close()
+        if idx < len(queue) and not cancelled:
+            cancelled = True  # predict_paths returned early: its should_stop fired
+        if cancelled:
+            break
+        with store.session() as s, s.begin():
+            queue = _queue(s, model_set_id, skip)
+        prog.total += len(queue)
+    if cancelled:
+        prog.cancelled = True
+        yield stamp([])
+        return
+
+    def finish(s: Session) -> None:
+        run = s.get(ScoringRun, run_id)
+        run.finished_at = utcnow()
+        s.add(
+            AuditEvent(
+                action="score_run_end",
+                new={"run_id": run_id, "done": run.n_done, "failed": run.n_failed},
+            )
+        )
+
+    store.write(finish)
+    prog.finished = True
+    yield stamp([])
+
+
+def current_predictions(store: Store, image_ids: list[int]) -> dict[int, Prediction]:
+    """The current prediction of each image (for the review panel and export)."""
+    with store.session() as s, s.begin():
+        rows = s.execute(
+            select(Image.id, Prediction)
+            .join(Prediction, Prediction.id == Image.current_prediction_id)
+            .where(Image.id.in_(image_ids))
+        ).all()
+        return {iid: p for iid, p in rows}

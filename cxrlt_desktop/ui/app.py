@@ -1,0 +1,95 @@
+"""Application entry points: the QApplication, the main-window factory, the event loop.
+
+Tests build the window with :func:`create_main_window` and never call ``exec()``; the
+``cxrlt gui`` command calls :func:`run_gui`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QApplication
+
+from cxrlt_desktop.ui.main_window import MainWindow
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    """The process's QApplication (created on first use)."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+        app.setApplicationName("CXR-LT Desktop")
+        app.setOrganizationName("cxrlt-desktop")
+    return app  # type: ignore[return-value]
+
+
+def create_main_window(
+    store,
+    settings,
+    *,
+    settings_path: str | Path | None = None,
+    predictor_factory=None,
+    engine_overrides: dict[str, Any] | None = None,
+    demo: bool | None = None,
+    first_start_dialog: bool = True,
+) -> MainWindow:
+    """Build the main window (the QApplication must exist; the event loop need not run).
+
+    Parameters
+    ----------
+    store
+        An open store (``cxrlt_desktop.store.open_store``).
+    settings
+        ``cxrlt_desktop.settings.Settings``.
+    settings_path
+        Where the settings dialog saves (None: the default config file).
+    predictor_factory
+        Zero-argument callable returning an ``engine.predictor.Predictor``; None builds one from
+        ``settings`` (or leaves scoring off when no model is configured).
+    engine_overrides
+        Extra ``EngineConfig`` fields (tests and the self-test use a small ``image_size``).
+    demo
+        Force the "DEMO MODEL" banner on or off; None decides from the model manifests.
+    first_start_dialog
+        Open the settings dialog with an explanation when no models are configured.
+    """
+    ensure_app()
+    return MainWindow(
+        store,
+        settings,
+        settings_path=settings_path,
+        predictor_factory=predictor_factory,
+        engine_overrides=engine_overrides,
+        demo=demo,
+        first_start_dialog=first_start_dialog,
+    )
+
+
+def run_gui(db_url: str | None = None, folders: list[Path] | None = None) -> int:
+    """Open the store and the window, start scanning ``folders``, run the event loop."""
+    from cxrlt_desktop.settings import Settings, SettingsError
+    from cxrlt_desktop.store import StoreError, open_store
+
+    app = ensure_app()
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        print(f"cxrlt gui: {exc}; starting with default settings", file=sys.stderr)
+        settings = Settings()
+    try:
+        store = open_store(db_url or settings.database)
+    except StoreError as exc:
+        print(f"cxrlt gui: {exc}", file=sys.stderr)
+        return 2
+    window = create_main_window(store, settings)
+    window.show()
+    if folders:
+        window.open_paths(list(folders))
+    code = app.exec()
+    store.close()
+    return int(code)
+
+
+__all__ = ["create_main_window", "ensure_app", "run_gui"]

@@ -1,0 +1,431 @@
+"""The settings dialog: model files, engine options, thresholds, reviewer, database, shortcuts.
+
+On OK the values are validated by ``cxrlt_desktop.settings.Settings`` (one message per bad key)
+and, when model files are configured, by actually loading them with the engine in a background
+thread (the layout check of ``engine.checkpoints`` names missing and unexpected keys). The
+dialog closes only when both pass; the loaded predictor is kept so the main window does not
+load the models a second time.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QKeySequenceEdit,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
+
+FIRST_START_TEXT = (
+    "<b>No models are configured yet.</b> CXR-LT Desktop scores images with local model files "
+    "(nothing is downloaded). Add the Task 1 checkpoints (for example the published "
+    "<code>convnextv2_base_mimic-cxr_padchest_csra_dbcas.safetensors</code> and an MLP-head "
+    "checkpoint) and, for the 6 zero-shot findings, a WhyXrayCLIP folder "
+    "(open_clip_config.json + weights). The files are checked by loading them when you press "
+    "OK. Without models you can still open folders and review images; scoring waits until "
+    "models are set. For a try-out without weights, run <code>cxrlt demo-models</code> and "
+    "point here at its output (marked DEMO)."
+)
+
+
+class SettingsDialog(QDialog):
+    """Edit and validate :class:`cxrlt_desktop.settings.Settings`.
+
+    Parameters
+    ----------
+    settings
+        The current settings (not modified; read :attr:`result_settings` after acceptance).
+    first_start
+        Show the explanation for a first start without models.
+    engine_overrides
+        Extra ``EngineConfig`` fields used when the models are test-loaded (tests shrink the
+        image size with it).
+
+    Signals
+    -------
+    validationFinished(bool, str)
+        After OK: whether the settings passed, and the error text when they did not.
+    """
+
+    validationFinished = Signal(bool, str)
+    _validatedInThread = Signal(object, object)  # (predictor or None, error text or None)
+
+    def __init__(
+        self,
+        settings,
+        parent: QWidget | None = None,
+        *,
+        first_start: bool = False,
+        engine_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setModal(True)
+        self.resize(720, 560)
+        self._settings = settings
+        self._engine_overrides = dict(engine_overrides or {})
+        self.result_settings = None
+        self.loaded_predictor: Any = None
+        self._validating = False
+        self._validatedInThread.connect(self._on_validated_in_thread)
+
+        self.intro = QLabel(FIRST_START_TEXT)
+        self.intro.setWordWrap(True)
+        self.intro.setTextFormat(Qt.TextFormat.RichText)
+        self.intro.setVisible(first_start)
+        self.intro.setObjectName("firstStartIntro")
+
+        tabs = QTabWidget()
+        tabs.addTab(self._models_tab(), "Models")
+        tabs.addTab(self._engine_tab(), "Engine")
+        tabs.addTab(self._thresholds_tab(), "Thresholds")
+        tabs.addTab(self._shortcuts_tab(), "Shortcuts")
+        self.tabs = tabs
+
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c92a2a;")
+        self.error_label.setObjectName("settingsError")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setVisible(False)
+        self.busy.setFormat("Loading models to check them...")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self._on_ok)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro)
+        layout.addWidget(tabs, 1)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.busy)
+        layout.addWidget(self.buttons)
+        self._load_values(settings)
+
+    # ------------------------------------------------------------------ tabs
+    def _models_tab(self) -> QWidget:
+        w = QWidget()
+        form = QFormLayout(w)
+        self.checkpoints = QListWidget()
+        self.checkpoints.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        add = QPushButton("Add...")
+        add.clicked.connect(self._on_add_checkpoint)
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._on_remove_checkpoint)
+        buttons = QHBoxLayout()
+        buttons.addWidget(add)
+        buttons.addWidget(remove)
+        buttons.addStretch(1)
+        box = QVBoxLayout()
+        box.addWidget(self.checkpoints)
+        box.addLayout(buttons)
+        form.addRow("Task 1 checkpoints", box)
+        self.weights = QLineEdit()
+        self.weights.setPlaceholderText("default by head: MLP 1.0, CSRA 1.5")
+        form.addRow("Ensemble weights", self.weights)
+        self.arch = QComboBox()
+        self.arch.setEditable(True)
+        self.arch.addItems(
+            ["convnextv2_base", "convnextv2_tiny", "convnextv2_nano", "convnextv2_atto"]
+        )
+        form.addRow("Task 1 architecture", self.arch)
+        self.clip_model = QLineEdit()
+        self.clip_model.setPlaceholderText("WhyXrayCLIP folder (open_clip local-dir)")
+        form.addRow("CLIP model folder", self._with_browse(self.clip_model, folder=True))
+        self.prompts = QLineEdit()
+        self.prompts.setPlaceholderText("default: the built-in prompt ensembles")
+        form.addRow("Prompts JSON", self._with_browse(self.prompts, folder=False))
+        self.calibration = QLineEdit()
+        self.calibration.setPlaceholderText("optional temperature-scaling JSON")
+        form.addRow("Calibration", self._with_browse(self.calibration, folder=False))
+        return w
+
+    def _engine_tab(self) -> QWidget:
+        w = QWidget()
+        form = QFormLayout(w)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        form.addRow("Device", self.device)
+        self.mode = QComboBox()
+        self.mode.addItems(["paper", "fast"])
+        self.mode.setToolTip(
+            "paper: both models x 6 views, normal gating, CLIP. fast: CSRA model, one view."
+        )
+        form.addRow("Mode", self.mode)
+        self.precision = QComboBox()
+        self.precision.addItems(["auto", "fp32", "bf16", "fp16"])
+        self.precision.setToolTip("auto: bf16 on a GPU, fp32 on the CPU")
+        form.addRow("Precision", self.precision)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 4096)
+        form.addRow("Batch size", self.batch_size)
+        self.normal_alpha = QDoubleSpinBox()
+        self.normal_alpha.setRange(0.0, 10.0)
+        self.normal_alpha.setSingleStep(0.1)
+        form.addRow("Normal gating alpha", self.normal_alpha)
+        self.reviewer = QLineEdit()
+        self.reviewer.setPlaceholderText("your name, recorded with every verdict")
+        form.addRow("Reviewer", self.reviewer)
+        self.database = QLineEdit()
+        self.database.setPlaceholderText("default: the user data folder's cxrlt.db")
+        db_note = QLabel("A new database takes effect at the next start.")
+        db_note.setStyleSheet("color: #666;")
+        box = QVBoxLayout()
+        box.addWidget(self.database)
+        box.addWidget(db_note)
+        form.addRow("Database URL", box)
+        return w
+
+    def _thresholds_tab(self) -> QWidget:
+        from engine.classes import class_table
+
+        self.threshold_table = QTableWidget(len(class_table()), 3)
+        self.threshold_table.setHorizontalHeaderLabels(["Finding", "Task", "Threshold"])
+        self.threshold_table.verticalHeader().setVisible(False)
+        self.threshold_table.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.Stretch
+        )
+        self._threshold_spins: dict[str, QDoubleSpinBox] = {}
+        for i, info in enumerate(class_table()):
+            item = QTableWidgetItem(info.display_name)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.threshold_table.setItem(i, 0, item)
+            task = QTableWidgetItem("zero-shot" if info.task == 2 else "supervised")
+            task.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.threshold_table.setItem(i, 1, task)
+            spin = QDoubleSpinBox()
+            spin.setRange(0.001, 1.0)
+            spin.setDecimals(3)
+            spin.setSingleStep(0.05)
+            self.threshold_table.setCellWidget(i, 2, spin)
+            self._threshold_spins[info.name] = spin
+        return self.threshold_table
+
+    def _shortcuts_tab(self) -> QWidget:
+        self.shortcut_table = QTableWidget(len(ACTIONS), 2)
+        self.shortcut_table.setHorizontalHeaderLabels(["Action", "Key"])
+        self.shortcut_table.verticalHeader().setVisible(False)
+        self.shortcut_table.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.Stretch
+        )
+        self._key_edits: dict[str, QKeySequenceEdit] = {}
+        for i, action in enumerate(ACTIONS):
+            item = QTableWidgetItem(action.text)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.shortcut_table.setItem(i, 0, item)
+            edit = QKeySequenceEdit()
+            edit.setMaximumSequenceLength(1) if hasattr(edit, "setMaximumSequenceLength") else None
+            self.shortcut_table.setCellWidget(i, 1, edit)
+            self._key_edits[action.id] = edit
+        return self.shortcut_table
+
+    def _with_browse(self, edit: QLineEdit, *, folder: bool) -> QWidget:
+        w = QWidget()
+        row = QHBoxLayout(w)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(edit, 1)
+        b = QPushButton("Browse...")
+
+        def browse() -> None:
+            if folder:
+                path = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text())
+            else:
+                path, _ = QFileDialog.getOpenFileName(self, "Choose a file", edit.text())
+            if path:
+                edit.setText(path)
+
+        b.clicked.connect(browse)
+        row.addWidget(b)
+        return w
+
+    # ------------------------------------------------------------------ values
+    def _load_values(self, s) -> None:
+        from engine.classes import DEFAULT_THRESHOLDS
+
+        self.checkpoints.clear()
+        for p in s.task1_checkpoints:
+            self.checkpoints.addItem(str(p))
+        self.weights.setText(", ".join(f"{w:g}" for w in s.task1_weights or []))
+        self.arch.setCurrentText(s.task1_arch or "convnextv2_base")
+        self.clip_model.setText(str(s.clip_model or ""))
+        self.prompts.setText(str(s.prompts or ""))
+        self.calibration.setText(str(s.calibration or ""))
+        self.device.setCurrentText(s.device)
+        self.mode.setCurrentText(s.mode)
+        self.precision.setCurrentText(s.precision or "auto")
+        self.batch_size.setValue(int(s.batch_size))
+        self.normal_alpha.setValue(float(s.normal_alpha))
+        self.reviewer.setText(s.reviewer or "")
+        self.database.setText(s.database or "")
+        for name, spin in self._threshold_spins.items():
+            spin.setValue(float(s.thresholds.get(name, DEFAULT_THRESHOLDS[name])))
+        keymap = merged_keymap({k: v for k, v in s.shortcuts.items()} if s.shortcuts else None)
+        for action, edit in self._key_edits.items():
+            edit.setKeySequence(QKeySequence(keymap[action]))
+
+    def set_checkpoints(self, paths: list[str | Path]) -> None:
+        """Replace the Task 1 checkpoint list (the Add button does this one file at a time)."""
+        self.checkpoints.clear()
+        for p in paths:
+            self.checkpoints.addItem(str(p))
+
+    def _document(self) -> dict[str, Any]:
+        """The TOML document the widgets describe (for ``Settings.from_dict``)."""
+        from engine.classes import DEFAULT_THRESHOLDS
+
+        doc: dict[str, Any] = {}
+        if self.database.text().strip():
+            doc["database"] = self.database.text().strip()
+        if self.reviewer.text().strip():
+            doc["reviewer"] = self.reviewer.text().strip()
+        models: dict[str, Any] = {}
+        ckpts = [self.checkpoints.item(i).text() for i in range(self.checkpoints.count())]
+        if ckpts:
+            models["task1_checkpoints"] = ckpts
+        if self.weights.text().strip():
+            try:
+                models["task1_weights"] = [
+                    float(x) for x in self.weights.text().replace(";", ",").split(",") if x.strip()
+                ]
+            except ValueError:
+                models["task1_weights"] = self.weights.text()  # let Settings name the problem
+        models["task1_arch"] = self.arch.currentText().strip() or "convnextv2_base"
+        for key, edit in (
+            ("clip_model", self.clip_model),
+            ("prompts", self.prompts),
+            ("calibration", self.calibration),
+        ):
+            if edit.text().strip():
+                models[key] = edit.text().strip()
+        doc["models"] = models
+        engine: dict[str, Any] = {
+            "mode": self.mode.currentText(),
+            "device": self.device.currentText(),
+            "batch_size": self.batch_size.value(),
+            "normal_alpha": round(self.normal_alpha.value(), 4),
+        }
+        if self.precision.currentText() != "auto":
+            engine["precision"] = self.precision.currentText()
+        doc["engine"] = engine
+        thresholds = {
+            name: round(spin.value(), 4)
+            for name, spin in self._threshold_spins.items()
+            if abs(spin.value() - DEFAULT_THRESHOLDS[name]) > 1e-9
+        }
+        if thresholds:
+            doc["thresholds"] = thresholds
+        shortcuts = {}
+        for action in ACTIONS:
+            key = self._key_edits[action.id].keySequence().toString()
+            if key and key != action.default:
+                shortcuts[action.id] = key
+        if shortcuts:
+            doc["shortcuts"] = shortcuts
+        return doc
+
+    # ------------------------------------------------------------------ OK
+    def _on_ok(self) -> None:
+        from cxrlt_desktop.settings import Settings, SettingsError
+
+        if self._validating:
+            return
+        self.error_label.setText("")
+        try:
+            settings = Settings.from_dict(self._document())
+            merged_keymap(settings.shortcuts)
+            for p in settings.task1_checkpoints:
+                if not Path(p).is_file():
+                    raise SettingsError([f"models.task1_checkpoints: {p}: no such file"])
+            if settings.clip_model is not None and not Path(settings.clip_model).is_dir():
+                raise SettingsError([f"models.clip_model: {settings.clip_model}: no such folder"])
+        except (SettingsError, ValueError) as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            self._fail("\n".join(problems))
+            return
+        self.result_settings = settings
+        if not settings.task1_checkpoints and settings.clip_model is None:
+            self._succeed(None)
+            return
+        self._validating = True
+        self.busy.setVisible(True)
+        self.buttons.setEnabled(False)
+        config = settings.engine_config(**self._engine_overrides)
+        threading.Thread(
+            target=self._load_models, args=(config,), name="cxrlt-settings-check", daemon=True
+        ).start()
+
+    def _load_models(self, config) -> None:
+        # Runs in a plain thread: loading convnextv2_base twice plus CLIP takes seconds.
+        try:
+            from engine.predictor import Predictor
+
+            predictor = Predictor(config)
+        except Exception as exc:  # every loader error is a message for the user
+            self._validatedInThread.emit(None, f"{type(exc).__name__}: {exc}")
+            return
+        self._validatedInThread.emit(predictor, None)
+
+    def _on_validated_in_thread(self, predictor, error) -> None:
+        self._validating = False
+        self.busy.setVisible(False)
+        self.buttons.setEnabled(True)
+        if error:
+            self.result_settings = None
+            self._fail(f"The models could not be loaded: {error}")
+        else:
+            self._succeed(predictor)
+
+    def _fail(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.validationFinished.emit(False, text)
+
+    def _succeed(self, predictor) -> None:
+        self.loaded_predictor = predictor
+        self.validationFinished.emit(True, "")
+        self.accept()
+
+    def _on_add_checkpoint(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Task 1 checkpoints", "", "Checkpoints (*.safetensors *.pth *.pt);;All files (*)"
+        )
+        for p in paths:
+            self.checkpoints.addItem(p)
+
+    def _on_remove_checkpoint(self) -> None:
+        for item in self.checkpoints.selectedItems():
+            self.checkpoints.takeItem(self.checkpoints.row(item))
+
+    def reject(self) -> None:
+        if self._validating:
+            return  # the loader thread reports back to this dialog; let it finish first
+        super().reject()
+
+
+__all__ = ["SettingsDialog", "FIRST_START_TEXT"]

@@ -1,0 +1,238 @@
+"""The worklist: studies ordered by rare-finding score, read from the store's triage columns.
+
+Order: ``priority`` (the study's rare-finding score; -1 while nothing is scored) descending,
+then study date descending (newest first among equal scores), then study id descending. The
+``ix_study_worklist`` / ``ix_study_reviewed_worklist`` indexes serve this order read backwards,
+so ``LIMIT`` stops early; the finding filter probes ``finding_hit`` by (finding, study_id).
+
+Status: ``unreviewed`` lists studies not fully reviewed (no verdict, or only some images
+reviewed: ``partial``), ``reviewed`` those whose every usable image has a verdict, ``all`` both.
+Only studies with at least one usable, present image are listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, exists, func, or_, select
+
+from cxrlt_desktop.pseudonym import pseudonym
+from cxrlt_desktop.store import Store
+from cxrlt_desktop.store.models import FindingHit, Image, Patient, Series, Study
+from engine.classes import ALL_CLASSES, DISPLAY_NAMES
+
+STATUSES = ("unreviewed", "reviewed", "all")
+
+
+@dataclass
+class WorklistRow:
+    """One study of the worklist (what ``cxrlt worklist --json`` prints, plus ids for the GUI)."""
+
+    study_id: int
+    study_uid: str
+    patient: str  # pseudonym, or the PatientID with show_phi
+    study_date: str | None
+    description: str | None
+    n_images: int
+    n_scored: int
+    n_failed: int
+    rare_score: float | None
+    n_above: int
+    top_findings: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "unreviewed"
+    patient_name: str | None = None  # only with show_phi
+
+    @property
+    def flagged(self) -> bool:
+        """A rare finding is at or above its threshold (rare score >= 1)."""
+        return self.rare_score is not None and self.rare_score >= 1.0
+
+    def to_json(self, *, show_phi: bool = False) -> dict[str, Any]:
+        """The JSON object of issue 4: study_uid, patient, study_date, description, n_images,
+        n_scored, n_failed, rare_score, top_findings, status (+ n_above, patient_name with PHI)."""
+        d = asdict(self)
+        d.pop("study_id")
+        if not show_phi:
+            d.pop("patient_name")
+        return d
+
+
+def patient_label(patient_id: str | None, key: str, *, show_phi: bool) -> str:
+    """What the worklist shows for a patient: its pseudonym (salted SHA-256 of the PatientID, or
+    of the patient key when the file had none), or the PatientID itself with ``show_phi``."""
+    if show_phi:
+        return patient_id or key
+    return pseudonym(patient_id or key, kind="patient")
+
+
+def resolve_finding(name: str) -> str:
+    """Engine class name for ``name`` (class or display name, any case); ValueError otherwise."""
+    if name in ALL_CLASSES:
+        return name
+    low = name.strip().lower()
+    for c in ALL_CLASSES:
+        if c.lower() == low or DISPLAY_NAMES[c].lower() == low:
+            return c
+    raise ValueError(
+        f"unknown finding {name!r}; one of: {', '.join(DISPLAY_NAMES[c] for c in ALL_CLASSES)}"
+    )
+
+
+def _filtered(
+    stmt: Select, *, status: str, finding: str | None, text: str | None, show_phi: bool
+) -> Select:
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    stmt = stmt.where(Study.n_images > 0)
+    if status != "all":
+        stmt = stmt.where(Study.reviewed.is_(status == "reviewed"))
+    if finding:
+        f = resolve_finding(finding)
+        stmt = stmt.where(exists().where(FindingHit.study_id == Study.id, FindingHit.finding == f))
+    if text:
+        like = f"%{text.strip()}%"
+        conds = [Study.description.ilike(like), Study.study_date.ilike(like)]
+        if show_phi:
+            conds += [
+                Patient.patient_id.ilike(like),
+                Patient.patient_name.ilike(like),
+                Study.accession_number.ilike(like),
+            ]
+        stmt = stmt.where(or_(*conds))
+    return stmt
+
+
+def query_worklist(
+    store: Store,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    status: str = "all",
+    finding: str | None = None,
+    text: str | None = None,
+    show_phi: bool = False,
+) -> list[WorklistRow]:
+    """One page of the worklist.
+
+    Parameters
+    ----------
+    limit, offset
+        Page size and start (the GUI loads pages lazily).
+    status
+        ``unreviewed`` | ``reviewed`` | ``all``.
+    finding
+        Only studies where this finding (class or display name) is at or above threshold in
+        some image.
+    text
+        Case-insensitive substring of the description or date (and, with ``show_phi``, of the
+        PatientID, name or accession number).
+    show_phi
+        Show PatientIDs and names instead of pseudonyms.
+
+    Raises
+    ------
+    ValueError
+        Unknown status or finding.
+    """
+    stmt = select(
+        Study.id,
+        Study.study_uid,
+        Study.study_date,
+        Study.description,
+        Study.n_images,
+        Study.n_scored,
+        Study.n_failed,
+        Study.rare_score,
+        Study.n_above,
+        Study.top_findings,
+        Study.review_status,
+        Patient.patient_id,
+        Patient.key,
+        Patient.patient_name,
+    ).join(Patient, Patient.id == Study.patient_id)
+    stmt = _filtered(stmt, status=status, finding=finding, text=text, show_phi=show_phi)
+    stmt = (
+        stmt.order_by(Study.priority.desc(), Study.study_date.desc(), Study.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    with store.session() as s, s.begin():
+        rows = s.execute(stmt).all()
+    return [
+        WorklistRow(
+            study_id=r.id,
+            study_uid=r.study_uid,
+            patient=patient_label(r.patient_id, r.key, show_phi=show_phi),
+            study_date=r.study_date,
+            description=r.description,
+            n_images=r.n_images,
+            n_scored=r.n_scored,
+            n_failed=r.n_failed,
+            rare_score=r.rare_score,
+            n_above=r.n_above,
+            top_findings=list(r.top_findings or []),
+            status=r.review_status,
+            patient_name=r.patient_name if show_phi else None,
+        )
+        for r in rows
+    ]
+
+
+def count_worklist(
+    store: Store,
+    *,
+    status: str = "all",
+    finding: str | None = None,
+    text: str | None = None,
+    show_phi: bool = False,
+) -> int:
+    """How many studies :func:`query_worklist` would list without a limit."""
+    stmt = select(func.count(Study.id)).join(Patient, Patient.id == Study.patient_id)
+    stmt = _filtered(stmt, status=status, finding=finding, text=text, show_phi=show_phi)
+    with store.session() as s, s.begin():
+        return int(s.scalar(stmt) or 0)
+
+
+@dataclass
+class ImageRow:
+    """An image of a study, for the review panel."""
+
+    image_id: int
+    path: str
+    series_uid: str
+    view_position: str | None
+    usable: bool
+    missing: bool
+    current_prediction_id: int | None
+
+
+def study_images(store: Store, study_id: int) -> list[ImageRow]:
+    """The study's images (usable and not), by series then instance number then id."""
+    with store.session() as s, s.begin():
+        rows = s.execute(
+            select(Image, Series.series_uid)
+            .join(Series, Series.id == Image.series_id)
+            .where(Series.study_id == study_id)
+            .order_by(Series.series_number, Series.id, Image.instance_number, Image.id)
+        ).all()
+        return [
+            ImageRow(
+                i.id, i.path, uid, i.view_position, i.usable, i.missing, i.current_prediction_id
+            )
+            for i, uid in rows
+        ]
+
+
+def problem_files(store: Store, *, limit: int = 10_000) -> list[tuple[str, str]]:
+    """(path, reason) of every unusable file the scans recorded (the GUI's Problems list)."""
+    with store.session() as s, s.begin():
+        return [
+            (p, r or "unusable")
+            for p, r in s.execute(
+                select(Image.path, Image.reason)
+                .where(Image.usable.is_(False))
+                .order_by(Image.path)
+                .limit(limit)
+            )
+        ]

@@ -1,0 +1,90 @@
+"""cxrlt scan / score-library / worklist end to end (in-process through cli.main)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cxrlt_desktop.cli import main
+from library_helpers import model_args
+
+
+def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
+    from pydicom.data import get_testdata_file
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    import shutil
+
+    write_study(tmp_path / "in" / "a", 2, patient_id="PAT-A", study_date="20240101")
+    write_study(tmp_path / "in" / "b", 1, patient_id="PAT-B", study_date="20240202")
+    shutil.copy(get_testdata_file("RG1_UNCR.dcm", download=False), tmp_path / "in" / "rg1.dcm")
+    (tmp_path / "in" / "junk.dcm").write_text("not dicom")
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    assert main(["scan", str(tmp_path / "in"), "--db", db, "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["new"] == 5 and summary["unusable"] == 1
+    assert summary["problems"][0]["path"].endswith("junk.dcm")
+    assert "files/s" in err and "junk.dcm" in err
+
+    assert main(["score-library", "--db", db, *model_args(csra_ckpt)]) == 0
+    _, err = capsys.readouterr()
+    assert "images/s" in err and "finished: 4 scored, 0 failed" in err
+
+    assert main(["worklist", "--db", db, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3
+    keys = {"study_uid", "patient", "study_date", "description", "n_images", "n_scored", "n_failed", "rare_score", "top_findings", "status"}
+    assert all(keys <= set(r) for r in rows)
+    assert [r["rare_score"] for r in rows] == sorted((r["rare_score"] for r in rows), reverse=True)
+    assert all(r["n_scored"] == r["n_images"] for r in rows)
+    assert all(set(t) == {"finding", "probability", "threshold"} for r in rows for t in r["top_findings"])
+    text = json.dumps(rows)
+    assert "PAT-A" not in text and "Doe^Jane" not in text and "patient_name" not in text
+
+    assert main(["worklist", "--db", db, "--json", "--show-phi"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"PAT-A", "PAT-B"} <= {r["patient"] for r in rows} and "patient_name" in rows[0]
+    assert main(["worklist", "--db", db, "--json", "--limit", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+
+    assert main(["worklist", "--db", db]) == 0
+    assert "score" in capsys.readouterr().out
+
+
+def test_usage_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    assert main(["score-library", "--db", db]) == 2
+    assert "no model to score with" in capsys.readouterr().err
+    assert main(["worklist", "--db", db, "--finding", "unicorn"]) == 2
+    assert "unknown finding 'unicorn'" in capsys.readouterr().err
+    assert main(["worklist", "--db", "sqlite://"]) == 2
+    assert "in-memory" in capsys.readouterr().err
+    assert main(["scan", str(tmp_path / "nope"), "--db", db]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[engine]\nmode = "slow"\n')
+    monkeypatch.setenv("CXRLT_CONFIG", str(bad))
+    assert main(["worklist", "--db", db]) == 2
+    assert "engine.mode" in capsys.readouterr().err
+
+
+def test_models_from_settings(tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
+    from cxrlt_desktop.settings import Settings
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    cfg = Settings(database=db, task1_checkpoints=[csra_ckpt], task1_arch="convnextv2_atto", mode="fast", device="cpu", batch_size=2)
+    monkeypatch.setenv("CXRLT_CONFIG", str(cfg.save(tmp_path / "settings.toml")))
+    write_study(tmp_path / "in", 2)
+    assert main(["scan", str(tmp_path / "in")]) == 0  # database from the settings
+    assert main(["score-library", "--image-size", "64"]) == 0  # models from the settings
+    assert "finished: 2 scored" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("status", ["unreviewed", "reviewed"])
+def test_status_option(tmp_path, status, capsys, monkeypatch):
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    assert main(["worklist", "--db", f"sqlite:///{tmp_path / 'e.db'}", "--status", status, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

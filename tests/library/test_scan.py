@@ -1,0 +1,163 @@
+"""Scanning: hierarchy, duplicates, unusable files, incremental rescans, missing and moved files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import cv2
+import numpy as np
+from sqlalchemy import func, select
+
+from cxrlt_desktop.library import scan
+from cxrlt_desktop.reviews import set_verdict
+from cxrlt_desktop.store.models import DuplicateFile, Image, Patient, Review, Series, Study
+
+from library_helpers import write_bad_inputs
+
+
+def _run(store, folders, **kw):
+    progs = list(scan(store, folders, **kw))
+    assert progs[-1].done or progs[-1].cancelled
+    return progs
+
+
+def _images(store):
+    with store.session() as s, s.begin():
+        # keyed by "folder/name" (the test studies reuse file names)
+        return {"/".join(i.path.split(os.sep)[-2:]): i for i in s.scalars(select(Image)).all()}
+
+
+def test_mixed_folder(store, tmp_path, write_study):
+    root = tmp_path / "in"
+    a = write_study(root / "a", 3, patient_id="P1")
+    write_study(root / "b", 2, patient_id="P2", study_date="20230505")
+    shutil.copy(a[0], root / "a" / "copy_of_im000.dcm")
+    pngdir = root / "png"
+    pngdir.mkdir()
+    cv2.imwrite(str(pngdir / "x.png"), np.random.default_rng(0).integers(0, 255, (300, 300)).astype(np.uint8))
+    expected = write_bad_inputs(root / "bad")
+
+    progs = _run(store, [root])
+    last = progs[-1]
+    assert last.seen == 3 + 2 + 1 + 1 + len(expected)
+    assert last.duplicates == 1
+    assert last.unusable == len(expected) - 1  # trunc_j2k's header is fine
+    reasons = {os.path.basename(p): r for pr in progs for p, r in pr.problems}
+    for name, start in expected.items():
+        if start is None:
+            assert name not in reasons
+        else:
+            assert reasons[name].startswith(start), (name, reasons[name])
+
+    imgs = _images(store)
+    # The walk is sorted: the copy comes first and holds the UID; the original is the duplicate.
+    assert "a/im000.dcm" not in imgs and "a/copy_of_im000.dcm" in imgs
+    for name, start in expected.items():
+        name = f"bad/{name}"
+        assert imgs[name].usable is (start is None)
+        if start:
+            assert imgs[name].reason.startswith(start) and imgs[name].series_id is None
+    with store.session() as s, s.begin():
+        dup = s.scalars(select(DuplicateFile)).one()
+        assert dup.path == str(a[0])
+        assert s.get(Image, dup.image_id).path.endswith("copy_of_im000.dcm")
+        studies = {st.description: st for st in s.scalars(select(Study)).all()}
+        # 2 DICOM studies + the synthetic PNG study (named by its folder) + trunc_j2k's study
+        assert studies["png"].synthetic and studies["png"].n_images == 1
+        assert studies["png"].study_uid.startswith("2.25.")
+        pats = s.scalars(select(Patient.key)).all()
+        assert "id:P1" in pats and "id:P2" in pats and f"folder:{pngdir}" in pats
+        n_p1 = s.scalar(
+            select(Study.n_images).join(Patient, Patient.id == Study.patient_id).where(Patient.key == "id:P1")
+        )
+        assert n_p1 == 3
+
+
+def test_duplicate_points_at_original(store, tmp_path, write_study):
+    paths = write_study(tmp_path / "d", 1)
+    shutil.copy(paths[0], tmp_path / "d" / "zz_copy.dcm")
+    _run(store, [tmp_path / "d"])
+    with store.session() as s, s.begin():
+        dup = s.scalars(select(DuplicateFile)).one()
+        orig = s.get(Image, dup.image_id)
+        assert orig.path == str(paths[0]) and dup.path == str(tmp_path / "d" / "zz_copy.dcm")
+        assert s.scalar(select(func.count(Image.id))) == 1
+
+
+def test_incremental_rescan(store, tmp_path, write_study):
+    paths = write_study(tmp_path / "s", 4)
+    first = _run(store, [tmp_path / "s"])[-1]
+    assert first.read == 4 and first.new == 4
+    again = _run(store, [tmp_path / "s"])[-1]
+    assert again.read == 0 and again.unchanged == 4 and again.new == 0
+    st = os.stat(paths[1])
+    os.utime(paths[1], (st.st_atime, st.st_mtime + 10))
+    third = _run(store, [tmp_path / "s"])[-1]
+    assert third.read == 1 and third.updated == 1 and third.unchanged == 3
+    assert _images(store)["s/im001.dcm"].version == 2
+    assert _images(store)["s/im000.dcm"].version == 1
+
+
+def test_missing_keeps_reviews_and_returns(store, tmp_path, write_study):
+    paths = write_study(tmp_path / "m", 2)
+    _run(store, [tmp_path / "m"])
+    img = _images(store)["m/im000.dcm"]
+    set_verdict(store, img.id, "Pneumothorax", "absent", reviewer="dr")
+    keep = tmp_path / "keep.bin"
+    shutil.copy2(paths[0], keep)
+    paths[0].unlink()
+    last = _run(store, [tmp_path / "m"])[-1]
+    assert last.missing == 1
+    imgs = _images(store)
+    assert imgs["m/im000.dcm"].missing and not imgs["m/im001.dcm"].missing
+    with store.session() as s, s.begin():
+        assert s.scalar(select(func.count(Review.id)).where(Review.image_id == img.id)) == 1
+        assert s.scalar(select(Study.n_images)) == 1
+    shutil.copy2(keep, paths[0])  # same size and mtime: found again without a re-read
+    back = _run(store, [tmp_path / "m"])[-1]
+    assert back.returned == 1 and back.read == 0
+    assert not _images(store)["m/im000.dcm"].missing
+
+
+def test_moved_file_keeps_its_image(store, tmp_path, write_study):
+    paths = write_study(tmp_path / "r" / "old", 1)
+    _run(store, [tmp_path / "r"])
+    before = _images(store)["old/im000.dcm"]
+    set_verdict(store, before.id, "Mass", "present", reviewer="dr")
+    (tmp_path / "r" / "new").mkdir()
+    moved = tmp_path / "r" / "new" / "renamed.dcm"
+    os.rename(paths[0], moved)
+    last = _run(store, [tmp_path / "r"])[-1]
+    assert last.moved == 1 and last.missing == 0 and last.duplicates == 0
+    after = _images(store)["new/renamed.dcm"]
+    assert after.id == before.id and not after.missing
+    with store.session() as s, s.begin():
+        assert s.scalar(select(Review.verdict).where(Review.image_id == before.id)) == "present"
+
+
+def test_cancel_between_batches(store, tmp_path, write_study):
+    write_study(tmp_path / "s", 6)
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return True
+
+    progs = _run(store, [tmp_path / "s"], should_stop=stop, batch_files=2)
+    assert progs[-1].cancelled and not progs[-1].done
+    with store.session() as s, s.begin():
+        assert s.scalar(select(func.count(Image.id))) == 2
+    rest = _run(store, [tmp_path / "s"])[-1]
+    assert rest.unchanged == 2 and rest.new == 4 and rest.missing == 0
+
+
+def test_real_radiographs(store):
+    from pydicom.data import get_testdata_file
+
+    files = [get_testdata_file(n, download=False) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm")]
+    last = _run(store, files)[-1]
+    assert last.unusable == 0 and last.new + last.duplicates == 2
+    with store.session() as s, s.begin():
+        series = s.scalars(select(Series)).all()
+        assert {x.modality for x in series} == {"CR"}

@@ -1,0 +1,185 @@
+"""The scoring service: stored results equal the engine's, resume, failures, model sets, triage."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from cxrlt_desktop.library import scan
+from cxrlt_desktop.scoring import score_library
+from cxrlt_desktop.store.models import (
+    FindingHit,
+    Image,
+    Prediction,
+    ScoreFailure,
+    ScoringRun,
+    Series,
+    Study,
+)
+from cxrlt_desktop.worklist import query_worklist
+from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
+from library_helpers import write_bad_inputs
+
+
+def _scan(store, *folders):
+    for _ in scan(store, folders):
+        pass
+
+
+def _score(store, predictor, **kw):
+    return list(score_library(store, predictor, **kw))
+
+
+def _hand_rare(p):
+    """Independent loop: max over rare classes of p / t, skipping NaN."""
+    best = None
+    for k, c in enumerate(ALL_CLASSES):
+        if c in RARE_CLASSES and not np.isnan(p[k]):
+            r = p[k] / DEFAULT_THRESHOLDS[c]
+            best = r if best is None or r > best else best
+    return best
+
+
+@pytest.fixture
+def library(store, tmp_path, write_study):
+    write_study(tmp_path / "lib" / "s1", 3, patient_id="A", study_date="20240101")
+    write_study(tmp_path / "lib" / "s2", 2, patient_id="B", study_date="20240301")
+    write_study(tmp_path / "lib" / "s3", 2, patient_id="C", study_date="20240201")
+    _scan(store, tmp_path / "lib")
+    return store
+
+
+def test_stored_results_equal_engine(library, predictor):
+    from engine.imageio import read_source
+
+    progs = _score(library, predictor)
+    assert progs[0].total == 7 and progs[0].done == 0
+    assert progs[-1].finished and progs[-1].done == 7 and progs[-1].failed == 0
+    with library.session() as s, s.begin():
+        rows = s.execute(select(Image.path, Prediction).join(Prediction, Prediction.id == Image.current_prediction_id)).all()
+        assert len(rows) == 7
+        for path, pred in rows:
+            ref = predictor.predict_arrays([read_source(path)])
+            # batched vs one-image compute differ by float32 rounding (engine bound: 1e-5)
+            np.testing.assert_allclose(pred.probabilities(), ref.probs[0], rtol=0, atol=1e-5)
+            att = pred.attention_maps()
+            assert att.dtype == np.float16 and att.shape == ref.attention[0].shape
+            np.testing.assert_allclose(att.astype(np.float32), ref.attention[0].astype(np.float32), atol=2e-3)
+            assert pred.rare_score == pytest.approx(_hand_rare(pred.probabilities()), rel=1e-12)
+            hits = s.scalars(select(FindingHit.finding).where(FindingHit.prediction_id == pred.id)).all()
+            p = pred.probabilities()
+            want = [c for k, c in enumerate(ALL_CLASSES) if k > 0 and p[k] >= DEFAULT_THRESHOLDS[c]]
+            assert sorted(hits) == sorted(want) and pred.n_above == len(want)
+        # Study score = max over its images; worklist = studies by that score, descending.
+        for st in s.scalars(select(Study)).all():
+            scores = s.scalars(
+                select(Prediction.rare_score)
+                .join(Image, Image.current_prediction_id == Prediction.id)
+                .join(Series, Series.id == Image.series_id)
+                .where(Series.study_id == st.id)
+            ).all()
+            assert st.rare_score == pytest.approx(max(scores)) and st.n_scored == st.n_images
+            n_above = s.scalar(select(func.count(func.distinct(FindingHit.finding))).where(FindingHit.study_id == st.id))
+            assert st.n_above == n_above
+        run = s.scalars(select(ScoringRun)).one()
+        assert run.finished_at is not None and run.n_done == 7 and run.mode == "fast"
+        assert len(run.models) == 1 and run.models[0].model_version.role == "task1-csra"
+    wl = query_worklist(library)
+    assert [r.rare_score for r in wl] == sorted((r.rare_score for r in wl), reverse=True)
+    assert len(wl) == 3
+
+
+def test_resume_after_cancel(library, predictor):
+    stop = {"now": False}
+    first = []
+    for prog in score_library(library, predictor, batch_size=2, should_stop=lambda: stop["now"]):
+        first.append(prog)
+        stop["now"] = prog.done > 0  # cancel as a GUI would, after the first batch
+    assert first[-1].cancelled and first[-1].done == 2
+    with library.session() as s, s.begin():
+        assert s.scalar(select(func.count(Prediction.id))) == 2
+        run_id = s.scalar(select(ScoringRun.id))
+        assert s.get(ScoringRun, run_id).finished_at is None
+    rest = _score(library, predictor, batch_size=2)
+    assert rest[0].total == 5 and rest[0].already_scored == 2 and rest[-1].finished
+    assert rest[-1].run_id == run_id  # the unfinished run was resumed, not a new one
+    with library.session() as s, s.begin():
+        per_image = s.execute(select(Prediction.image_id, func.count()).group_by(Prediction.image_id)).all()
+        assert len(per_image) == 7 and {n for _, n in per_image} == {1}
+        assert s.get(ScoringRun, run_id).attempts == 2
+    assert _score(library, predictor)[0].total == 0  # nothing left
+
+
+def test_failures_retried_once_then_left(store, tmp_path, write_study, predictor):
+    write_study(tmp_path / "f" / "good", 2)
+    write_bad_inputs(tmp_path / "f" / "bad")
+    _scan(store, tmp_path / "f")
+    one = _score(store, predictor)
+    assert one[-1].done == 2 and one[-1].failed == 1
+    errors = [e for p in one for e in p.last_errors]
+    assert len(errors) == 1 and errors[0][0].endswith("trunc_j2k.dcm")
+    assert errors[0][1].startswith("truncated pixel data")
+    with store.session() as s, s.begin():
+        f = s.scalars(select(ScoreFailure)).one()
+        assert f.attempts == 1 and f.reason.startswith("truncated pixel data")
+        assert s.scalar(select(func.sum(Study.n_failed))) == 1
+    two = _score(store, predictor)  # next start: one retry
+    assert two[0].total == 1 and two[-1].failed == 1
+    three = _score(store, predictor)  # given up until the file changes
+    assert three[0].total == 0
+    with store.session() as s, s.begin():
+        assert s.scalars(select(ScoreFailure)).one().attempts == 2
+    bad = tmp_path / "f" / "bad" / "trunc_j2k.dcm"
+    st = os.stat(bad)
+    os.utime(bad, (st.st_atime, st.st_mtime + 5))
+    _scan(store, tmp_path / "f")
+    assert _score(store, predictor)[0].total == 1
+
+
+def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
+    from engine.predictor import EngineConfig, Predictor
+
+    _score(library, predictor)
+    other = Predictor(
+        EngineConfig(
+            task1_checkpoints=[csra_ckpt], task1_arch="convnextv2_atto", mode="fast", image_size=64,
+            device="cpu", batch_size=4, normal_alpha=1.0,
+        )
+    )
+    progs = _score(library, other)
+    assert progs[0].total == 7 and progs[-1].finished
+    with library.session() as s, s.begin():
+        assert s.scalar(select(func.count(Prediction.id))) == 14
+        sets = s.execute(
+            select(Prediction.model_set_id).join(Image, Image.current_prediction_id == Prediction.id).distinct()
+        ).all()
+        assert sets == [(progs[-1].model_set_id,)]
+    assert _score(library, predictor)[0].total == 0  # the first set stays complete
+
+
+def test_finding_and_status_filters(library, predictor):
+    from cxrlt_desktop.reviews import set_verdict
+
+    _score(library, predictor)
+    with library.session() as s, s.begin():
+        finding, n = s.execute(
+            select(FindingHit.finding, func.count(func.distinct(FindingHit.study_id)))
+            .group_by(FindingHit.finding)
+            .order_by(func.count(func.distinct(FindingHit.study_id)))
+        ).first()
+        want = set(s.scalars(select(Study.study_uid).join(FindingHit, FindingHit.study_id == Study.id).where(FindingHit.finding == finding)).all())
+        images = s.execute(select(Image.id, Series.study_id).join(Series, Series.id == Image.series_id)).all()
+    got = query_worklist(library, finding=finding)
+    assert {r.study_uid for r in got} == want and len(got) == n
+    study_id = images[0][1]
+    for iid, sid in images:
+        if sid == study_id:
+            set_verdict(library, iid, "Mass", "absent", reviewer="dr")
+    reviewed = query_worklist(library, status="reviewed")
+    assert [r.study_id for r in reviewed] == [study_id] and reviewed[0].status == "reviewed"
+    assert study_id not in {r.study_id for r in query_worklist(library, status="unreviewed")}
+    with pytest.raises(ValueError, match="unknown finding"):
+        query_worklist(library, finding="unicorn")

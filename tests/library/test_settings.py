@@ -1,0 +1,68 @@
+"""Settings TOML: round trip, and each bad key or value rejected with a message naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cxrlt_desktop.settings import Settings, SettingsError
+
+
+def test_defaults_when_missing(tmp_path):
+    s = Settings.load(tmp_path / "none.toml")
+    assert s.mode == "paper" and s.task1_checkpoints == [] and s.thresholds == {}
+
+
+def test_round_trip(tmp_path):
+    s = Settings(
+        database="sqlite:////tmp/x.db",
+        reviewer="Dr A",
+        task1_checkpoints=[Path("/m/a.safetensors"), Path("/m/b.pth")],
+        task1_weights=[1.0, 1.5],
+        clip_model=Path("/m/clip"),
+        mode="fast",
+        device="cpu",
+        precision="fp32",
+        batch_size=4,
+        thresholds={"Pneumothorax": 0.3},
+        shortcuts={"verdict_present": "P"},
+    )
+    path = s.save(tmp_path / "settings.toml")
+    assert Settings.load(path) == s
+    assert "[models]" in path.read_text()
+
+
+def test_every_problem_named(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text(
+        'colour = "red"\n'
+        "[engine]\nmode = \"slow\"\nbatch_size = 0\nturbo = true\n"
+        "[models]\ntask1_checkpoints = [\"/a\", \"/b\"]\ntask1_weights = [1.0]\n"
+        "[thresholds]\nPneumothorax = 1.5\nUnicorn = 0.5\n"
+    )
+    with pytest.raises(SettingsError) as e:
+        Settings.load(p)
+    msg = str(e.value)
+    assert str(p) in msg
+    for needle in ("'colour'", "engine.mode", "engine.batch_size", "engine.turbo", "models.task1_weights", "'Pneumothorax'", "'Unicorn'"):
+        assert needle in msg, needle
+    assert len(e.value.problems) == 6  # thresholds' two problems share one line
+
+
+def test_not_toml(tmp_path):
+    p = tmp_path / "broken.toml"
+    p.write_text("mode = = paper")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        Settings.load(p)
+
+
+def test_bool_is_not_a_number():
+    with pytest.raises(SettingsError, match="engine.batch_size"):
+        Settings.from_dict({"engine": {"batch_size": True}})
+
+
+def test_engine_config_from_settings(csra_ckpt):
+    s = Settings(task1_checkpoints=[csra_ckpt], mode="fast", device="cpu", batch_size=3)
+    cfg = s.engine_config(image_size=64)
+    assert cfg.task1_checkpoints == [csra_ckpt] and cfg.mode == "fast" and cfg.batch_size == 3 and cfg.image_size == 64

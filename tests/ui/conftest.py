@@ -1,0 +1,138 @@
+"""Fixtures for the GUI tests: real store, real random-weight models, real DICOM folders.
+
+The models are random-weight convnextv2_atto checkpoints (CSRA and MLP layouts) and a tiny
+open_clip folder, run at a 64 px Task 1 input so scoring takes tens of milliseconds per image.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_files(tmp_path, monkeypatch):
+    # Settings and pseudonym salt of the tests never touch the user's folders.
+    monkeypatch.setenv("CXRLT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "settings.toml"))
+
+
+@pytest.fixture(scope="session")
+def ui_models(tmp_path_factory):
+    """(task1 checkpoint paths [mlp, csra], clip folder)."""
+    from engine.random_models import write_random_task1, write_tiny_clip
+
+    d = tmp_path_factory.mktemp("ui-models")
+    mlp = write_random_task1(d / "mlp.safetensors", head="mlp", seed=11)
+    csra = write_random_task1(d / "csra.safetensors", head="csra", seed=12)
+    clip = write_tiny_clip(d / "clip", seed=13)
+    return [mlp, csra], Path(clip)
+
+
+@pytest.fixture(scope="session")
+def rg1_uncr():
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("RG1_UNCR.dcm", download=False)
+    if path is None:
+        pytest.skip("pydicom-data is not installed")
+    return Path(path)
+
+
+def write_undecodable_j2k(path: Path) -> Path:
+    """A JPEG 2000 DICOM with a valid header whose codestream is destroyed after its start.
+
+    The header-only scan accepts it; decoding the pixels fails.
+    """
+    from pydicom.uid import JPEG2000Lossless
+
+    from engine.dicomwrite import write_dicom
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 4096, size=(300, 260), dtype=np.uint16)
+    write_dicom(
+        path,
+        pixels,
+        transfer_syntax=JPEG2000Lossless,
+        bits_stored=12,
+        patient_id="BROKEN01",
+        patient_name="Broken^Image",
+    )
+    data = bytearray(path.read_bytes())
+    soc = data.find(b"\xff\x4f\xff\x51")  # start of codestream + SIZ marker
+    assert soc > 0, "no JPEG 2000 codestream found"
+    # Keep the first 2 bytes (SOC) and wipe the rest of the codestream: same length, no SIZ.
+    end = len(data) - 16
+    data[soc + 2 : end] = b"\x00" * (end - soc - 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_study_folder(folder: Path, rg1: Path | None, *, n_phantoms: int = 5, broken: bool = True) -> Path:
+    """Synthetic phantom studies + (optionally) the RG1 radiograph + an undecodable image."""
+    from cxrlt_desktop.demo.phantoms import write_demo_data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_demo_data(folder / "phantoms", n=n_phantoms, seed=3, size=330)
+    (folder / "phantoms" / "labels.csv").unlink(missing_ok=True)
+    if rg1 is not None:
+        (folder / "rg1").mkdir()
+        shutil.copy(rg1, folder / "rg1" / "RG1_UNCR.dcm")
+    if broken:
+        (folder / "broken").mkdir()
+        write_undecodable_j2k(folder / "broken" / "broken_j2k.dcm")
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path):
+    from cxrlt_desktop.store import open_store
+
+    s = open_store(f"sqlite:///{tmp_path / 'ui.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def model_settings(ui_models, tmp_path):
+    from cxrlt_desktop.settings import Settings
+
+    ckpts, clip = ui_models
+    return Settings(
+        task1_checkpoints=list(ckpts),
+        task1_arch="convnextv2_atto",
+        clip_model=clip,
+        device="cpu",
+        mode="paper",
+        batch_size=2,
+        reviewer="Dr Test",
+    )
+
+
+@pytest.fixture
+def make_window(qtbot, store, tmp_path):
+    """Factory: a main window over the test store; jobs are stopped and waited for at teardown."""
+    from cxrlt_desktop.ui.app import create_main_window
+
+    windows = []
+
+    def make(settings, **kw):
+        kw.setdefault("engine_overrides", {"image_size": SIZE, "cache_dir": tmp_path / "cache"})
+        kw.setdefault("first_start_dialog", False)
+        kw.setdefault("settings_path", tmp_path / "settings.toml")
+        w = create_main_window(store, settings, **kw)
+        qtbot.addWidget(w)
+        windows.append(w)
+        return w
+
+    yield make
+    for w in windows:
+        if w.jobs.is_running():
+            w.jobs.cancel()
+            with qtbot.waitSignal(w.jobs.finished, timeout=120_000):
+                pass

@@ -1,0 +1,170 @@
+"""Settings dialog (validated by loading the models), first start, help, demo banner, drops."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QKeySequence
+from PySide6.QtWidgets import QApplication
+
+from conftest import make_study_folder  # noqa: I001
+
+
+def _dialog(qtbot, settings, **kw):
+    from cxrlt_desktop.ui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(settings, engine_overrides={"image_size": 64}, **kw)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    return dlg
+
+
+def test_ok_loads_the_models_and_returns_validated_settings(qtbot, ui_models):
+    from cxrlt_desktop.settings import Settings
+
+    ckpts, clip = ui_models
+    dlg = _dialog(qtbot, Settings())
+    dlg.set_checkpoints(ckpts)
+    dlg.arch.setCurrentText("convnextv2_atto")
+    dlg.clip_model.setText(str(clip))
+    dlg.device.setCurrentText("cpu")
+    dlg.mode.setCurrentText("fast")
+    dlg.reviewer.setText("Dr Who")
+    dlg._threshold_spins["Pneumothorax"].setValue(0.35)
+    dlg._key_edits["toggle_overlay"].setKeySequence(QKeySequence("Ctrl+T"))
+    with qtbot.waitSignal(dlg.validationFinished, timeout=120_000) as done:
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    assert done.args == [True, ""]
+    s = dlg.result_settings
+    assert [str(p) for p in s.task1_checkpoints] == [str(p) for p in ckpts]
+    assert s.mode == "fast" and s.device == "cpu" and s.reviewer == "Dr Who"
+    assert s.thresholds == {"Pneumothorax": 0.35}
+    assert s.shortcuts == {"toggle_overlay": "Ctrl+T"}
+    roles = sorted(m.role for m in dlg.loaded_predictor.models)
+    assert roles == ["clip", "task1-csra"]  # fast mode keeps the CSRA model only
+    assert dlg.result() == dlg.DialogCode.Accepted
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_with_its_name(qtbot, tmp_path):
+    from cxrlt_desktop.settings import Settings
+
+    bad = tmp_path / "notes.safetensors"
+    bad.write_text("this is not a model")
+    dlg = _dialog(qtbot, Settings())
+    dlg.set_checkpoints([bad])
+    dlg.arch.setCurrentText("convnextv2_atto")
+    with qtbot.waitSignal(dlg.validationFinished, timeout=60_000) as done:
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    ok, message = done.args
+    assert not ok and "notes.safetensors" in message
+    assert dlg.isVisible() and dlg.result_settings is None
+    assert "notes.safetensors" in dlg.error_label.text()
+
+
+def test_bad_values_are_named_without_loading(qtbot, tmp_path):
+    from cxrlt_desktop.settings import Settings
+
+    dlg = _dialog(qtbot, Settings())
+    dlg.set_checkpoints([tmp_path / "missing.safetensors"])
+    with qtbot.waitSignal(dlg.validationFinished, timeout=5000) as done:
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    assert done.args[0] is False and "missing.safetensors: no such file" in done.args[1]
+    dlg.set_checkpoints([])
+    dlg._key_edits["invert"].setKeySequence(QKeySequence("P"))  # the verdict_present key
+    with qtbot.waitSignal(dlg.validationFinished, timeout=5000) as done:
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    assert done.args[0] is False and "already used" in done.args[1]
+
+
+def test_first_start_without_models_opens_settings_with_explanation(qtbot, make_window):
+    from cxrlt_desktop.settings import Settings
+
+    window = make_window(Settings(), first_start_dialog=True)
+    window.show()
+    qtbot.waitUntil(lambda: getattr(window, "settings_dialog", None) is not None, timeout=5000)
+    dlg = window.settings_dialog
+    assert dlg.isVisible() and dlg.intro.isVisible()
+    assert "No models are configured" in dlg.intro.text()
+    assert "none configured" in window.model_status.text()
+    dlg.reject()
+
+
+def test_settings_accepted_apply_shortcuts_and_models(qtbot, make_window, ui_models, tmp_path):
+    from cxrlt_desktop.settings import Settings
+
+    ckpts, clip = ui_models
+    window = make_window(Settings(reviewer="Dr A"))
+    dlg = window.open_settings()
+    dlg.set_checkpoints(ckpts[1:])
+    dlg.arch.setCurrentText("convnextv2_atto")
+    dlg.device.setCurrentText("cpu")
+    dlg._key_edits["reset_window"].setKeySequence(QKeySequence("Ctrl+0"))
+    with qtbot.waitSignal(dlg.validationFinished, timeout=120_000):
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    assert window.actions_by_id["reset_window"].shortcut().toString() == "Ctrl+0"
+    assert window.predictors.configured and window.predictors.loaded() is dlg.loaded_predictor
+    assert "CSRA convnextv2_atto" in window.model_status.text()
+    saved = Settings.load(tmp_path / "settings.toml")
+    assert saved.shortcuts == {"reset_window": "Ctrl+0"}
+
+
+def test_help_lists_every_shortcut_and_the_score_formula(qtbot, make_window):
+    from cxrlt_desktop.settings import Settings
+    from cxrlt_desktop.ui.shortcuts import ACTIONS
+
+    window = make_window(Settings(shortcuts={"next_study": "Ctrl+J"}))
+    from PySide6.QtWidgets import QTextBrowser
+
+    dlg = window.show_help()
+    html = dlg.findChild(QTextBrowser, "helpText").toPlainText()
+    for a in ACTIONS:
+        assert a.text in html
+    assert "Ctrl+J" in html
+    assert "max over rare classes" in html
+    assert window.actions_by_id["next_study"].shortcut().toString() == "Ctrl+J"
+    dlg.close()
+
+
+@pytest.mark.parametrize("demo_flag", [True, False])
+def test_demo_banner_follows_the_model_manifest(qtbot, make_window, ui_models, tmp_path, demo_flag):
+    import shutil
+
+    from cxrlt_desktop.settings import Settings
+
+    ckpts, _ = ui_models
+    ckpt = tmp_path / "models" / "csra.safetensors"
+    ckpt.parent.mkdir()
+    shutil.copy(ckpts[1], ckpt)
+    (tmp_path / "models" / "csra.json").write_text(json.dumps({"demo": demo_flag, "arch": "convnextv2_atto"}))
+    window = make_window(Settings(task1_checkpoints=[ckpt], task1_arch="convnextv2_atto"))
+    window.show()
+    assert window.banner.isVisible() is demo_flag
+    assert ("DEMO" in window.windowTitle()) is demo_flag
+    if demo_flag:
+        assert window.banner.text() == "DEMO MODEL - not for clinical use"
+
+
+def test_dropping_a_folder_scans_it(qtbot, make_window, tmp_path):
+    from cxrlt_desktop.settings import Settings
+
+    folder = make_study_folder(tmp_path / "in", None, n_phantoms=3, broken=False)
+    window = make_window(Settings())  # no models: scan only
+    window.show()
+    qtbot.waitExposed(window)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    drop = QDropEvent(
+        QPoint(50, 50).toPointF(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.jobFinished, timeout=120_000) as job:
+        QApplication.sendEvent(window, drop)
+    assert job.args[0].ok and job.args[0].scanned == 3
+    assert window.worklist_model.rowCount() >= 2  # studies listed, unscored
+    assert all(r.rare_score is None for r in window.worklist_model.rows())
+    # Export is wired to engineer E's export_labels when it exists, else disabled with a reason.
+    from cxrlt_desktop.ui.main_window import _export_function
+
+    assert window.export_action.isEnabled() is (_export_function() is not None)

@@ -1,0 +1,145 @@
+"""The worklist model over a real store: lazy pages, sorting, filters, selection kept by UID."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtWidgets import QTableView
+from sqlalchemy import update
+
+N_STUDIES = 450
+
+
+def _fill(store, n=N_STUDIES):
+    from cxrlt_desktop.store.models import Patient, Study
+
+    with store.session(write=True) as s, s.begin():
+        for i in range(n):
+            p = Patient(key=f"id:P{i:04d}", patient_id=f"P{i:04d}", patient_name=f"Doe^{i}")
+            s.add(p)
+            s.flush()
+            score = (i * 37 % n) / 100.0  # distinct scores in a scrambled order
+            s.add(
+                Study(
+                    patient_id=p.id,
+                    study_uid=f"1.2.3.{i}",
+                    study_date=f"2024{1 + i % 12:02d}{1 + i % 28:02d}",
+                    description="CHEST PA" if i % 3 else "CHEST AP PORTABLE",
+                    rare_score=score,
+                    priority=score,
+                    n_images=1,
+                    n_scored=1,
+                    n_above=1 if score >= 1.0 else 0,
+                    reviewed=i % 5 == 0,
+                    review_status="reviewed" if i % 5 == 0 else "unreviewed",
+                    top_findings=[{"finding": "Mass", "probability": min(score / 5, 1.0), "threshold": 0.5}],
+                )
+            )
+
+
+@pytest.fixture
+def filled(store):
+    _fill(store)
+    return store
+
+
+@pytest.fixture
+def view(qtbot, filled):
+    from cxrlt_desktop.ui.worklist_model import WorklistModel
+
+    model = WorklistModel(filled)
+    table = QTableView()
+    table.setModel(model)
+    table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+    qtbot.addWidget(table)
+    model.refresh()
+    return table, model
+
+
+def _scores(model):
+    return [r.rare_score for r in model.rows()]
+
+
+def test_lazy_pages_in_rare_score_order(view):
+    from cxrlt_desktop.ui.worklist_model import PAGE_SIZE
+
+    _, model = view
+    assert model.rowCount() == PAGE_SIZE
+    assert model.canFetchMore()
+    model.fetchMore()
+    model.fetchMore()
+    assert model.rowCount() == N_STUDIES and not model.canFetchMore()
+    scores = _scores(model)
+    assert scores == sorted(scores, reverse=True)
+    assert len({r.study_uid for r in model.rows()}) == N_STUDIES
+    flagged = [model.index(r, 0).data() for r in range(model.rowCount())]
+    assert flagged[0].startswith("\u2691") and not flagged[-1].startswith("\u2691")
+
+
+def test_sort_by_date_loads_everything_then_back_to_priority(view):
+    _, model = view
+    date_col = 2
+    model.sort(date_col, Qt.SortOrder.AscendingOrder)
+    assert model.rowCount() == N_STUDIES
+    dates = [r.study_date for r in model.rows()]
+    assert dates == sorted(dates)
+    model.sort(0, Qt.SortOrder.DescendingOrder)
+    assert _scores(model) == sorted(_scores(model), reverse=True)
+    model.sort(0, Qt.SortOrder.AscendingOrder)
+    assert _scores(model) == sorted(_scores(model))
+
+
+def test_refresh_keeps_selection_on_its_study_while_rows_move(view, filled):
+    from cxrlt_desktop.store.models import Study
+
+    table, model = view
+    row = 7
+    uid = model.study_uid(row)
+    sel = table.selectionModel()
+    sel.setCurrentIndex(
+        model.index(row, 0),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    # New scores arrive: the selected study drops far down, another jumps to the top.
+    other = model.study_uid(150)
+    with filled.session(write=True) as s, s.begin():
+        s.execute(update(Study).where(Study.study_uid == uid).values(priority=0.001, rare_score=0.001))
+        s.execute(update(Study).where(Study.study_uid == other).values(priority=99.0, rare_score=99.0))
+    model.refresh()
+    assert model.study_uid(0) == other
+    new_row = model.row_for_uid(uid)
+    assert new_row > row  # the study moved ...
+    assert table.currentIndex().row() == new_row  # ... and the selection went with it
+    assert [i.row() for i in sel.selectedRows()] == [new_row]
+    assert model.index(new_row, 0).data(model_role()) == uid
+
+
+def model_role():
+    from cxrlt_desktop.ui.worklist_model import STUDY_UID_ROLE
+
+    return STUDY_UID_ROLE
+
+
+def test_filters_status_text_finding_and_phi(view, filled):
+    table, model = view
+    sel = table.selectionModel()
+    model.fetchMore()
+    model.fetchMore()
+    reviewed_uid = "1.2.3.5"
+    sel.setCurrentIndex(
+        model.index(model.row_for_uid(reviewed_uid), 0),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    model.set_filters(status="reviewed")
+    assert model.rowCount() == N_STUDIES // 5
+    assert all(r.status == "reviewed" for r in model.rows())
+    # The selected study is still in the filtered list and still selected.
+    assert table.currentIndex().isValid() and table.currentIndex().data(model_role()) == reviewed_uid
+    model.set_filters(status="all", text="portable")
+    assert model.rowCount() == len([i for i in range(N_STUDIES) if i % 3 == 0])
+    model.set_filters(text="")
+    assert model.rowCount() > 0
+    patient = model.index(0, 1).data()
+    assert not patient.startswith("P0")  # pseudonym by default
+    model.set_filters(show_phi=True)
+    assert model.index(0, 1).data().startswith("P")

@@ -1,0 +1,827 @@
+"""Fine-tune a Task 1 model (``cxrlt train``): DB loss, class-aware sampling, EMA, DDP.
+
+Recipe (the authors' training code, issue 6):
+
+* model: :func:`engine.models.build_model` (CSRA or MLP head, published state-dict layout),
+  optionally initialised from ``--init`` (a published or training checkpoint; tensors whose name
+  and shape match are loaded, a new head starts from its default initialisation);
+* phase 1, head warm-up (``warmup_epochs``): backbone frozen, AdamW on the head at 1e-3;
+* phase 2, full fine-tuning: AdamW, backbone LR 1.5e-5 (weight decay 0.01) and head LR 1.5e-4
+  (weight decay 0.05), cosine schedule with a short linear warm-up, floor 1 % of the base LR;
+  an EMA of the weights (decay 0.9999, ramped in as ``min(0.9999, (1 + t) / (10 + t))`` after
+  ``t`` updates so that short fine-tunes on a few hundred reviewed images still move it);
+* Distribution-Balanced loss (:mod:`training.losses`), repeat-factor sampler
+  (:mod:`training.sampler`), the paper's augmentation (:mod:`training.data`), AMP on CUDA (bf16
+  where supported, else fp16 with a gradient scaler), gradient clipping at norm 1.0;
+* validation mAP every epoch, on the EMA weights in phase 2; the best epoch's weights are written
+  as ``best.safetensors`` in the published layout (``engine.checkpoints.load_task1_model`` loads
+  it with ``strict=True``) plus ``manifest.json``; ``last.pt`` holds everything ``--resume``
+  needs (weights, EMA, optimizer, scaler, schedule, sampler state, epoch, history) and is
+  readable with ``torch.load(weights_only=True)``;
+* ``torchrun --nproc_per_node=N cxrlt train ...``: with ``WORLD_SIZE > 1`` the process group is
+  initialised (NCCL on CUDA, gloo on CPU), the model is wrapped in DistributedDataParallel
+  (SyncBatchNorm on CUDA), each rank trains on its shard of the same epoch list, validation
+  predictions are gathered, and rank 0 alone writes files.
+
+:func:`train` is a generator of progress records, so the CLI, a GUI worker and tests drive the
+same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from engine.classes import TASK1_CLASSES
+from training.data import (
+    CXRDataset,
+    find_images,
+    read_labels_csv,
+    sha256_file,
+    split_by_patient,
+)
+from training.losses import DB_ALPHA, DB_BETA, DB_MAX_MARGIN, DistributionBalancedLoss
+from training.metrics import evaluate, mean_average_precision
+from training.sampler import CAS_MAX_REPEAT, CAS_T, RepeatFactorSampler, repeat_factors
+
+BEST_FILE = "best.safetensors"
+MANIFEST_FILE = "manifest.json"
+LAST_FILE = "last.pt"
+HISTORY_FILE = "history.json"
+STATE_FORMAT = "cxrlt-train-state/1"
+MANIFEST_FORMAT = "cxrlt-model-manifest/1"
+
+
+class TrainError(Exception):
+    """A problem with the inputs or the output folder; the message says how to fix it."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``cxrlt train`` accepts (see ``docs/training.md``)."""
+
+    labels: Path
+    images: Path
+    out: Path
+    val_labels: Path | None = None
+    val_images: Path | None = None
+    val_fraction: float = 0.1
+    init: Path | None = None
+    head: str = "csra"
+    arch: str = "convnextv2_base"
+    image_size: int = 512
+    epochs: int = 30
+    warmup_epochs: int = 2
+    batch_size: int = 16
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 42
+    workers: int = 4
+    lr_backbone: float = 1.5e-5
+    lr_head: float = 1.5e-4
+    lr_warmup: float = 1e-3
+    weight_decay_backbone: float = 0.01
+    weight_decay_head: float = 0.05
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    drop_path: float = 0.2
+    db_beta: float = DB_BETA
+    db_alpha: float = DB_ALPHA
+    db_max_margin: float = DB_MAX_MARGIN
+    cas_threshold: float = CAS_T
+    cas_max_repeat: float = CAS_MAX_REPEAT
+    demo: bool = False
+    classes: tuple[str, ...] = field(default=TASK1_CLASSES)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able copy (paths as strings)."""
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+        d["classes"] = list(self.classes)
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# processes and devices
+
+
+@dataclass
+class _Dist:
+    world: int
+    rank: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device not in ("auto", "cpu", "cuda"):
+        raise TrainError(f"--device must be auto, cpu or cuda, not {device!r}")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise TrainError("--device cuda was given but no CUDA device is available")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _Dist(world, rank, local, dev)
+
+
+def _barrier(d: _Dist) -> None:
+    if d.world > 1:
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------------------------
+# model, EMA, optimiser
+
+
+def _build(cfg: TrainConfig) -> nn.Module:
+    from engine.models import build_model
+
+    try:
+        model = build_model(cfg.arch, cfg.head, num_classes=len(cfg.classes))
+    except Exception as e:  # timm raises RuntimeError for an unknown name
+        raise TrainError(f"cannot build {cfg.arch!r} with a {cfg.head} head ({e})") from e
+    if cfg.drop_path > 0:
+        _set_drop_path(model.backbone, cfg.drop_path)
+    return model
+
+
+def _set_drop_path(backbone: nn.Module, rate: float) -> None:
+    """Stochastic depth linearly rising to ``rate`` over the blocks, as timm's constructor does.
+
+    engine.models builds the backbone for inference (no drop path); the probabilities of timm's
+    DropPath modules are set here instead of rebuilding the model.
+    """
+    from timm.layers import DropPath
+
+    blocks = [m for m in backbone.modules() if hasattr(m, "drop_path")]
+    n = len(blocks)
+    for i, block in enumerate(blocks):
+        p = rate * i / max(1, n - 1)
+        block.drop_path = DropPath(p) if p > 0 else nn.Identity()
+
+
+def _init_from(model: nn.Module, path: Path) -> str:
+    """Load the tensors of ``path`` whose name and shape match; say what was loaded."""
+    from engine.checkpoints import CheckpointError, read_state_dict
+
+    try:
+        state = read_state_dict(path)
+    except CheckpointError as e:
+        raise TrainError(str(e)) from e
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    backbone = [k for k in own if k.startswith("backbone.")]
+    got = [k for k in backbone if k in take]
+    if len(got) < len(backbone):
+        raise TrainError(
+            f"{path}: only {len(got)} of the {len(backbone)} backbone tensors match a "
+            f"{type(model).__name__} built for this --arch; pass the --arch of the checkpoint"
+        )
+    model.load_state_dict(take, strict=False)
+    fresh = len(own) - len(take)
+    return f"initialised from {path}: {len(take)} of {len(own)} tensors" + (
+        f" ({fresh} head tensors start fresh)" if fresh else ""
+    )
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (buffers are copied).
+
+    Decay after ``t`` updates: ``min(decay, (1 + t) / (10 + t))``.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    def current_decay(self) -> float:
+        """The decay the next update uses."""
+        return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend ``model``'s weights in (call after each optimiser step)."""
+        d = self.current_decay()
+        src = dict(model.named_parameters())
+        for name, p in self.module.named_parameters():
+            p.lerp_(src[name].detach(), 1.0 - d)
+        src_b = dict(model.named_buffers())
+        for name, b in self.module.named_buffers():
+            b.copy_(src_b[name])
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights and update count."""
+        return {"model": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.module.load_state_dict(state["model"], strict=True)
+        self.updates = int(state["updates"])
+
+
+def _is_backbone(name: str) -> bool:
+    return name.startswith("backbone.")
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, phase: str) -> torch.optim.Optimizer:
+    if phase == "warmup":
+        for n, p in model.named_parameters():
+            p.requires_grad_(not _is_backbone(n))
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": params, "lr": cfg.lr_warmup, "weight_decay": cfg.weight_decay_backbone}
+        ]
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        bb = [p for n, p in model.named_parameters() if _is_backbone(n)]
+        hd = [p for n, p in model.named_parameters() if not _is_backbone(n)]
+        groups = [
+            {"params": bb, "lr": cfg.lr_backbone, "weight_decay": cfg.weight_decay_backbone},
+            {"params": hd, "lr": cfg.lr_head, "weight_decay": cfg.weight_decay_head},
+        ]
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    # eps 1e-5 as the authors' code: 1e-8 is below fp16 resolution of the second moment.
+    return torch.optim.AdamW(groups, eps=1e-5)
+
+
+def lr_factor(finetune_epoch: int, finetune_epochs: int) -> float:
+    """Phase-2 LR multiplier: linear warm-up over ``min(5, n // 10)`` epochs, then cosine, >= 0.01."""
+    warm = min(5, finetune_epochs // 10)
+    if finetune_epoch < warm:
+        return (finetune_epoch + 1) / warm
+    t = (finetune_epoch - warm) / max(1, finetune_epochs - warm)
+    return max(0.01, 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _public(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    _atomic_write_bytes(
+        path, (json.dumps(obj, indent=2, allow_nan=False, default=_jsonable) + "\n").encode()
+    )
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON-able: {type(x).__name__}")
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _save_safetensors(path: Path, model: nn.Module, meta: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        _public(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_torch(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        _public(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class _Data:
+    train: CXRDataset
+    val: CXRDataset
+    counts: np.ndarray
+    factors: np.ndarray
+    info: dict[str, Any]
+    problems: list[str]
+
+
+def _load_data(cfg: TrainConfig) -> _Data:
+    problems: list[str] = []
+    try:
+        table = read_labels_csv(cfg.labels, cfg.classes)
+    except ValueError as e:
+        raise TrainError(str(e)) from e
+    problems += table.problems
+    table, paths, more = _find(table, cfg.images)
+    problems += more
+    if cfg.val_labels is not None:
+        try:
+            vtable = read_labels_csv(cfg.val_labels, cfg.classes)
+        except ValueError as e:
+            raise TrainError(str(e)) from e
+        problems += vtable.problems
+        vdir = cfg.val_images or cfg.images
+        vtable, vpaths, more = _find(vtable, vdir)
+        problems += more
+        ttable, tpaths = table, paths
+    else:
+        try:
+            tr, va = split_by_patient(table.patient_ids, cfg.val_fraction, cfg.seed)
+        except ValueError as e:
+            raise TrainError(f"{cfg.labels}: {e}") from e
+        ttable, tpaths = table.subset(tr), [paths[i] for i in tr]
+        vtable, vpaths = table.subset(va), [paths[i] for i in va]
+    if len(ttable) == 0:
+        raise TrainError(f"{cfg.labels}: no training image left (see the problems above)")
+    if len(vtable) == 0:
+        raise TrainError(f"{cfg.val_labels or cfg.labels}: no validation image left")
+    counts = ttable.positive_counts()
+    factors = repeat_factors(ttable.labels, cfg.cas_threshold, cfg.cas_max_repeat)
+    info = {
+        "labels": str(cfg.labels),
+        "labels_sha256": sha256_file(cfg.labels),
+        "val_labels": None if cfg.val_labels is None else str(cfg.val_labels),
+        "val_labels_sha256": None if cfg.val_labels is None else sha256_file(cfg.val_labels),
+        "images": str(cfg.images),
+        "split": "val-labels" if cfg.val_labels is not None else f"patient-wise {cfg.val_fraction}",
+        "split_seed": cfg.seed,
+        "n_train": len(ttable),
+        "n_val": len(vtable),
+        "train_positives": {c: int(n) for c, n in zip(cfg.classes, counts, strict=True)},
+        "mean_repeat_factor": float(factors.mean()),
+    }
+    train = CXRDataset(ttable, tpaths, cfg.image_size, augment=True, seed=cfg.seed)
+    val = CXRDataset(vtable, vpaths, cfg.image_size, augment=False)
+    return _Data(train, val, counts, factors, info, problems)
+
+
+def _find(table: Any, images: Path) -> Any:
+    try:
+        return find_images(table, images)
+    except ValueError as e:
+        raise TrainError(str(e)) from e
+
+
+def _loader(
+    dataset: Any, sampler: Any, batch_size: int, cfg: TrainConfig, d: _Dist, drop_last: bool
+) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=d.device.type == "cuda",
+        drop_last=drop_last,
+        persistent_workers=False,  # the dataset's per-epoch augmentation seed must reach workers
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# loops
+
+
+def _autocast(d: _Dist) -> tuple[Any, bool]:
+    """(autocast context factory, use a GradScaler)."""
+    if d.device.type != "cuda":
+        return (lambda: torch.autocast("cpu", enabled=False)), False
+    bf16 = torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    return (lambda: torch.autocast("cuda", dtype=dtype)), not bf16
+
+
+def _forward_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, ds: CXRDataset, cfg: TrainConfig, d: _Dist) -> np.ndarray:
+    """Sigmoid probabilities ``[len(ds), C]`` (every rank scores its share; gathered on all)."""
+    from torch.utils.data import DataLoader
+
+    mine = list(range(d.rank, len(ds), d.world))
+    loader = DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        sampler=mine,
+        num_workers=cfg.workers,
+        pin_memory=d.device.type == "cuda",
+    )
+    autocast, _ = _autocast(d)
+    model.eval()
+    idx_parts, prob_parts = [], []
+    for x, _, idx in loader:
+        x = x.to(d.device, non_blocking=True)
+        if d.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = _forward_logits(model, x)
+        prob_parts.append(torch.sigmoid(logits.float()).cpu().numpy())
+        idx_parts.append(idx.numpy())
+    probs_local = np.concatenate(prob_parts) if prob_parts else np.zeros((0, len(cfg.classes)))
+    idx_local = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
+    if d.world > 1:
+        gathered: list[Any] = [None] * d.world
+        dist.all_gather_object(gathered, (idx_local, probs_local))
+        idx_all = np.concatenate([g[0] for g in gathered])
+        probs_all = np.concatenate([g[1] for g in gathered])
+    else:
+        idx_all, probs_all = idx_local, probs_local
+    out = np.full((len(ds), len(cfg.classes)), np.nan)
+    out[idx_all] = probs_all
+    return out
+
+
+def _val_loss(criterion: DistributionBalancedLoss, probs: np.ndarray, labels: np.ndarray) -> float:
+    """DB loss of the gathered validation probabilities (``criterion`` lives on the CPU)."""
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    logits = torch.from_numpy(np.log(p) - np.log1p(-p)).float()
+    return float(criterion(logits, torch.from_numpy(labels).float()))
+
+
+def train(cfg: TrainConfig) -> Iterator[dict[str, Any]]:
+    """Run (or resume) a training; yields progress records.
+
+    Records are dicts with ``kind``: ``"info"`` (``message``), ``"step"`` (``epoch``, ``step``,
+    ``steps``, ``loss``, ``lr``), ``"epoch"`` (``epoch``, ``phase``, ``train_loss``, ``val_mAP``,
+    ``val_loss``, ``best``, ``seconds``) and finally ``"done"`` (``best_epoch``, ``best_mAP``,
+    ``checkpoint``, ``manifest``). Every rank yields them; only rank 0 writes files.
+
+    Raises
+    ------
+    TrainError
+        For bad inputs or an output folder that would be overwritten.
+    """
+    d = _setup_distributed(cfg.device)
+    try:
+        yield from _train(cfg, d)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
+    if cfg.head not in ("csra", "mlp"):
+        raise TrainError(f"--head must be csra or mlp, not {cfg.head!r}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.image_size < 32:
+        raise TrainError("--epochs and --batch-size must be >= 1 and --image-size >= 32")
+    out = Path(cfg.out)
+    last_path = out / LAST_FILE
+    if cfg.resume and not last_path.is_file():
+        raise TrainError(f"{last_path}: nothing to resume (no last checkpoint in --out)")
+    if not cfg.resume and (last_path.exists() or (out / BEST_FILE).exists()):
+        raise TrainError(
+            f"{out}: holds an earlier training; pass --resume to continue it or choose another --out"
+        )
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    _barrier(d)
+
+    torch.manual_seed(cfg.seed)
+    data = _load_data(cfg)
+    for p in data.problems:
+        yield {"kind": "info", "message": p}
+
+    model = _build(cfg)
+    if cfg.init is not None and not cfg.resume:
+        yield {"kind": "info", "message": _init_from(model, Path(cfg.init))}
+    criterion = DistributionBalancedLoss(data.counts, cfg.db_beta, cfg.db_alpha, cfg.db_max_margin)
+    val_criterion = DistributionBalancedLoss(
+        data.counts, cfg.db_beta, cfg.db_alpha, cfg.db_max_margin
+    )
+    sampler = RepeatFactorSampler(data.factors, num_replicas=d.world, rank=d.rank, seed=cfg.seed)
+    per_rank = math.ceil(data.factors.sum() / d.world)
+    if per_rank < cfg.batch_size:
+        raise TrainError(
+            f"--batch-size {cfg.batch_size} is larger than the ~{per_rank:.0f} training samples per "
+            "process and epoch; lower it"
+        )
+
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": None, "score": None, "mAP": None}
+    state: dict[str, Any] | None = None
+    if cfg.resume:
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        _check_resume(state, cfg, last_path)
+        model.load_state_dict(state["model"], strict=True)
+        start_epoch = int(state["epoch"])
+        history = list(state["history"])
+        best = dict(state["best"])
+        sampler.load_state_dict(state["sampler"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        yield {"kind": "info", "message": f"resuming {last_path} after epoch {start_epoch}"}
+    if state is not None:
+        # the phase boundary of the run being resumed stays where it was
+        warmup = int(state["scheduler"]["warmup_epochs"])
+    else:
+        warmup = max(0, min(cfg.warmup_epochs, cfg.epochs - 1))
+        if warmup != cfg.warmup_epochs:
+            yield {
+                "kind": "info",
+                "message": f"head warm-up shortened to {warmup} of {cfg.epochs} epochs",
+            }
+    finetune_epochs = max(1, cfg.epochs - warmup)
+    if start_epoch >= cfg.epochs:
+        yield {"kind": "info", "message": f"already trained {start_epoch} of {cfg.epochs} epochs"}
+
+    model.to(d.device)
+    criterion.to(d.device)
+    if d.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        if d.world > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    autocast, use_scaler = _autocast(d)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    if state is not None and state.get("scaler") and use_scaler:
+        scaler.load_state_dict(state["scaler"])
+
+    ema: EMA | None = None
+    phase: str | None = None
+    opt: torch.optim.Optimizer | None = None
+    wrapped: nn.Module = model
+    val_labels = data.val.table.labels.astype(np.float64)
+    has_val_pos = bool(np.any(np.nan_to_num(val_labels) > 0.5))
+    score_name = "mAP" if has_val_pos else "-val_loss"
+    if not has_val_pos:
+        yield {
+            "kind": "info",
+            "message": "the validation set has no positive label: the best epoch is chosen by validation loss",
+        }
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        want = "warmup" if epoch < warmup else "finetune"
+        if want != phase:
+            phase = want
+            opt = _make_optimizer(model, cfg, phase)
+            if state is not None and state.get("phase") == phase and epoch == start_epoch:
+                opt.load_state_dict(state["optimizer"])
+            if phase == "finetune":
+                ema = EMA(model, cfg.ema_decay)
+                if state is not None and state.get("ema") is not None and epoch == start_epoch:
+                    ema.load_state_dict(state["ema"])
+            if d.world > 1:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                # a new wrapper per phase: DDP registers the parameters that need gradients when
+                # it is built, and phase 2 unfreezes the backbone
+                wrapped = model
+                wrapped = DDP(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+            else:
+                wrapped = model
+        assert opt is not None
+        if phase == "finetune":
+            f = lr_factor(epoch - warmup, finetune_epochs)
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * f
+
+        sampler.set_epoch(epoch)
+        data.train.reseed(cfg.seed + 7919 * epoch + 104729 * d.rank)
+        loader = _loader(data.train, sampler, cfg.batch_size, cfg, d, drop_last=True)
+        wrapped.train()
+        steps = len(loader)
+        total, n = 0.0, 0
+        for step, (x, y, _) in enumerate(loader):
+            x = x.to(d.device, non_blocking=True)
+            y = y.to(d.device, non_blocking=True)
+            if d.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                logits = _forward_logits(wrapped, x)
+            loss = criterion(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+            )
+            if use_scaler:
+                scaler.step(opt)  # skips the step itself on inf/NaN gradients
+                scaler.update()
+            elif torch.isfinite(norm):
+                # Gradients are already averaged over ranks, so every rank makes the same call.
+                opt.step()
+            if ema is not None:
+                ema.update(model)
+            lv = float(loss.detach())
+            total += lv
+            n += 1
+            yield {
+                "kind": "step",
+                "epoch": epoch + 1,
+                "step": step + 1,
+                "steps": steps,
+                "loss": lv,
+                "lr": opt.param_groups[0]["lr"],
+            }
+        train_loss = total / max(1, n)
+        if d.world > 1:
+            t = torch.tensor([train_loss], dtype=torch.float64, device=d.device)
+            dist.all_reduce(t)
+            train_loss = float(t.item()) / d.world
+
+        eval_model = ema.module if (ema is not None and phase == "finetune") else model
+        probs = _predict(eval_model, data.val, cfg, d)
+        val_map = mean_average_precision(val_labels, probs)
+        val_loss = _val_loss(val_criterion, probs, val_labels)
+        score = val_map if has_val_pos else -val_loss
+        improved = best["score"] is None or (math.isfinite(score) and score > best["score"])
+        record = {
+            "epoch": epoch + 1,
+            "phase": phase,
+            "train_loss": train_loss,
+            "val_mAP": _finite(val_map),
+            "val_loss": _finite(val_loss),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        history.append(record)
+        if improved:
+            best = {"epoch": epoch + 1, "score": float(score), "mAP": _finite(val_map)}
+        if d.main:
+            if improved:
+                _write_best(cfg, out, eval_model, data, probs, val_labels, record, score_name)
+            _save_torch(
+                last_path,
+                {
+                    "format": STATE_FORMAT,
+                    "epoch": epoch + 1,
+                    "phase": phase,
+                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "ema": None if ema is None else _cpu_state(ema.state_dict()),
+                    "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict() if use_scaler else None,
+                    "scheduler": {
+                        "kind": "warmup-constant+cosine",
+                        "warmup_epochs": warmup,
+                        "finetune_epochs": finetune_epochs,
+                        "next_epoch": epoch + 1,
+                    },
+                    "sampler": sampler.state_dict(),
+                    "best": best,
+                    "history": history,
+                    "config": json.dumps(cfg.to_json()),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+            _atomic_json(out / HISTORY_FILE, history)
+        _barrier(d)
+        yield {"kind": "epoch", **record, "best": improved}
+
+    yield {
+        "kind": "done",
+        "best_epoch": best["epoch"],
+        "best_mAP": best["mAP"],
+        "checkpoint": str(out / BEST_FILE),
+        "manifest": str(out / MANIFEST_FILE),
+    }
+
+
+def _cpu_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": {k: v.detach().cpu() for k, v in state["model"].items()},
+        "updates": state["updates"],
+    }
+
+
+def _check_resume(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    if state.get("format") != STATE_FORMAT:
+        raise TrainError(f"{path}: not a cxrlt training state ({state.get('format')!r})")
+    saved = json.loads(state["config"])
+    for key in ("arch", "head", "image_size", "classes"):
+        now = list(cfg.classes) if key == "classes" else getattr(cfg, key)
+        if saved.get(key) != now:
+            raise TrainError(
+                f"{path}: was trained with {key} = {saved.get(key)!r}, not {now!r}; "
+                "resume with the same settings"
+            )
+
+
+def _write_best(
+    cfg: TrainConfig,
+    out: Path,
+    model: nn.Module,
+    data: _Data,
+    probs: np.ndarray,
+    val_labels: np.ndarray,
+    record: dict[str, Any],
+    score_name: str,
+) -> None:
+    meta = {
+        "format": "cxrlt-task1",
+        "arch": cfg.arch,
+        "head": cfg.head,
+        "image_size": str(cfg.image_size),
+        "classes": json.dumps(list(cfg.classes)),
+        "epoch": str(record["epoch"]),
+    }
+    ckpt = out / BEST_FILE
+    _save_safetensors(ckpt, model, meta)
+    result = evaluate(val_labels, probs, cfg.classes)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "checkpoint": BEST_FILE,
+        "checkpoint_sha256": sha256_file(ckpt),
+        "classes": list(cfg.classes),
+        "arch": cfg.arch,
+        "head": cfg.head,
+        "image_size": cfg.image_size,
+        "preprocessing": "engine.preprocess task1 (percentile uint8, resize, ImageNet norm)",
+        "demo": bool(cfg.demo),
+        "data": data.info,
+        "metrics": {
+            "epoch": record["epoch"],
+            "phase": record["phase"],
+            "selected_by": score_name,
+            "val_mAP": record["val_mAP"],
+            "val_loss": record["val_loss"],
+            "val_macro": {
+                k: _finite(v) if isinstance(v, float) else v for k, v in result.macro.items()
+            },
+            "val_AP": {c: _finite(m["AP"]) for c, m in result.per_class.items()},
+            "val_excluded": result.excluded,
+        },
+        "training": {
+            k: v
+            for k, v in cfg.to_json().items()
+            if k not in ("labels", "images", "out", "val_labels", "val_images", "classes")
+        },
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cxrlt_version": _version(),
+    }
+    _atomic_json(out / MANIFEST_FILE, manifest)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cxrlt-desktop")
+    except Exception:  # not installed (running from a source tree)
+        return "unknown"
+
+
+def _public(path: str) -> None:
+    """Give a mkstemp file (0600) the permissions a plain ``open`` would (0666 minus umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
