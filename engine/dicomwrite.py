@@ -118,6 +118,10 @@ def write_dicom(
         ds.compress(ts, **(encoding_kwargs or {}))
     elif ts != ExplicitVRLittleEndian:
         ds.file_meta.TransferSyntaxUID = ts
+        if not ts.is_little_endian and ds.BitsAllocated > 8:
+            # pydicom writes the PixelData bytes as given: swap them for a big-endian file.
+            swapped = np.frombuffer(ds.PixelData, dtype=f"<u{ds.BitsAllocated // 8}").byteswap()
+            ds.PixelData = swapped.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
 

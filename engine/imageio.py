@@ -584,12 +584,10 @@ def _dicom_decode_problem(
         return f"declares an empty image (Rows={rows}, Columns={cols})"
     if bits_alloc not in (8, 16):
         return f"BitsAllocated={bits_alloc} is not supported (need 8 or 16)"
-    if bits_stored is None or bits_stored < 1 or bits_stored > bits_alloc:
-        return (
-            f"BitsStored ({bits_stored}) exceeds BitsAllocated ({bits_alloc})"
-            if (bits_stored or 0) > bits_alloc
-            else f"invalid BitsStored ({bits_stored})"
-        )
+    if bits_stored is not None and bits_stored > bits_alloc:
+        return f"BitsStored ({bits_stored}) exceeds BitsAllocated ({bits_alloc})"
+    if bits_stored is None or bits_stored < 1:
+        return f"invalid BitsStored ({bits_stored})"
     photometric = meta.get("PhotometricInterpretation")
     if photometric not in MONOCHROME and photometric not in COLOUR:
         return (
@@ -976,7 +974,20 @@ def _raster_display(grey: np.ndarray) -> DisplayImage:
 
 
 def _decode(path: Path, max_image_bytes: int, want_display: bool) -> DecodedImage:
-    info, problem, hds = _header_pass(path, max_image_bytes)
+    try:
+        return _decode_impl(path, max_image_bytes, want_display)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(path, "out of memory while decoding the image") from None
+    except OSError as exc:  # the file changed or vanished between the header and the pixels
+        raise ImageReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
+        raise ImageReadError(path, f"unexpected error decoding: {_one_line(exc)}") from None
+
+
+def _decode_impl(path: Path, max_image_bytes: int, want_display: bool) -> DecodedImage:
+    info, problem, _ds = _header_pass(path, max_image_bytes)
     if problem:
         raise ImageReadError(path, problem)
     if info.is_dicom:
@@ -1094,6 +1105,9 @@ def iter_image_files(
             yield WalkProblem(path, "no such file or folder")
 
 
+_IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+
+
 def _walk(
     folder: Path, ancestors: set[tuple[int, int]], visited: set[tuple[int, int]], count: list[int]
 ) -> Iterator[Path | WalkProblem]:
@@ -1128,7 +1142,13 @@ def _walk(
         except OSError:
             is_dir = False
         if is_dir:
+            before = count[0]
             yield from _walk(Path(entry.path), ancestors, visited, count)
+            if count[0] == before and Path(entry.name).suffix.lower() in _IMAGE_SUFFIXES:
+                # Someone expected an image here: say so instead of passing it by in silence.
+                yield WalkProblem(
+                    Path(entry.path), "is a directory named like an image file, holding no files"
+                )
         else:
             count[0] += 1
             yield Path(entry.path)

@@ -57,6 +57,17 @@ def random_models(folder: Path) -> tuple[list[Path], Path]:
     return [mlp, csra], Path(clip)
 
 
+def _first_task1_finding(window) -> str:
+    """The highest-scoring Task 1 finding other than Normal (its attention map is shown)."""
+    from engine.classes import TASK1_CLASSES
+
+    entry = window.current_image()
+    if entry is None or entry.probs is None:
+        return TASK1_CLASSES[1]
+    i = 1 + int(entry.probs[1 : len(TASK1_CLASSES)].argmax())
+    return TASK1_CLASSES[i]
+
+
 def run_self_test(
     folder: Path | None = None,
     screenshots: Path | None = None,
@@ -170,22 +181,20 @@ def run_self_test(
                     stored is not None and stored.verdict == "present",
                     f"{finding} = {getattr(stored, 'verdict', None)}",
                 )
+            if entry is not None and entry.attention is not None:
+                window.findings.select_finding(_first_task1_finding(window))
+                window.actions_by_id["toggle_overlay"].trigger()
+                on = window.viewer.overlay_visible()
+                window.actions_by_id["toggle_overlay"].trigger()
+                step("attention overlay toggles", on and not window.viewer.overlay_visible())
         else:
             step("top study opened and displayed", False, "the worklist is empty")
         if screenshots is not None:
             screenshots.mkdir(parents=True, exist_ok=True)
             app.processEvents()
             ok = window.grab().save(str(screenshots / "main_window.png"))
-            att_finding = next(
-                (
-                    f
-                    for f in window.findings.finding_names()[1:30]
-                    if window.findings.row(f).result is not None
-                ),
-                None,
-            )
-            if att_finding is not None:
-                window.findings.select_finding(att_finding)
+            if window.current_image() is not None:
+                window.findings.select_finding(_first_task1_finding(window))
                 window.overlay_box.setChecked(True)
             app.processEvents()
             ok = window.grab().save(str(screenshots / "main_window_overlay.png")) and ok

@@ -36,6 +36,7 @@ def folder(tmp_path, write, make_ramp, testdata):
     )
     (root / "empty.dcm").write_bytes(b"")
     (root / "notes.png").write_text("this is not an image\n")
+    (root / "series.dcm").mkdir()
     (root / "sub").mkdir()
     (root / "sub" / "loop").symlink_to(root)
     os.symlink(testdata("RG1_UNCR.dcm"), root / "sub" / "rg1.dcm")
@@ -56,6 +57,7 @@ def test_inspect_json_records(folder, capsys):
         "good.dcm",
         "lateral.dcm",
         "notes.png",
+        "series.dcm",
         "loop",
         "rg1.dcm",
     }
@@ -74,6 +76,9 @@ def test_inspect_json_records(folder, capsys):
     assert recs["ct.dcm"]["reason"] == "not a radiograph (Modality=CT; need CR, DX or DR)"
     assert recs["empty.dcm"]["reason"] == "empty file (0 bytes)"
     assert recs["notes.png"]["reason"].startswith("not an image: the file holds text")
+    assert recs["series.dcm"]["reason"] == (
+        "is a directory named like an image file, holding no files"
+    )
     assert recs["loop"]["reason"].startswith("symbolic link loop: leads back to ")
     assert (
         recs["rg1.dcm"]["ok"] is True
@@ -93,14 +98,14 @@ def test_inspect_text_lines(folder, capsys):
     assert main(["inspect", str(folder)]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert len(lines) == 7
+    assert len(lines) == 8
     by_name = {os.path.basename(line.split(": ")[0]): line for line in lines}
     assert by_name["good.dcm"] == (
         f"{folder / 'good.dcm'}: OK (CR, 300x300, MONOCHROME2, 12-bit, Explicit VR Little Endian, view PA)"
     )
     assert by_name["empty.dcm"] == f"{folder / 'empty.dcm'}: REJECTED: empty file (0 bytes)"
     assert "warning: lateral view" in by_name["lateral.dcm"]
-    assert "7 files: 3 OK, 4 rejected" in captured.err
+    assert "8 files: 3 OK, 5 rejected" in captured.err
 
 
 def test_inspect_decode_finds_damaged_compressed_pixels(tmp_path, write, make_ramp, capsys):
@@ -144,8 +149,9 @@ def test_inspect_subprocess(folder):
         "good.dcm",
         "lateral.dcm",
         "notes.png",
+        "series.dcm",
         "loop",
         "rg1.dcm",
     ]
-    assert [r["ok"] for r in recs] == [False, False, True, True, False, False, True]
+    assert [r["ok"] for r in recs] == [False, False, True, True, False, False, False, True]
     assert proc.stderr == ""  # pydicom's warnings do not leak into the output

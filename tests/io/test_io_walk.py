@@ -23,6 +23,18 @@ def test_walk_is_recursive_sorted_and_keeps_every_file(tmp_path):
     assert got == ["a/img.png", "a/z/IM0001", "b/10.dcm", "b/2.dcm", "c.dcm/inner.dcm", "notes.txt"]
 
 
+def test_empty_directory_named_like_an_image_is_reported(tmp_path):
+    (tmp_path / "IM1.dcm").mkdir()
+    (tmp_path / "plain_empty_folder").mkdir()
+    _touch(tmp_path / "z.dcm")
+    assert list(iter_image_files(tmp_path)) == [
+        WalkProblem(
+            tmp_path / "IM1.dcm", "is a directory named like an image file, holding no files"
+        ),
+        tmp_path / "z.dcm",
+    ]
+
+
 def test_files_and_folders_mixed_and_missing(tmp_path):
     f = _touch(tmp_path / "one.dcm")
     d = tmp_path / "d"

@@ -150,7 +150,7 @@ def test_scan_and_score_processes_at_once(tmp_path, write_study, csra_ckpt):
     for k in range(4):
         write_study(tmp_path / "first" / f"s{k}", 5, patient_id=f"A{k}")
     for k in range(30):
-        write_study(tmp_path / "second" / f"s{k}", 4, patient_id=f"B{k}", size=64)
+        write_study(tmp_path / "second" / f"s{k}", 4, patient_id=f"B{k}")
     store = open_store(url)
     for _ in scan(store, [tmp_path / "first"]):
         pass

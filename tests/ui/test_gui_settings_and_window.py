@@ -6,7 +6,7 @@ import json
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QKeySequence
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from conftest import make_study_folder  # noqa: I001
@@ -146,6 +146,7 @@ def test_demo_banner_follows_the_model_manifest(qtbot, make_window, ui_models, t
         assert window.banner.text() == "DEMO MODEL - not for clinical use"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_dropping_a_folder_scans_it(qtbot, make_window, tmp_path):
     from cxrlt_desktop.settings import Settings
 
@@ -155,12 +156,14 @@ def test_dropping_a_folder_scans_it(qtbot, make_window, tmp_path):
     qtbot.waitExposed(window)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
-    drop = QDropEvent(
-        QPoint(50, 50).toPointF(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPoint(50, 50), *args)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    # Qt delivers a Drop only during a real drag, so the handler is called as Qt would call it.
+    drop = QDropEvent(QPoint(50, 50).toPointF(), *args)
     with qtbot.waitSignal(window.jobFinished, timeout=120_000) as job:
-        QApplication.sendEvent(window, drop)
+        window.dropEvent(drop)
     assert job.args[0].ok and job.args[0].scanned == 3
     assert window.worklist_model.rowCount() >= 2  # studies listed, unscored
     assert all(r.rare_score is None for r in window.worklist_model.rows())

@@ -1,0 +1,60 @@
+"""`cxrlt gui --self-test` as a user runs it: a subprocess, offscreen, exit status and PNGs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _env(tmp_path):
+    env = dict(os.environ)
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        HF_HUB_OFFLINE="1",
+        CXRLT_DATA_DIR=str(tmp_path / "data"),
+        CXRLT_CONFIG=str(tmp_path / "no-settings.toml"),  # no models configured
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_self_test_passes_and_writes_screenshots(tmp_path):
+    shots = tmp_path / "shots"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrlt_desktop", "gui", "--self-test", "--screenshots", str(shots)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    for step in (
+        "scan and score",
+        "worklist ordered by rare-finding score",
+        "top study opened and displayed",
+        "verdict stored",
+        "attention overlay toggles",
+        "screenshots",
+    ):
+        assert f"[ok] {step}" in log, log
+    assert "random-weight models (DEMO" in log
+    pngs = sorted(p.name for p in shots.glob("*.png"))
+    assert pngs == ["main_window.png", "main_window_overlay.png"]
+    for p in shots.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gui_refuses_a_missing_folder(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrlt_desktop", "gui", str(tmp_path / "nope")],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "nope: no such file or folder" in proc.stdout + proc.stderr
