@@ -493,7 +493,7 @@ def _read_store(
 
 def _manifest_candidates(model_path: Path) -> list[Path]:
     if model_path.is_dir():  # an open_clip local-dir folder
-        return [model_path / "manifest.json", model_path / "cxrlt_manifest.json"]
+        return [model_path / "manifest.json", model_path / "open_clip_config.json"]
     p = model_path
     return [
         p.with_suffix(".json"),
@@ -508,8 +508,9 @@ def is_demo_model(model_path: str | os.PathLike[str]) -> bool:
     """True when a JSON manifest beside the model file (or in the model folder) has ``"demo": true``.
 
     Looked for: ``<name>.json``, ``<file>.json``, ``<name>.manifest.json``,
-    ``<name>_manifest.json`` and ``manifest.json`` beside a file; ``manifest.json`` or
-    ``cxrlt_manifest.json`` inside a folder. Unreadable manifests count as not demo.
+    ``<name>_manifest.json`` and ``manifest.json`` beside a file (the layout of ``cxrlt train``
+    and ``cxrlt demo-models``); ``manifest.json`` or ``open_clip_config.json`` inside a folder
+    (the GUI's banner looks at the same files). Unreadable manifests count as not demo.
     """
     for cand in _manifest_candidates(Path(model_path)):
         try:
@@ -542,7 +543,6 @@ def _identifiers(rec: _ImageRec) -> list[str]:
         rec.study_date,
         rec.path,
         Path(rec.path).name if rec.path else None,
-        Path(rec.path).stem if rec.path else None,
     ]
     for key in (
         "PatientName",
@@ -554,14 +554,19 @@ def _identifiers(rec: _ImageRec) -> list[str]:
         v = rec.meta.get(key)
         if isinstance(v, str):
             raw.append(v)
+    for da in (rec.study_date, rec.birth_date):
+        # Dates as people write them: 2023-04-17, 17/04/2023, 04/17/2023, 17.04.2023.
+        if da and re.fullmatch(r"\d{8}", da.strip()):
+            y, m, d = da[:4], da[4:6], da[6:8]
+            raw += [f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}"]
     for v in raw:
         if not v:
             continue
         v = str(v).strip()
-        if len(v) >= 3:
+        if len(v) >= 2:
             out.add(v)
         # Person names: "Family^Given^Middle" -> each part and the "Given Family" order.
-        parts = [p for p in re.split(r"[\^\s]+", v) if len(p) >= 3]
+        parts = [p for p in re.split(r"[\^\s]+", v) if len(p) >= 2]
         if "^" in v or " " in v:
             out.update(parts)
             if len(parts) >= 2:
@@ -574,13 +579,15 @@ def scrub_text(text: str | None, identifiers: Iterable[str]) -> str:
     """``text`` with each identifier (case-insensitive) replaced by ``[removed]``.
 
     Free text cannot be de-identified in general; this removes what the store knows about the
-    patient (name parts, IDs, accession, institution, UIDs, dates, file names).
+    patient (name parts, IDs, accession, institution, UIDs, dates, the file's path and name),
+    matched as whole words.
     """
     if not text:
         return ""
     out = text
     for ident in identifiers:
-        out = re.sub(re.escape(ident), REMOVED, out, flags=re.IGNORECASE)
+        # Whole words only, so a short name part ("Lee") does not eat into "fleet".
+        out = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", REMOVED, out, flags=re.IGNORECASE)
     return out
 
 
@@ -636,8 +643,10 @@ def iter_export(
 ) -> Generator[ExportProgress, None, ExportResult]:
     """Export the verdicts; a generator yielding progress that returns the result.
 
-    Same parameters as :func:`export_feedback`. Drive it with ``for``/``yield from`` (the
-    :class:`ExportResult` is the generator's return value) or call :func:`export_feedback`.
+    Same parameters as :func:`export_feedback` (``salt`` overrides the installation's
+    pseudonym salt). Drive it with ``for``/``yield from`` (the :class:`ExportResult` is the
+    generator's return value) or call :func:`export_feedback`. Closing the generator before the
+    last record (``stage == "done"``) removes what it wrote, like a cancellation.
     """
     from cxrlt_desktop.triage import threshold_vector
 
@@ -655,6 +664,7 @@ def iter_export(
     }
     result = ExportResult(out_dir=out, options=dict(options))
     made_dirs: list[Path] = []
+    complete = False
 
     def check_stop() -> None:
         if should_stop is not None and should_stop():
@@ -776,7 +786,8 @@ def iter_export(
                     )
                     data = sr_bytes(ds)
                 except Exception as exc:  # noqa: BLE001 - one image's SR must not stop the rest
-                    result.problems.append(f"{e.rec.path}: no SR: {exc}")
+                    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    result.problems.append(f"{e.rec.path}: no SR: {first_line}")
                     readme_problems.append(f"{e.image_id}: no SR written ({type(exc).__name__})")
                 else:
                     write(sr_dir / f"{e.image_id}.dcm", data)
@@ -855,10 +866,12 @@ def iter_export(
             out / README_TXT,
             _readme(result, th, list(model_rows.values()), readme_problems).encode("utf-8"),
         )
+        complete = True
         yield ExportProgress("done", 1, 1, str(out))
         return result
     except BaseException:
-        _cleanup(result.files, made_dirs, out if created_dir else None)
+        if not complete:  # a consumer that stops after "done" keeps the finished export
+            _cleanup(result.files, made_dirs, out if created_dir else None)
         raise
 
 
@@ -1040,3 +1053,7 @@ def export_feedback(
             return stop.value
         if progress is not None:
             progress(rec)
+
+
+# The GUI's File menu (cxrlt_desktop/ui/main_window.py) looks this name up; same function.
+export_labels = export_feedback

@@ -3,7 +3,8 @@
 Order: ``priority`` (the study's rare-finding score; -1 while nothing is scored) descending,
 then study date descending (newest first among equal scores), then study id descending. The
 ``ix_study_worklist`` / ``ix_study_reviewed_worklist`` indexes serve this order read backwards,
-so ``LIMIT`` stops early; the finding filter probes ``finding_hit`` by (finding, study_id).
+so ``LIMIT`` stops early; the finding filter starts from ``finding_hit``'s (finding, study_id)
+index and sorts only the matching studies.
 
 Status: ``unreviewed`` lists studies not fully reviewed (no verdict, or only some images
 reviewed: ``partial``), ``reviewed`` those whose every usable image has a verdict, ``all`` both.
@@ -15,11 +16,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
 
 from cxrlt_desktop.pseudonym import pseudonym
 from cxrlt_desktop.store import Store
-from cxrlt_desktop.store.models import FindingHit, Image, Patient, Series, Study
+from cxrlt_desktop.store.models import FindingHit, Image, Patient, ScoreFailure, Series, Study
 from engine.classes import ALL_CLASSES, DISPLAY_NAMES
 
 STATUSES = ("unreviewed", "reviewed", "all")
@@ -79,8 +81,26 @@ def resolve_finding(name: str) -> str:
     )
 
 
+DENSE_HITS = 5000  # finding_hit rows from which a finding filter walks the index instead
+
+
+def _is_dense(s: Session, finding: str | None) -> bool:
+    """Whether the finding has at least DENSE_HITS hit rows (a bounded count: cheap)."""
+    if not finding:
+        return False
+    f = resolve_finding(finding)
+    capped = select(literal(1)).where(FindingHit.finding == f).limit(DENSE_HITS).subquery()
+    return int(s.scalar(select(func.count()).select_from(capped)) or 0) >= DENSE_HITS
+
+
 def _filtered(
-    stmt: Select, *, status: str, finding: str | None, text: str | None, show_phi: bool
+    stmt: Select,
+    *,
+    status: str,
+    finding: str | None,
+    text: str | None,
+    show_phi: bool,
+    dense: bool = False,
 ) -> Select:
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
@@ -89,7 +109,18 @@ def _filtered(
         stmt = stmt.where(Study.reviewed.is_(status == "reviewed"))
     if finding:
         f = resolve_finding(finding)
-        stmt = stmt.where(exists().where(FindingHit.study_id == Study.id, FindingHit.finding == f))
+        if dense:
+            # Many matches: walk the worklist index and probe each study; LIMIT stops early.
+            stmt = stmt.where(
+                exists().where(FindingHit.study_id == Study.id, FindingHit.finding == f)
+            )
+        else:
+            # Few matches: start from the (finding, study_id) index and sort only those studies
+            # (an EXISTS walk would visit every study when the finding is rare: 63 ms vs 1 ms
+            # over 30,000 studies).
+            stmt = stmt.where(
+                Study.id.in_(select(FindingHit.study_id).where(FindingHit.finding == f))
+            )
     if text:
         like = f"%{text.strip()}%"
         conds = [Study.description.ilike(like), Study.study_date.ilike(like)]
@@ -151,14 +182,13 @@ def query_worklist(
         Patient.key,
         Patient.patient_name,
     ).join(Patient, Patient.id == Study.patient_id)
-    stmt = _filtered(stmt, status=status, finding=finding, text=text, show_phi=show_phi)
-    stmt = (
-        stmt.order_by(Study.priority.desc(), Study.study_date.desc(), Study.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
     with store.session() as s, s.begin():
-        rows = s.execute(stmt).all()
+        dense = _is_dense(s, finding)
+        stmt = _filtered(
+            stmt, status=status, finding=finding, text=text, show_phi=show_phi, dense=dense
+        )
+        stmt = stmt.order_by(Study.priority.desc(), Study.study_date.desc(), Study.id.desc())
+        rows = s.execute(stmt.limit(limit).offset(offset)).all()
     return [
         WorklistRow(
             study_id=r.id,
@@ -196,7 +226,11 @@ def count_worklist(
 
 @dataclass
 class ImageRow:
-    """An image of a study, for the review panel."""
+    """An image of a study, for the review panel.
+
+    ``state``: ``done`` (has a current prediction), ``failed`` (scoring failed: ``failure``
+    says why), ``pending`` (queued), ``missing`` (file gone) or ``unusable``.
+    """
 
     image_id: int
     path: str
@@ -205,10 +239,12 @@ class ImageRow:
     usable: bool
     missing: bool
     current_prediction_id: int | None
+    state: str = "pending"
+    failure: str | None = None
 
 
 def study_images(store: Store, study_id: int) -> list[ImageRow]:
-    """The study's images (usable and not), by series then instance number then id."""
+    """The study's images, by series then instance number then id."""
     with store.session() as s, s.begin():
         rows = s.execute(
             select(Image, Series.series_uid)
@@ -216,12 +252,43 @@ def study_images(store: Store, study_id: int) -> list[ImageRow]:
             .where(Series.study_id == study_id)
             .order_by(Series.series_number, Series.id, Image.instance_number, Image.id)
         ).all()
-        return [
-            ImageRow(
-                i.id, i.path, uid, i.view_position, i.usable, i.missing, i.current_prediction_id
+        ids = [i.id for i, _ in rows]
+        failures: dict[int, tuple[int, str]] = {}
+        if ids:
+            for iid, version, reason in s.execute(
+                select(ScoreFailure.image_id, ScoreFailure.image_version, ScoreFailure.reason)
+                .where(ScoreFailure.image_id.in_(ids))
+                .order_by(ScoreFailure.last_attempt_at)
+            ):
+                failures[iid] = (version, reason)
+        out = []
+        for i, uid in rows:
+            fail = failures.get(i.id)
+            failure = fail[1] if fail and fail[0] == i.version else None
+            if i.missing:
+                state = "missing"
+            elif not i.usable:
+                state = "unusable"
+            elif i.current_prediction_id is not None:
+                state = "done"
+            elif failure:
+                state = "failed"
+            else:
+                state = "pending"
+            out.append(
+                ImageRow(
+                    i.id,
+                    i.path,
+                    uid,
+                    i.view_position,
+                    i.usable,
+                    i.missing,
+                    i.current_prediction_id,
+                    state,
+                    failure,
+                )
             )
-            for i, uid in rows
-        ]
+        return out
 
 
 def problem_files(store: Store, *, limit: int = 10_000) -> list[tuple[str, str]]:

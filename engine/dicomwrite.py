@@ -92,10 +92,14 @@ def make_dataset(
         ds.WindowCenter = window[0]
         ds.WindowWidth = window[1]
     if pixels.ndim == 3:
-        ds.set_pixel_data(pixels, photometric_interpretation="RGB", bits_stored=8)
+        ds.set_pixel_data(
+            pixels, photometric_interpretation="RGB", bits_stored=8, generate_instance_uid=False
+        )
     else:
         bits = bits_stored or pixels.dtype.itemsize * 8
-        ds.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=bits)
+        ds.set_pixel_data(
+            pixels, photometric_interpretation=photometric, bits_stored=bits, generate_instance_uid=False
+        )
     for key, value in (extra or {}).items():
         setattr(ds, key, value)
     return ds

@@ -21,13 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT = Path(__file__).resolve().parent.parent / "dist" / "cxrlt" / ("cxrlt.exe" if os.name == "nt" else "cxrlt")
+DEFAULT = (
+    Path(__file__).resolve().parent.parent
+    / "dist"
+    / "cxrlt"
+    / ("cxrlt.exe" if os.name == "nt" else "cxrlt")
+)
 
 
 def _run(exe: Path, args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, float]:
     t0 = time.perf_counter()
     try:
-        p = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=timeout)
+        p = subprocess.run(
+            [str(exe), *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
     except subprocess.TimeoutExpired as e:
         return 124, f"timed out after {timeout:.0f} s: {e}", time.perf_counter() - t0
     return p.returncode, (p.stdout or "") + (p.stderr or ""), time.perf_counter() - t0
@@ -35,13 +42,18 @@ def _run(exe: Path, args: list[str], env: dict[str, str], timeout: float) -> tup
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("exe", nargs="?", default=str(DEFAULT), help=f"frozen executable (default {DEFAULT})")
+    ap.add_argument(
+        "exe", nargs="?", default=str(DEFAULT), help=f"frozen executable (default {DEFAULT})"
+    )
     ap.add_argument("--no-gui", action="store_true", help="skip `gui --self-test`")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per check (default 300)")
     args = ap.parse_args(argv)
     exe = Path(args.exe)
     if not exe.is_file():
-        print(f"smoke_test: {exe}: no such executable; build it first (make installer)", file=sys.stderr)
+        print(
+            f"smoke_test: {exe}: no such executable; build it first (make installer)",
+            file=sys.stderr,
+        )
         return 2
 
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1")
@@ -51,21 +63,29 @@ def main(argv: list[str] | None = None) -> int:
         env["CXRLT_CONFIG"] = str(Path(tmp) / "settings.toml")
 
         rc, out, dt = _run(exe, ["--version"], env, args.timeout)
-        results.append(("--version", rc == 0 and "cxrlt" in out, f"rc={rc} {dt:.1f}s {out.strip()[:200]}"))
+        results.append(
+            ("--version", rc == 0 and "cxrlt" in out, f"rc={rc} {dt:.1f}s {out.strip()[:200]}")
+        )
 
         rc, help_text, _ = _run(exe, ["--help"], env, args.timeout)
         commands = help_text
 
         demo = Path(tmp) / "demo"
-        rc, out, dt = _run(exe, ["demo-data", str(demo), "--n", "2", "--size", "320", "-q"], env, args.timeout)
+        rc, out, dt = _run(
+            exe, ["demo-data", str(demo), "--n", "2", "--size", "320", "-q"], env, args.timeout
+        )
         files = sorted(demo.rglob("*.dcm"))
         ok = rc == 0 and len(files) == 2 and (demo / "labels.csv").is_file()
-        results.append(("demo-data (DICOM + JPEG 2000 encode)", ok, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}"))
+        results.append(
+            ("demo-data (DICOM + JPEG 2000 encode)", ok, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}")
+        )
 
         if " inspect" in commands and files:
             # The second demo image is JPEG 2000: decoding it needs the openjpeg plugin.
             rc, out, dt = _run(exe, ["inspect", str(files[-1])], env, args.timeout)
-            results.append(("inspect (JPEG 2000 decode)", rc == 0, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}"))
+            results.append(
+                ("inspect (JPEG 2000 decode)", rc == 0, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}")
+            )
 
         if not args.no_gui:
             rc, out, dt = _run(exe, ["gui", "--self-test"], env, args.timeout)

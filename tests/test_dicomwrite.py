@@ -35,3 +35,13 @@ def test_round_trip(tmp_path, ts, dtype, bits):
     assert ds.file_meta.TransferSyntaxUID == ts
     assert ds.BitsStored == bits
     np.testing.assert_array_equal(ds.pixel_array, pixels)
+
+
+def test_given_uids_are_kept(tmp_path):
+    pixels = np.zeros((32, 32), np.uint16)
+    path = write_dicom(
+        tmp_path / "u.dcm", pixels, sop_uid="1.2.3.4", study_uid="1.2.3", series_uid="1.2.3.5"
+    )
+    ds = pydicom.dcmread(path)
+    assert ds.SOPInstanceUID == "1.2.3.4" == ds.file_meta.MediaStorageSOPInstanceUID
+    assert (ds.StudyInstanceUID, ds.SeriesInstanceUID) == ("1.2.3", "1.2.3.5")

@@ -35,7 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--headless", action="store_true", help="no window: print the worklist top")
     p.add_argument("--n", type=int, default=48, help="demo images when building them (default 48)")
     p.add_argument("--size", type=int, default=2500, help="demo image height (default 2500)")
-    p.add_argument("--models", type=Path, default=None, help="demo models folder (default DIR/models)")
+    p.add_argument(
+        "--models", type=Path, default=None, help="demo models folder (default DIR/models)"
+    )
     p.add_argument("--top", type=int, default=10, help="worklist rows to print (default 10)")
     p.set_defaults(func=run)
 
@@ -77,11 +79,13 @@ def prepare(
 
     store = open_store(f"sqlite:///{(folder / DB_NAME).resolve()}")
     t0 = time.perf_counter()
-    prog = None
-    for prog in scan(store, [data]):
-        pass
+    # The patient folders only: labels.csv (the ground truth) is not an image to list.
+    records = list(scan(store, sorted(p for p in data.iterdir() if p.is_dir())))
+    prog = records[-1] if records else None
     if prog is not None:
-        log(f"[demo] scanned {data}: {prog.new} new, {prog.unchanged} unchanged, {prog.unusable} unusable")
+        log(
+            f"[demo] scanned {data}: {prog.new} new, {prog.unchanged} unchanged, {prog.unusable} unusable"
+        )
         for path, reason in prog.problems[:5]:
             log(f"[demo]   {path}: {reason}")
     image_size = int(report["settings"]["image_size"])
@@ -123,7 +127,9 @@ def study_truth(store, labels: dict[str, frozenset[str]], data: Path) -> dict[st
 
     out: dict[str, set[str]] = {}
     for image_id, positive in labels.items():
-        ds = pydicom.dcmread(data / image_id, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+        ds = pydicom.dcmread(
+            data / image_id, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
+        )
         out.setdefault(str(ds.StudyInstanceUID), set()).update(positive)
     return {k: frozenset(v) for k, v in out.items()}
 
@@ -139,13 +145,17 @@ def headless(ctx: dict, top: int, log=_say) -> int:
     rare_drawn = {uid for uid, lab in truth.items() if lab & set(RARE_CLASSES)}
     log("")
     log("DEMO worklist (synthetic phantoms, DEMO models; highest rare-finding score first)")
-    log(f"{'#':>2}  {'patient':<12} {'date':<10} {'rare':>6}  {'top findings (model)':<44} drawn (ground truth)")
+    log(
+        f"{'#':>2}  {'patient':<12} {'date':<10} {'rare':>6}  {'top findings (model)':<44} drawn (ground truth)"
+    )
     for i, r in enumerate(rows[:top], start=1):
-        found = ", ".join(f"{f.get('finding', f.get('name', '?'))} {f.get('prob', f.get('p', 0)):.2f}" for f in r.top_findings[:3])
+        found = ", ".join(f"{f['finding']} {f['probability']:.2f}" for f in r.top_findings[:3])
         drawn = ", ".join(sorted(truth.get(r.study_uid, frozenset()))) or "?"
         mark = "*" if r.study_uid in rare_drawn else " "
         score = "-" if r.rare_score is None else f"{r.rare_score:.2f}"
-        log(f"{i:>2}{mark} {r.patient:<12} {r.study_date or '':<10} {score:>6}  {found[:44]:<44} {drawn}")
+        log(
+            f"{i:>2}{mark} {r.patient:<12} {r.study_date or '':<10} {score:>6}  {found[:44]:<44} {drawn}"
+        )
     k = min(TOP_K, len(rare_drawn))
     hits = sum(1 for r in rows[:k] if r.study_uid in rare_drawn)
     ok = k > 0 and hits >= max(1, (k * 3 + 4) // 5)  # at least 60 % of the top k
@@ -153,8 +163,10 @@ def headless(ctx: dict, top: int, log=_say) -> int:
         f"\n* = a drawn rare finding ({', '.join(sorted(set(RARE_CLASSES) & set().union(*truth.values())))}). "
         f"{len(rare_drawn)} of {len(truth)} studies have one; the top {k} hold {hits}."
     )
-    log(f"DEMO CHECK {'PASSED' if ok else 'FAILED'}: phantoms with drawn rare findings "
-        f"{'lead' if ok else 'do not lead'} the worklist")
+    log(
+        f"DEMO CHECK {'PASSED' if ok else 'FAILED'}: phantoms with drawn rare findings "
+        f"{'lead' if ok else 'do not lead'} the worklist"
+    )
     return 0 if ok else 1
 
 

@@ -19,12 +19,16 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("out", help="output folder")
-    p.add_argument("--force", action="store_true", help="rebuild even if OUT holds a complete build")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild even if OUT holds a complete build"
+    )
     p.add_argument("--n-train", type=int, default=None, help="training phantoms (default 1000)")
     p.add_argument("--epochs", type=int, default=None, help="Task 1 epochs per model (default 6)")
     p.add_argument("--image-size", type=int, default=None, help="Task 1 input size (default 128)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
+    )
     p.set_defaults(func=run)
 
 
@@ -48,9 +52,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         s = settings_from_args(args)
         if s.n_train < 64 or s.epochs < 1 or s.image_size < 32:
-            print("cxrlt demo-models: need --n-train >= 64, --epochs >= 1, --image-size >= 32", file=sys.stderr)
+            print(
+                "cxrlt demo-models: need --n-train >= 64, --epochs >= 1, --image-size >= 32",
+                file=sys.stderr,
+            )
             return 2
-        report = build_demo_models(args.out, s, force=args.force, log=lambda m: print(m, flush=True))
+        report = build_demo_models(
+            args.out, s, force=args.force, log=lambda m: print(m, flush=True)
+        )
     except (OSError, RuntimeError, ValueError) as e:
         print(f"cxrlt demo-models: {e}", file=sys.stderr)
         return 1

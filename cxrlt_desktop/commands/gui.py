@@ -16,15 +16,24 @@ def register(subparsers) -> None:
             "--self-test runs the whole GUI path offscreen and exits 0 only if every step worked."
         ),
     )
-    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER", help="folders or files to open")
-    p.add_argument("--db", metavar="URL", help="database URL (default: the settings, else the user data folder)")
+    p.add_argument(
+        "folders", nargs="*", type=Path, metavar="FOLDER", help="folders or files to open"
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default: the settings, else the user data folder)",
+    )
     p.add_argument(
         "--self-test",
         action="store_true",
         help="offscreen: open FOLDER (or built-in synthetic studies), score, review one finding, exit",
     )
     p.add_argument(
-        "--screenshots", type=Path, metavar="DIR", help="with --self-test: save PNG screenshots here"
+        "--screenshots",
+        type=Path,
+        metavar="DIR",
+        help="with --self-test: save PNG screenshots here",
     )
     p.set_defaults(func=run)
 

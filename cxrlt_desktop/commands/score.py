@@ -97,6 +97,8 @@ def _collect(inputs: list[Path]) -> tuple[list[tuple[str, Path]], list[tuple[str
                         image_id = Path(entry.path).relative_to(inp).as_posix()
                     except ValueError:
                         image_id = str(entry.path)
+                    if image_id == ".":  # the folder itself (e.g. empty)
+                        image_id = str(inp)
                     problems.append((image_id, entry.reason))
         elif inp.is_file():
             items.append((inp.name, inp))

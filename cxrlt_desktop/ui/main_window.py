@@ -251,7 +251,7 @@ class MainWindow(QMainWindow):
         self.worklist.setSortingEnabled(True)
         self.worklist.horizontalHeader().setStretchLastSection(True)
         self.worklist.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate((62, 96, 80, 190, 80, 50, 110)):
+        for col, width in enumerate((60, 92, 78, 178, 76, 48, 110)):
             self.worklist.setColumnWidth(col, width)
         self.worklist.selectionModel().currentRowChanged.connect(self._on_current_row_changed)
 
@@ -279,7 +279,7 @@ class MainWindow(QMainWindow):
         self.view_tools.setObjectName("viewTools")
         self.preset_box = QComboBox()
         self.preset_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.preset_box.setMinimumContentsLength(18)
+        self.preset_box.setMinimumContentsLength(16)
         self.preset_box.setToolTip("Window presets: header windows, then lung, mediastinum, bone")
         self.preset_box.activated.connect(self._on_preset_activated)
         self.overlay_box = QCheckBox("Attention")
@@ -315,6 +315,10 @@ class MainWindow(QMainWindow):
         header.addWidget(self.next_image_button)
         cv.addLayout(header)
         cv.addWidget(self.view_tools)
+        self.view_controls = QWidget()
+        controls = QHBoxLayout(self.view_controls)
+        controls.setContentsMargins(6, 0, 6, 0)
+        cv.addWidget(self.view_controls)
         cv.addWidget(self.viewer, 1)
 
         # --- findings
@@ -425,12 +429,14 @@ class MainWindow(QMainWindow):
         self.actions_by_id["fit"].setText("Fit")
         self.actions_by_id["one_to_one"].setText("1:1")
         self.actions_by_id["reset_window"].setText("Reset W/L")
-        self.view_tools.addSeparator()
-        self.view_tools.addWidget(QLabel(" Window "))
-        self.view_tools.addWidget(self.preset_box)
-        self.view_tools.addSeparator()
-        self.view_tools.addWidget(self.overlay_box)
-        self.view_tools.addWidget(self.opacity_slider)
+        # Presets and the overlay get their own row: one tool bar row overflowed at ~500 px.
+        row = self.view_controls.layout()
+        row.addWidget(QLabel("Window"))
+        row.addWidget(self.preset_box)
+        row.addSpacing(12)
+        row.addWidget(self.overlay_box)
+        row.addWidget(self.opacity_slider)
+        row.addStretch(1)
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

@@ -233,7 +233,7 @@ class PipelineWorker(QObject):
         predictor = self._predictors.get()
         self.modelsLoaded.emit(predictor)
         seen: set[str] = set()
-        last_done = -1
+        last_done = 0  # the record before the first batch has nothing new to show
         for rec in score_library(
             self._store, predictor, should_stop=self._stop.is_set, thresholds=self._thresholds
         ):

@@ -317,8 +317,10 @@ class WorklistModel(QAbstractTableModel):
             text = str(n) if scored >= n else f"{scored}/{n}"
             return f"{text} ({failed} failed)" if failed else text
         if col == "top_findings":
+            from engine.classes import DISPLAY_NAMES
+
             items = _finding_items(row)[:3]
-            return ", ".join(f"{n} {p:.2f}" for n, p, _ in items)
+            return ", ".join(f"{DISPLAY_NAMES.get(n, n)} {p:.2f}" for n, p, _ in items)
         if col == "status":
             return str(_get(row, "status", "") or "")
         return ""

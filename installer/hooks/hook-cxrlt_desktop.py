@@ -8,6 +8,13 @@ hiddenimports += collect_submodules("training") + ["resources"]
 datas = collect_data_files(
     "cxrlt_desktop",
     include_py_files=True,
-    includes=["store/migrations/**/*.py", "store/migrations/*.mako", "store/*.ini", "**/*.json", "**/*.png", "**/*.svg"],
+    includes=[
+        "store/migrations/**/*.py",
+        "store/migrations/*.mako",
+        "store/*.ini",
+        "**/*.json",
+        "**/*.png",
+        "**/*.svg",
+    ],
 )
 datas += copy_metadata("cxrlt-desktop")

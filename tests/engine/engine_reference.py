@@ -74,6 +74,9 @@ def task1_probs(
     return np.clip(out, 1e-6, 1 - 1e-6)
 
 
+_TEXT: dict = {}
+
+
 def clip_probs(
     x: np.ndarray, clip_model, tokenizer, prompts: dict[str, list[str]], classes
 ) -> np.ndarray:
@@ -91,7 +94,10 @@ def clip_probs(
         for c in classes:
             sims = []
             for prompt in prompts[c]:
-                e = clip_model.encode_text(tokenizer([prompt]))[0].double()
+                key = (id(clip_model), prompt)
+                if key not in _TEXT:  # one prompt at a time, remembered across images
+                    _TEXT[key] = clip_model.encode_text(tokenizer([prompt]))[0].double()
+                e = _TEXT[key]
                 sims.append(float(v @ (e / e.norm())))
             out.append(1.0 / (1.0 + math.exp(-5.0 * float(np.mean(sims)))))
     return np.array(out)

@@ -65,12 +65,23 @@ def _config(tmp_path, **kw) -> EngineConfig:
     return EngineConfig(**base)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_paper_mode_equals_one_view_at_a_time_loop(
-    tmp_path, arrays, reference, csra_file, mlp_file, clip_dir
+    tmp_path, arrays, reference, csra_file, mlp_file, clip_dir, backend
 ):
+    from engine import onnx_backend
+
+    if backend == "onnx" and not onnx_backend.available():
+        pytest.skip("onnxruntime is not installed")
     pred = Predictor(
-        _config(tmp_path, task1_checkpoints=[csra_file, mlp_file], clip_model=clip_dir)
+        _config(
+            tmp_path,
+            task1_checkpoints=[csra_file, mlp_file],
+            clip_model=clip_dir,
+            cpu_backend=backend,
+        )
     )
+    assert pred.settings["backend"] == {"torch": "torch", "onnx": "onnxruntime"}[backend]
     out = pred.predict_arrays(arrays)  # 4 images in batches of 2 (6 views stacked per forward)
     assert out.probs.shape == (4, 36) and out.probs.dtype == np.float64
     np.testing.assert_allclose(out.probs[:, :30], reference["task1"], atol=1e-5, rtol=0)
@@ -187,3 +198,23 @@ def test_configuration_errors_are_clear(tmp_path, csra_file):
     if not torch.cuda.is_available():
         with pytest.raises(EngineError, match="no CUDA GPU"):
             Predictor(_config(tmp_path, task1_checkpoints=[csra_file], device="cuda"))
+
+
+def test_onnx_export_is_cached_and_torch_backend_agrees(tmp_path, arrays, csra_file):
+    from engine import onnx_backend
+
+    if not onnx_backend.available():
+        pytest.skip("onnxruntime is not installed")
+    cfg = _config(tmp_path, task1_checkpoints=[csra_file], mode="fast", cpu_backend="onnx")
+    first = Predictor(cfg).predict_arrays(arrays[2:])
+    files = list((tmp_path / "cache").glob("task1-*.onnx"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    second = Predictor(cfg).predict_arrays(arrays[2:])
+    assert files[0].stat().st_mtime_ns == stamp  # reused, not exported again
+    np.testing.assert_array_equal(first.probs, second.probs)
+    eager = Predictor(
+        _config(tmp_path, task1_checkpoints=[csra_file], mode="fast", cpu_backend="torch")
+    )
+    assert eager.settings["backend"] == "torch"
+    np.testing.assert_allclose(eager.predict_arrays(arrays[2:]).probs, first.probs, atol=1e-5)

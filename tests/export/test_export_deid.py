@@ -211,7 +211,7 @@ def test_training_loader_reads_the_export(store, library, scored, tmp_path):
 
 
 def test_demo_manifest_marks_the_export(store, library, scored, tmp_path, csra_ckpt):
-    manifest = csra_ckpt.with_suffix(".json")
+    manifest = csra_ckpt.with_name("manifest.json")  # the layout of cxrlt train / demo-models
     manifest.write_text(json.dumps({"demo": True, "arch": "convnextv2_atto"}))
     try:
         res = export_feedback(store, tmp_path / "out")

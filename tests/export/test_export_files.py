@@ -173,3 +173,83 @@ def test_cli_export(store, library, tmp_path, monkeypatch, capsys):
     assert PHI["study_date"] not in (out / "labels.csv").read_text()
     rc = main(["export", "--db", url, "--out", str(out)])
     assert rc == 1 and "not empty" in capsys.readouterr().err
+
+
+def test_scrub_text_removes_known_identifiers_as_words():
+    from cxrlt_desktop.export import _identifiers, _ImageRec, scrub_text
+
+    rec = _ImageRec(
+        id=1,
+        path="/data/Lee_Ann/scan1.dcm",
+        sop_uid="1.2.3.4",
+        sop_class_uid=None,
+        is_dicom=True,
+        image_key="1.2.3.4",
+        patient_key="id:MRN123",
+        patient_id="MRN123",
+        patient_name="Lee^Ann",
+        birth_date="19501231",
+        sex="F",
+        study_uid="1.2.3",
+        series_uid="1.2.3.9",
+        study_date="20230417",
+        study_time=None,
+        accession="ACC1",
+        institution="Saint Testington",
+        modality="CR",
+        meta={},
+        current_prediction_id=None,
+        verdicts={},
+    )
+    ids = _identifiers(rec)
+    text = "ann lee (mrn123, ACC1) at saint testington 2023-04-17, born 31/12/1950; fleet annular 1.2.34"
+    assert scrub_text(text, ids) == (
+        "[removed] ([removed], [removed]) at [removed] [removed], born [removed]; "
+        "fleet annular 1.2.34"
+    )
+    assert scrub_text("see /data/Lee_Ann/scan1.dcm", ids) == "see [removed]"
+    assert scrub_text(None, ids) == ""
+
+
+def test_is_demo_model(tmp_path):
+    import json
+
+    from cxrlt_desktop.export import is_demo_model
+
+    ckpt = tmp_path / "a" / "best.safetensors"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"x")
+    assert not is_demo_model(ckpt)
+    for name in ("best.json", "best.safetensors.json", "best.manifest.json", "manifest.json"):
+        (ckpt.parent / name).write_text(json.dumps({"demo": True}))
+        assert is_demo_model(ckpt), name
+        (ckpt.parent / name).write_text(json.dumps({"demo": False}))
+        assert not is_demo_model(ckpt), name
+        (ckpt.parent / name).unlink()
+    (ckpt.parent / "manifest.json").write_text("{not json")
+    assert not is_demo_model(ckpt)
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    (clip / "manifest.json").write_text(json.dumps({"demo": True}))
+    assert is_demo_model(clip)
+
+
+def test_closing_the_generator_after_done_keeps_the_export(store, library, tmp_path):
+    set_verdict(store, library.image_ids[library.paths[0]], "Hernia", "present", reviewer="Dr One")
+    gen = iter_export(store, tmp_path / "out")
+    for rec in gen:
+        if rec.stage == "done":
+            break
+    gen.close()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "README.txt",
+        "disagreements.csv",
+        "labels.csv",
+    ]
+    gen = iter_export(store, tmp_path / "out2")
+    for rec in gen:
+        if rec.stage == "csv" and rec.done == 1:  # labels.csv is written by now
+            assert (tmp_path / "out2" / "labels.csv").is_file()
+            break
+    gen.close()  # abandoned half-way: like a cancellation
+    assert not (tmp_path / "out2").exists()

@@ -32,7 +32,16 @@ def write_study():
 
     counter = {"seed": 0}
 
-    def make(folder: Path, n: int = 2, *, patient_id: str = "PAT001", study_uid: str | None = None, study_date: str = "20240102", size: int = 256, **kw):
+    def make(
+        folder: Path,
+        n: int = 2,
+        *,
+        patient_id: str = "PAT001",
+        study_uid: str | None = None,
+        study_date: str = "20240102",
+        size: int = 256,
+        **kw,
+    ):
         folder.mkdir(parents=True, exist_ok=True)
         study_uid = study_uid or generate_uid()
         series_uid = generate_uid()
@@ -63,7 +72,9 @@ def write_study():
 def csra_ckpt(tmp_path_factory):
     from engine.random_models import write_random_task1
 
-    return write_random_task1(tmp_path_factory.mktemp("lib-models") / "csra.safetensors", head="csra", seed=3)
+    return write_random_task1(
+        tmp_path_factory.mktemp("lib-models") / "csra.safetensors", head="csra", seed=3
+    )
 
 
 @pytest.fixture(scope="session")

@@ -47,8 +47,18 @@ def write_bad_inputs(folder: Path) -> dict[str, str]:
 def model_args(ckpt: Path, batch: int = 2) -> list[str]:
     """score-library options for the random model (also used by subprocess tests)."""
     return [
-        "--task1-checkpoint", str(ckpt), "--task1-arch", "convnextv2_atto", "--mode", "fast",
-        "--image-size", str(SIZE), "--device", "cpu", "--batch-size", str(batch),
+        "--task1-checkpoint",
+        str(ckpt),
+        "--task1-arch",
+        "convnextv2_atto",
+        "--mode",
+        "fast",
+        "--image-size",
+        str(SIZE),
+        "--device",
+        "cpu",
+        "--batch-size",
+        str(batch),
     ]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from library_helpers import model_args
 
 from cxrlt_desktop.cli import main
-from library_helpers import model_args
 
 
 def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
@@ -36,11 +36,24 @@ def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypat
     assert main(["worklist", "--db", db, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3
-    keys = {"study_uid", "patient", "study_date", "description", "n_images", "n_scored", "n_failed", "rare_score", "top_findings", "status"}
+    keys = {
+        "study_uid",
+        "patient",
+        "study_date",
+        "description",
+        "n_images",
+        "n_scored",
+        "n_failed",
+        "rare_score",
+        "top_findings",
+        "status",
+    }
     assert all(keys <= set(r) for r in rows)
     assert [r["rare_score"] for r in rows] == sorted((r["rare_score"] for r in rows), reverse=True)
     assert all(r["n_scored"] == r["n_images"] for r in rows)
-    assert all(set(t) == {"finding", "probability", "threshold"} for r in rows for t in r["top_findings"])
+    assert all(
+        set(t) == {"finding", "probability", "threshold"} for r in rows for t in r["top_findings"]
+    )
     text = json.dumps(rows)
     assert "PAT-A" not in text and "Doe^Jane" not in text and "patient_name" not in text
 
@@ -75,7 +88,14 @@ def test_models_from_settings(tmp_path, write_study, csra_ckpt, capsys, monkeypa
     from cxrlt_desktop.settings import Settings
 
     db = f"sqlite:///{tmp_path / 's.db'}"
-    cfg = Settings(database=db, task1_checkpoints=[csra_ckpt], task1_arch="convnextv2_atto", mode="fast", device="cpu", batch_size=2)
+    cfg = Settings(
+        database=db,
+        task1_checkpoints=[csra_ckpt],
+        task1_arch="convnextv2_atto",
+        mode="fast",
+        device="cpu",
+        batch_size=2,
+    )
     monkeypatch.setenv("CXRLT_CONFIG", str(cfg.save(tmp_path / "settings.toml")))
     write_study(tmp_path / "in", 2)
     assert main(["scan", str(tmp_path / "in")]) == 0  # database from the settings
@@ -86,5 +106,8 @@ def test_models_from_settings(tmp_path, write_study, csra_ckpt, capsys, monkeypa
 @pytest.mark.parametrize("status", ["unreviewed", "reviewed"])
 def test_status_option(tmp_path, status, capsys, monkeypatch):
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
-    assert main(["worklist", "--db", f"sqlite:///{tmp_path / 'e.db'}", "--status", status, "--json"]) == 0
+    assert (
+        main(["worklist", "--db", f"sqlite:///{tmp_path / 'e.db'}", "--status", status, "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == []

@@ -15,6 +15,7 @@ import subprocess
 import threading
 
 import pytest
+from library_helpers import cli_cmd, model_args, write_bad_inputs
 from sqlalchemy import func, select
 
 from cxrlt_desktop.library import scan
@@ -22,14 +23,17 @@ from cxrlt_desktop.reviews import image_verdicts, set_verdict
 from cxrlt_desktop.scoring import score_library
 from cxrlt_desktop.store import open_store
 from cxrlt_desktop.store.models import Image, ModelSet, Prediction, ScoreFailure
-from library_helpers import cli_cmd, model_args, write_bad_inputs
 
 WAIT_S = 300  # upper bound for one wait; a healthy run takes seconds
 
 
 def _env(tmp_path):
     env = dict(os.environ)
-    env.update(CXRLT_DATA_DIR=str(tmp_path / "data"), CXRLT_CONFIG=str(tmp_path / "none.toml"), OMP_NUM_THREADS="1")
+    env.update(
+        CXRLT_DATA_DIR=str(tmp_path / "data"),
+        CXRLT_CONFIG=str(tmp_path / "none.toml"),
+        OMP_NUM_THREADS="1",
+    )
     return env
 
 
@@ -37,7 +41,9 @@ class Proc:
     """A subprocess whose stderr lines arrive on a queue."""
 
     def __init__(self, args, env):
-        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.p = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        )
         self.lines: queue.Queue = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -131,7 +137,9 @@ def test_kill_dash_nine_loses_nothing(tmp_path, write_study, csra_ckpt):
         assert len(ms) == 1
         per_image = dict(
             s.execute(
-                select(Prediction.image_id, func.count(Prediction.id)).where(Prediction.model_set_id == ms[0]).group_by(Prediction.image_id)
+                select(Prediction.image_id, func.count(Prediction.id))
+                .where(Prediction.model_set_id == ms[0])
+                .group_by(Prediction.image_id)
             ).all()
         )
         assert sorted(per_image) == sorted(image_ids) and set(per_image.values()) == {1}
@@ -162,7 +170,9 @@ def test_scan_and_score_processes_at_once(tmp_path, write_study, csra_ckpt):
         assert line is not None, "".join(scorer.log)
         if (_committed(line) or 0) > 0:
             break
-    scanner = Proc(cli_cmd("scan", str(tmp_path / "second"), "--db", url, "--batch-files", "10"), env)
+    scanner = Proc(
+        cli_cmd("scan", str(tmp_path / "second"), "--db", url, "--batch-files", "10"), env
+    )
     assert scanner.wait() == 0, "".join(scanner.log)
     assert scorer.wait() == 0, "".join(scorer.log)
     with store.session() as s, s.begin():
@@ -187,7 +197,12 @@ def test_bad_inputs_recorded_rest_scored(store, tmp_path, write_study, predictor
     progs = list(score_library(store, predictor))
     assert progs[-1].done == 5 and progs[-1].failed == 1
     with store.session() as s, s.begin():
-        rows = {os.path.basename(i.path): i for i in s.scalars(select(Image).where(Image.path.contains(os.sep + "bad" + os.sep))).all()}
+        rows = {
+            os.path.basename(i.path): i
+            for i in s.scalars(
+                select(Image).where(Image.path.contains(os.sep + "bad" + os.sep))
+            ).all()
+        }
         for name, start in expected.items():
             if start is None:  # header fine, decoding fails: a scoring failure with its reason
                 f = s.get(ScoreFailure, (rows[name].id, progs[-1].model_set_id))

@@ -46,7 +46,11 @@ def test_verdict_commit_audit_and_status(store, two_images):
     assert set_verdict(store, b, "Mass", None, reviewer="dr A").review_status == "partial"
     with store.session() as s, s.begin():
         assert s.scalar(select(Review).where(Review.image_id == b)) is None
-        events = s.execute(select(AuditEvent.action, AuditEvent.finding, AuditEvent.old, AuditEvent.new).where(AuditEvent.image_id == a).order_by(AuditEvent.id)).all()
+        events = s.execute(
+            select(AuditEvent.action, AuditEvent.finding, AuditEvent.old, AuditEvent.new)
+            .where(AuditEvent.image_id == a)
+            .order_by(AuditEvent.id)
+        ).all()
     assert [e[0] for e in events] == ["verdict", "verdict"]
     assert events[1].old["verdict"] == "present" and events[1].new["verdict"] == "uncertain"
 

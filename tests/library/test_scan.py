@@ -7,13 +7,12 @@ import shutil
 
 import cv2
 import numpy as np
+from library_helpers import write_bad_inputs
 from sqlalchemy import func, select
 
 from cxrlt_desktop.library import scan
 from cxrlt_desktop.reviews import set_verdict
 from cxrlt_desktop.store.models import DuplicateFile, Image, Patient, Review, Series, Study
-
-from library_helpers import write_bad_inputs
 
 
 def _run(store, folders, **kw):
@@ -35,7 +34,10 @@ def test_mixed_folder(store, tmp_path, write_study):
     shutil.copy(a[0], root / "a" / "copy_of_im000.dcm")
     pngdir = root / "png"
     pngdir.mkdir()
-    cv2.imwrite(str(pngdir / "x.png"), np.random.default_rng(0).integers(0, 255, (300, 300)).astype(np.uint8))
+    cv2.imwrite(
+        str(pngdir / "x.png"),
+        np.random.default_rng(0).integers(0, 255, (300, 300)).astype(np.uint8),
+    )
     expected = write_bad_inputs(root / "bad")
 
     progs = _run(store, [root])
@@ -69,7 +71,9 @@ def test_mixed_folder(store, tmp_path, write_study):
         pats = s.scalars(select(Patient.key)).all()
         assert "id:P1" in pats and "id:P2" in pats and f"folder:{pngdir}" in pats
         n_p1 = s.scalar(
-            select(Study.n_images).join(Patient, Patient.id == Study.patient_id).where(Patient.key == "id:P1")
+            select(Study.n_images)
+            .join(Patient, Patient.id == Study.patient_id)
+            .where(Patient.key == "id:P1")
         )
         assert n_p1 == 3
 
@@ -161,3 +165,24 @@ def test_real_radiographs(store):
     with store.session() as s, s.begin():
         series = s.scalars(select(Series)).all()
         assert {x.modality for x in series} == {"CR"}
+
+
+def test_worker_processes_give_the_same_library(tmp_path, write_study, monkeypatch):
+    import cxrlt_desktop.library as library
+    from cxrlt_desktop.store import open_store
+
+    monkeypatch.setattr(library, "POOL_MIN_FILES", 1)  # use the pool even for a few files
+
+    write_study(tmp_path / "w" / "a", 12, patient_id="W1")
+    write_bad_inputs(tmp_path / "w" / "bad")
+    results = []
+    for workers in (1, 2):
+        st = open_store(f"sqlite:///{tmp_path / f'w{workers}.db'}")
+        last = _run(st, [tmp_path / "w"], workers=workers, batch_files=10)[-1]
+        with st.session() as s, s.begin():
+            rows = s.execute(
+                select(Image.path, Image.usable, Image.reason, Image.sop_uid).order_by(Image.path)
+            ).all()
+        st.close()
+        results.append((last.new, last.unusable, rows))
+    assert results[0] == results[1]

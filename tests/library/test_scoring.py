@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from library_helpers import write_bad_inputs
 from sqlalchemy import func, select
 
 from cxrlt_desktop.library import scan
@@ -21,7 +22,6 @@ from cxrlt_desktop.store.models import (
 )
 from cxrlt_desktop.worklist import query_worklist
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
-from library_helpers import write_bad_inputs
 
 
 def _scan(store, *folders):
@@ -59,7 +59,11 @@ def test_stored_results_equal_engine(library, predictor):
     assert progs[0].total == 7 and progs[0].done == 0
     assert progs[-1].finished and progs[-1].done == 7 and progs[-1].failed == 0
     with library.session() as s, s.begin():
-        rows = s.execute(select(Image.path, Prediction).join(Prediction, Prediction.id == Image.current_prediction_id)).all()
+        rows = s.execute(
+            select(Image.path, Prediction).join(
+                Prediction, Prediction.id == Image.current_prediction_id
+            )
+        ).all()
         assert len(rows) == 7
         for path, pred in rows:
             ref = predictor.predict_arrays([read_source(path)])
@@ -67,9 +71,13 @@ def test_stored_results_equal_engine(library, predictor):
             np.testing.assert_allclose(pred.probabilities(), ref.probs[0], rtol=0, atol=1e-5)
             att = pred.attention_maps()
             assert att.dtype == np.float16 and att.shape == ref.attention[0].shape
-            np.testing.assert_allclose(att.astype(np.float32), ref.attention[0].astype(np.float32), atol=2e-3)
+            np.testing.assert_allclose(
+                att.astype(np.float32), ref.attention[0].astype(np.float32), atol=2e-3
+            )
             assert pred.rare_score == pytest.approx(_hand_rare(pred.probabilities()), rel=1e-12)
-            hits = s.scalars(select(FindingHit.finding).where(FindingHit.prediction_id == pred.id)).all()
+            hits = s.scalars(
+                select(FindingHit.finding).where(FindingHit.prediction_id == pred.id)
+            ).all()
             p = pred.probabilities()
             want = [c for k, c in enumerate(ALL_CLASSES) if k > 0 and p[k] >= DEFAULT_THRESHOLDS[c]]
             assert sorted(hits) == sorted(want) and pred.n_above == len(want)
@@ -82,7 +90,11 @@ def test_stored_results_equal_engine(library, predictor):
                 .where(Series.study_id == st.id)
             ).all()
             assert st.rare_score == pytest.approx(max(scores)) and st.n_scored == st.n_images
-            n_above = s.scalar(select(func.count(func.distinct(FindingHit.finding))).where(FindingHit.study_id == st.id))
+            n_above = s.scalar(
+                select(func.count(func.distinct(FindingHit.finding))).where(
+                    FindingHit.study_id == st.id
+                )
+            )
             assert st.n_above == n_above
         run = s.scalars(select(ScoringRun)).one()
         assert run.finished_at is not None and run.n_done == 7 and run.mode == "fast"
@@ -107,7 +119,9 @@ def test_resume_after_cancel(library, predictor):
     assert rest[0].total == 5 and rest[0].already_scored == 2 and rest[-1].finished
     assert rest[-1].run_id == run_id  # the unfinished run was resumed, not a new one
     with library.session() as s, s.begin():
-        per_image = s.execute(select(Prediction.image_id, func.count()).group_by(Prediction.image_id)).all()
+        per_image = s.execute(
+            select(Prediction.image_id, func.count()).group_by(Prediction.image_id)
+        ).all()
         assert len(per_image) == 7 and {n for _, n in per_image} == {1}
         assert s.get(ScoringRun, run_id).attempts == 2
     assert _score(library, predictor)[0].total == 0  # nothing left
@@ -126,6 +140,18 @@ def test_failures_retried_once_then_left(store, tmp_path, write_study, predictor
         f = s.scalars(select(ScoreFailure)).one()
         assert f.attempts == 1 and f.reason.startswith("truncated pixel data")
         assert s.scalar(select(func.sum(Study.n_failed))) == 1
+    from cxrlt_desktop.worklist import problem_files, study_images
+
+    with store.session() as s, s.begin():
+        bad_study = s.scalar(
+            select(Series.study_id)
+            .join(Image, Image.series_id == Series.id)
+            .where(Image.path.endswith("trunc_j2k.dcm"))
+        )
+    (row,) = study_images(store, bad_study)
+    assert row.state == "failed" and row.failure.startswith("truncated pixel data")
+    names = sorted(os.path.basename(p) for p, _ in problem_files(store))  # scan-time rejects
+    assert names == ["ct.dcm", "report.dcm", "text.dcm", "trunc.dcm", "zero.dcm"]
     two = _score(store, predictor)  # next start: one retry
     assert two[0].total == 1 and two[-1].failed == 1
     three = _score(store, predictor)  # given up until the file changes
@@ -145,8 +171,13 @@ def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
     _score(library, predictor)
     other = Predictor(
         EngineConfig(
-            task1_checkpoints=[csra_ckpt], task1_arch="convnextv2_atto", mode="fast", image_size=64,
-            device="cpu", batch_size=4, normal_alpha=1.0,
+            task1_checkpoints=[csra_ckpt],
+            task1_arch="convnextv2_atto",
+            mode="fast",
+            image_size=64,
+            device="cpu",
+            batch_size=4,
+            normal_alpha=1.0,
         )
     )
     progs = _score(library, other)
@@ -154,13 +185,15 @@ def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
     with library.session() as s, s.begin():
         assert s.scalar(select(func.count(Prediction.id))) == 14
         sets = s.execute(
-            select(Prediction.model_set_id).join(Image, Image.current_prediction_id == Prediction.id).distinct()
+            select(Prediction.model_set_id)
+            .join(Image, Image.current_prediction_id == Prediction.id)
+            .distinct()
         ).all()
         assert sets == [(progs[-1].model_set_id,)]
     assert _score(library, predictor)[0].total == 0  # the first set stays complete
 
 
-def test_finding_and_status_filters(library, predictor):
+def test_finding_and_status_filters(library, predictor, monkeypatch):
     from cxrlt_desktop.reviews import set_verdict
 
     _score(library, predictor)
@@ -170,10 +203,26 @@ def test_finding_and_status_filters(library, predictor):
             .group_by(FindingHit.finding)
             .order_by(func.count(func.distinct(FindingHit.study_id)))
         ).first()
-        want = set(s.scalars(select(Study.study_uid).join(FindingHit, FindingHit.study_id == Study.id).where(FindingHit.finding == finding)).all())
-        images = s.execute(select(Image.id, Series.study_id).join(Series, Series.id == Image.series_id)).all()
+        want = set(
+            s.scalars(
+                select(Study.study_uid)
+                .join(FindingHit, FindingHit.study_id == Study.id)
+                .where(FindingHit.finding == finding)
+            ).all()
+        )
+        images = s.execute(
+            select(Image.id, Series.study_id).join(Series, Series.id == Image.series_id)
+        ).all()
     got = query_worklist(library, finding=finding)
     assert {r.study_uid for r in got} == want and len(got) == n
+    # The index-walk plan used for frequent findings gives the same rows in the same order.
+    import cxrlt_desktop.worklist as wl
+
+    monkeypatch.setattr(wl, "DENSE_HITS", 1)
+    assert [r.study_uid for r in query_worklist(library, finding=finding)] == [
+        r.study_uid for r in got
+    ]
+    monkeypatch.undo()
     study_id = images[0][1]
     for iid, sid in images:
         if sid == study_id:
@@ -183,3 +232,34 @@ def test_finding_and_status_filters(library, predictor):
     assert study_id not in {r.study_id for r in query_worklist(library, status="unreviewed")}
     with pytest.raises(ValueError, match="unknown finding"):
         query_worklist(library, finding="unicorn")
+
+
+def test_retriage_follows_new_thresholds(library, predictor):
+    from cxrlt_desktop.triage import retriage
+
+    _score(library, predictor)
+    with library.session() as s, s.begin():
+        before = {p.id: p.probabilities() for p in s.scalars(select(Prediction)).all()}
+    # Pneumothorax at 0.01: every image with p >= 0.01 now has it above threshold.
+    assert retriage(library, {"Pneumothorax": 0.01}) == 7
+    k = ALL_CLASSES.index("Pneumothorax")
+    with library.session() as s, s.begin():
+        for pred in s.scalars(select(Prediction)).all():
+            p = before[pred.id]
+            assert np.array_equal(pred.probabilities(), p, equal_nan=True)  # never change
+            ratios = [
+                p[i] / (0.01 if c == "Pneumothorax" else DEFAULT_THRESHOLDS[c])
+                for i, c in enumerate(ALL_CLASSES)
+                if c in RARE_CLASSES
+            ]
+            assert pred.rare_score == pytest.approx(max(ratios))
+            has_hit = s.scalar(
+                select(func.count()).where(
+                    FindingHit.prediction_id == pred.id, FindingHit.finding == "Pneumothorax"
+                )
+            )
+            assert has_hit == int(p[k] >= 0.01)
+        # The study summaries follow: the top study's score is the top prediction's.
+        assert s.scalar(select(func.max(Study.rare_score))) == pytest.approx(
+            s.scalar(select(func.max(Prediction.rare_score)))
+        )

@@ -37,15 +37,23 @@ def test_every_problem_named(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text(
         'colour = "red"\n'
-        "[engine]\nmode = \"slow\"\nbatch_size = 0\nturbo = true\n"
-        "[models]\ntask1_checkpoints = [\"/a\", \"/b\"]\ntask1_weights = [1.0]\n"
+        '[engine]\nmode = "slow"\nbatch_size = 0\nturbo = true\n'
+        '[models]\ntask1_checkpoints = ["/a", "/b"]\ntask1_weights = [1.0]\n'
         "[thresholds]\nPneumothorax = 1.5\nUnicorn = 0.5\n"
     )
     with pytest.raises(SettingsError) as e:
         Settings.load(p)
     msg = str(e.value)
     assert str(p) in msg
-    for needle in ("'colour'", "engine.mode", "engine.batch_size", "engine.turbo", "models.task1_weights", "'Pneumothorax'", "'Unicorn'"):
+    for needle in (
+        "'colour'",
+        "engine.mode",
+        "engine.batch_size",
+        "engine.turbo",
+        "models.task1_weights",
+        "'Pneumothorax'",
+        "'Unicorn'",
+    ):
         assert needle in msg, needle
     assert len(e.value.problems) == 6  # thresholds' two problems share one line
 
@@ -65,4 +73,9 @@ def test_bool_is_not_a_number():
 def test_engine_config_from_settings(csra_ckpt):
     s = Settings(task1_checkpoints=[csra_ckpt], mode="fast", device="cpu", batch_size=3)
     cfg = s.engine_config(image_size=64)
-    assert cfg.task1_checkpoints == [csra_ckpt] and cfg.mode == "fast" and cfg.batch_size == 3 and cfg.image_size == 64
+    assert (
+        cfg.task1_checkpoints == [csra_ckpt]
+        and cfg.mode == "fast"
+        and cfg.batch_size == 3
+        and cfg.image_size == 64
+    )

@@ -84,19 +84,26 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
     now = "2026-01-01 00:00:00"
     with st.raw_connection() as c:
         c.execute("BEGIN")
-        c.execute("INSERT INTO patient (id, key, patient_id, patient_name, synthetic) VALUES (1, 'id:P', 'P', 'Doe^J', 0)")
+        c.execute(
+            "INSERT INTO patient (id, key, patient_id, patient_name, synthetic) VALUES (1, 'id:P', 'P', 'Doe^J', 0)"
+        )
         c.execute(
             "INSERT INTO study (id, patient_id, study_uid, study_date, synthetic, priority, n_above, n_images,"
             " n_scored, n_failed, n_reviewed, review_status, top_findings, rare_score)"
             " VALUES (1, 1, '1.2.3', '20240101', 0, 1.8, 2, 1, 1, 0, 1, 'reviewed', '[]', 1.8)"
         )
-        c.execute("INSERT INTO series (id, study_id, series_uid, modality) VALUES (1, 1, '1.2.3.4', 'CR')")
+        c.execute(
+            "INSERT INTO series (id, study_id, series_uid, modality) VALUES (1, 1, '1.2.3.4', 'CR')"
+        )
         c.execute(
             "INSERT INTO image (id, series_id, path, size, mtime, version, sop_uid, is_dicom, usable, warnings,"
             " missing, meta, scanned_at) VALUES (1, 1, '/x/a.dcm', 10, 1.5, 1, '1.2.3.4.5', 1, 1, '[]', 0, ?, ?)",
             (json.dumps({"PatientID": "P"}), now),
         )
-        c.execute("INSERT INTO model_set (id, key, description, created_at) VALUES (1, 'k', '{}', ?)", (now,))
+        c.execute(
+            "INSERT INTO model_set (id, key, description, created_at) VALUES (1, 'k', '{}', ?)",
+            (now,),
+        )
         c.execute(
             "INSERT INTO scoring_run (id, model_set_id, weights, settings, started_at, n_done, n_failed, attempts)"
             " VALUES (1, 1, '[]', '{}', ?, 1, 0, 1)",
@@ -113,20 +120,29 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
             " VALUES (1, 'Pneumothorax', 'present', 'dr', ?, 1)",
             (now,),
         )
-        c.execute("INSERT INTO audit_event (at, actor, action, image_id) VALUES (?, 'dr', 'verdict', 1)", (now,))
+        c.execute(
+            "INSERT INTO audit_event (at, actor, action, image_id) VALUES (?, 'dr', 'verdict', 1)",
+            (now,),
+        )
         c.execute("COMMIT")
     st.close()
 
     st = open_store(url)
     assert current_revision(st) == "0002"
     with st.raw_connection() as c:
-        assert c.execute("SELECT path, sop_uid, current_prediction_id FROM image").fetchall() == [("/x/a.dcm", "1.2.3.4.5", 1)]
-        assert c.execute("SELECT finding, verdict, reviewer FROM review").fetchall() == [("Pneumothorax", "present", "dr")]
+        assert c.execute("SELECT path, sop_uid, current_prediction_id FROM image").fetchall() == [
+            ("/x/a.dcm", "1.2.3.4.5", 1)
+        ]
+        assert c.execute("SELECT finding, verdict, reviewer FROM review").fetchall() == [
+            ("Pneumothorax", "present", "dr")
+        ]
         assert c.execute("SELECT probs FROM prediction").fetchone()[0] == probs.tobytes()
         assert c.execute("SELECT count(*) FROM audit_event").fetchone()[0] == 1
         assert c.execute("SELECT patient_name FROM patient").fetchone()[0] == "Doe^J"
         assert c.execute("SELECT reviewed, rare_score FROM study").fetchone() == (1, 1.8)
-        hits = c.execute("SELECT finding, study_id, image_id FROM finding_hit ORDER BY finding").fetchall()
+        hits = c.execute(
+            "SELECT finding, study_id, image_id FROM finding_hit ORDER BY finding"
+        ).fetchall()
         assert hits == [("Pneumothorax", 1, 1), ("Scoliosis", 1, 1)]
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert c.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -70,5 +70,8 @@ def test_summary_counts_hits_and_top_findings():
 
 def test_merge_top_findings_takes_best_image_per_finding():
     a = [{"finding": "Mass", "probability": 0.4, "threshold": 0.5}]
-    b = [{"finding": "Mass", "probability": 0.6, "threshold": 0.5}, {"finding": "Bulla", "probability": 0.8, "threshold": 0.8}]
+    b = [
+        {"finding": "Mass", "probability": 0.6, "threshold": 0.5},
+        {"finding": "Bulla", "probability": 0.8, "threshold": 0.8},
+    ]
     assert merge_top_findings([a, b]) == [b[0], b[1]]

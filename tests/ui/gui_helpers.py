@@ -1,7 +1,11 @@
-"""Input helpers for the GUI tests: real QMouseEvents sent to a pyqtgraph view's viewport."""
+"""Helpers for the GUI tests: real mouse events for pyqtgraph views, and test folders of DICOMs."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
@@ -12,17 +16,26 @@ def _mouse(kind, vp, pos: QPoint, button, buttons, modifiers=Qt.KeyboardModifier
     return QMouseEvent(kind, p, QPointF(vp.mapToGlobal(pos)), button, buttons, modifiers)
 
 
-def drag(view, start: QPoint, end: QPoint, button=Qt.MouseButton.LeftButton, modifiers=Qt.KeyboardModifier.NoModifier):
+def drag(
+    view,
+    start: QPoint,
+    end: QPoint,
+    button=Qt.MouseButton.LeftButton,
+    modifiers=Qt.KeyboardModifier.NoModifier,
+):
     """Press at ``start``, move to ``end`` in two steps, release: a real mouse drag."""
     vp = view.viewport()
-    QApplication.sendEvent(vp, _mouse(QEvent.Type.MouseButtonPress, vp, start, button, button, modifiers))
+    QApplication.sendEvent(
+        vp, _mouse(QEvent.Type.MouseButtonPress, vp, start, button, button, modifiers)
+    )
     mid = QPoint((start.x() + end.x()) // 2, (start.y() + end.y()) // 2)
     for p in (mid, end):
         QApplication.sendEvent(
             vp, _mouse(QEvent.Type.MouseMove, vp, p, Qt.MouseButton.NoButton, button, modifiers)
         )
     QApplication.sendEvent(
-        vp, _mouse(QEvent.Type.MouseButtonRelease, vp, end, button, Qt.MouseButton.NoButton, modifiers)
+        vp,
+        _mouse(QEvent.Type.MouseButtonRelease, vp, end, button, Qt.MouseButton.NoButton, modifiers),
     )
 
 
@@ -47,3 +60,50 @@ def wheel(view, pos: QPoint, steps: int = 1):
         False,
     )
     QApplication.sendEvent(vp, ev)
+
+
+def write_undecodable_j2k(path: Path) -> Path:
+    """A JPEG 2000 DICOM with a valid header whose codestream is destroyed after its start.
+
+    The header-only scan accepts it; decoding the pixels fails.
+    """
+    from pydicom.uid import JPEG2000Lossless
+
+    from engine.dicomwrite import write_dicom
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 4096, size=(300, 260), dtype=np.uint16)
+    write_dicom(
+        path,
+        pixels,
+        transfer_syntax=JPEG2000Lossless,
+        bits_stored=12,
+        patient_id="BROKEN01",
+        patient_name="Broken^Image",
+    )
+    data = bytearray(path.read_bytes())
+    soc = data.find(b"\xff\x4f\xff\x51")  # start of codestream + SIZ marker
+    assert soc > 0, "no JPEG 2000 codestream found"
+    # Keep the first 2 bytes (SOC) and wipe the rest of the codestream: same length, no SIZ.
+    end = len(data) - 16
+    data[soc + 2 : end] = b"\x00" * (end - soc - 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_study_folder(
+    folder: Path, rg1: Path | None, *, n_phantoms: int = 5, broken: bool = True
+) -> Path:
+    """Synthetic phantom studies + (optionally) the RG1 radiograph + an undecodable image."""
+    from cxrlt_desktop.demo.phantoms import write_demo_data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_demo_data(folder / "phantoms", n=n_phantoms, seed=3, size=330)
+    (folder / "phantoms" / "labels.csv").unlink(missing_ok=True)
+    if rg1 is not None:
+        (folder / "rg1").mkdir()
+        shutil.copy(rg1, folder / "rg1" / "RG1_UNCR.dcm")
+    if broken:
+        (folder / "broken").mkdir()
+        write_undecodable_j2k(folder / "broken" / "broken_j2k.dcm")
+    return folder

@@ -13,14 +13,12 @@ import time
 
 import numpy as np
 import pytest
+from gui_helpers import drag, make_study_folder
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
 from sqlalchemy import select
 
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
-
-from conftest import make_study_folder  # noqa: I001  (tests/ui/conftest.py helper)
-from gui_helpers import drag
 
 JOB_TIMEOUT_MS = 600_000
 
@@ -84,11 +82,15 @@ def _stored_verdicts(store, image_id: int) -> dict[str, str]:
 
     with store.session() as s, s.begin():
         return dict(
-            s.execute(select(Review.finding, Review.verdict).where(Review.image_id == image_id)).all()
+            s.execute(
+                select(Review.finding, Review.verdict).where(Review.image_id == image_id)
+            ).all()
         )
 
 
-def test_open_triage_review_end_to_end(qtbot, make_window, model_settings, store, tmp_path, rg1_uncr):
+def test_open_triage_review_end_to_end(
+    qtbot, make_window, model_settings, store, tmp_path, rg1_uncr
+):
     folder = make_study_folder(tmp_path / "in", rg1_uncr, n_phantoms=5)
     broken = str(folder / "broken" / "broken_j2k.dcm")
     window = make_window(model_settings)
@@ -237,10 +239,14 @@ def test_agree_with_all_and_note_are_stored(qtbot, make_window, model_settings, 
     assert image_note(store, entry.image_id) == "check the left apex"
 
 
-def test_close_during_scoring_cancels_and_waits(qtbot, make_window, model_settings, store, tmp_path, qtlog):
+def test_close_during_scoring_cancels_and_waits(
+    qtbot, make_window, model_settings, store, tmp_path, qtlog
+):
     folder = make_study_folder(tmp_path / "in", None, n_phantoms=16, broken=False)
     model_settings.batch_size = 1
-    window = make_window(model_settings, engine_overrides={"image_size": 128, "cache_dir": tmp_path / "c"})
+    window = make_window(
+        model_settings, engine_overrides={"image_size": 128, "cache_dir": tmp_path / "c"}
+    )
     window.show()
     with qtbot.waitSignal(window.jobs.batchScored, timeout=JOB_TIMEOUT_MS):
         window.open_paths([folder])

@@ -58,7 +58,9 @@ def test_highlight_gating_marker_and_threshold_tick(panel):
     assert row.prob_label.text() == "0.70"
     bar = row.bar
     assert bar.threshold_x() == pytest.approx(1 + 0.6 * (bar.width() - 2))
-    assert panel.row("Bulla").prob_label.text() == "0.79" and not panel.row("Bulla").is_highlighted()
+    assert (
+        panel.row("Bulla").prob_label.text() == "0.79" and not panel.row("Bulla").is_highlighted()
+    )
 
 
 def test_unscored_image_shows_dashes_and_disables_verdicts(panel):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from gui_helpers import make_study_folder
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication
-
-from conftest import make_study_folder  # noqa: I001
 
 
 def _dialog(qtbot, settings, **kw):
@@ -137,7 +136,9 @@ def test_demo_banner_follows_the_model_manifest(qtbot, make_window, ui_models, t
     ckpt = tmp_path / "models" / "csra.safetensors"
     ckpt.parent.mkdir()
     shutil.copy(ckpts[1], ckpt)
-    (tmp_path / "models" / "csra.json").write_text(json.dumps({"demo": demo_flag, "arch": "convnextv2_atto"}))
+    (tmp_path / "models" / "csra.json").write_text(
+        json.dumps({"demo": demo_flag, "arch": "convnextv2_atto"})
+    )
     window = make_window(Settings(task1_checkpoints=[ckpt], task1_arch="convnextv2_atto"))
     window.show()
     assert window.banner.isVisible() is demo_flag
@@ -156,7 +157,12 @@ def test_dropping_a_folder_scans_it(qtbot, make_window, tmp_path):
     qtbot.waitExposed(window)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    args = (
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     enter = QDragEnterEvent(QPoint(50, 50), *args)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from gui_helpers import drag, move, wheel
 from PySide6.QtCore import QPoint
 
 from engine.imageio import apply_window, read_display
-from gui_helpers import drag, move, wheel
 
 
 @dataclass
@@ -110,7 +110,9 @@ def test_pixel_readout_names_the_value_under_the_mouse(viewer, qtbot, ramp):
     viewer.set_image(_Display(ramp, (2000.0, 4000.0), [], False))
     vb = viewer._view
     # Centre of pixel (col 12, row 25), mapped to the widget.
-    scene = vb.mapViewToScene(vb.mapToView(vb.mapFromView(__import__("pyqtgraph").Point(12.5, 25.5))))
+    scene = vb.mapViewToScene(
+        vb.mapToView(vb.mapFromView(__import__("pyqtgraph").Point(12.5, 25.5)))
+    )
     pos = viewer._graphics.mapFromScene(scene)
     with qtbot.waitSignal(viewer.pixelReadout, timeout=2000) as blocker:
         move(viewer._graphics, pos)

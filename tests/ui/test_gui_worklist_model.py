@@ -32,7 +32,9 @@ def _fill(store, n=N_STUDIES):
                     n_above=1 if score >= 1.0 else 0,
                     reviewed=i % 5 == 0,
                     review_status="reviewed" if i % 5 == 0 else "unreviewed",
-                    top_findings=[{"finding": "Mass", "probability": min(score / 5, 1.0), "threshold": 0.5}],
+                    top_findings=[
+                        {"finding": "Mass", "probability": min(score / 5, 1.0), "threshold": 0.5}
+                    ],
                 )
             )
 
@@ -103,8 +105,12 @@ def test_refresh_keeps_selection_on_its_study_while_rows_move(view, filled):
     # New scores arrive: the selected study drops far down, another jumps to the top.
     other = model.study_uid(150)
     with filled.session(write=True) as s, s.begin():
-        s.execute(update(Study).where(Study.study_uid == uid).values(priority=0.001, rare_score=0.001))
-        s.execute(update(Study).where(Study.study_uid == other).values(priority=99.0, rare_score=99.0))
+        s.execute(
+            update(Study).where(Study.study_uid == uid).values(priority=0.001, rare_score=0.001)
+        )
+        s.execute(
+            update(Study).where(Study.study_uid == other).values(priority=99.0, rare_score=99.0)
+        )
     model.refresh()
     assert model.study_uid(0) == other
     new_row = model.row_for_uid(uid)
@@ -134,7 +140,9 @@ def test_filters_status_text_finding_and_phi(view, filled):
     assert model.rowCount() == N_STUDIES // 5
     assert all(r.status == "reviewed" for r in model.rows())
     # The selected study is still in the filtered list and still selected.
-    assert table.currentIndex().isValid() and table.currentIndex().data(model_role()) == reviewed_uid
+    assert (
+        table.currentIndex().isValid() and table.currentIndex().data(model_role()) == reviewed_uid
+    )
     model.set_filters(status="all", text="portable")
     assert model.rowCount() == len([i for i in range(N_STUDIES) if i % 3 == 0])
     model.set_filters(text="")

@@ -56,7 +56,9 @@ def upgrade() -> None:
     op.create_index("ix_finding_hit_study_id", "finding_hit", ["study_id"])
 
     # A plain ADD COLUMN with a default: no table rebuild needed on SQLite.
-    op.add_column("study", sa.Column("reviewed", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column(
+        "study", sa.Column("reviewed", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
     op.create_index("ix_study_worklist", "study", ["priority", "study_date", "id"])
     op.create_index(
         "ix_study_reviewed_worklist", "study", ["reviewed", "priority", "study_date", "id"]
