@@ -1,12 +1,17 @@
-"""Work around a reference-count bug of ``SignalInstance.emit`` in some PySide6 builds.
+"""Guard against a reference-count bug of PySide6 6.12.0 on Python 3.11.
 
-PySide6 6.12.0 on Python 3.11 returns ``True`` from ``emit()`` without taking a reference, so
-every emit (ours, pyqtgraph's, pytest-qt's) drops one reference to ``True``; after a few hundred
-emits the interpreter aborts with "bool_dealloc: deallocating True or False". (Python 3.12+
-makes True immortal, which hides the bug there.) At import we emit a probe signal; only when
-the probe shows the leak do we wrap ``emit`` to add the missing reference. An over-count on
-``True``/``False`` is harmless (they are never freed), an under-count is fatal, so the wrapper
-errs on the safe side. A fixed PySide6 makes this a no-op.
+In that combination every void PySide6 method (``repaint()``, ``setText()``,
+``processEvents()``, ...) returns ``None`` without taking a reference, and ``Signal.emit()``
+does the same with ``True``. Python 3.12+ makes these singletons immortal, which hides the
+bug there; on 3.11 each call drops one reference, and after a few thousand calls the
+interpreter aborts with "none_dealloc: deallocating None" (or "bool_dealloc"). A GUI makes
+thousands of such calls a minute.
+
+At import we probe: a few void calls and emits, counting the references lost. Only when the
+probe shows the leak (and only on CPython < 3.12) do we give ``None``, ``True`` and ``False``
+a very large reference count, which is what Python 3.12 does for them by design (they are
+never freed anyway). A fixed PySide6 makes this a no-op. The real fix is a PySide6 release
+without the bug (see the report: pin ``PySide6-Essentials`` below 6.12 on Python 3.11).
 """
 
 from __future__ import annotations
@@ -14,52 +19,56 @@ from __future__ import annotations
 import ctypes
 import sys
 
-from PySide6.QtCore import QObject, Signal, SignalInstance
+from PySide6.QtCore import QObject, Signal
 
-_PROBES = 16
-_patched = False
-ctypes.pythonapi.Py_IncRef.argtypes = [ctypes.py_object]
-ctypes.pythonapi.Py_IncRef.restype = None
+_PROBES = 32
+# Far more references than a process can drop (one per call), far from overflowing Py_ssize_t.
+_BOOST = 1 << 40
+_pinned = False
 
 
 class _Probe(QObject):
     ping = Signal()
 
 
-def emit_leaks_true() -> bool:
-    """True when ``emit()`` drops a reference to ``True`` (the refs it lost are given back)."""
+def leaked_references() -> dict[str, int]:
+    """References to None / True lost by ``_PROBES`` void calls / emits (0 when healthy)."""
     probe = _Probe()
-    before = sys.getrefcount(True)
+    none_before = sys.getrefcount(None)
+    for _ in range(_PROBES):
+        probe.setObjectName("probe")
+    none_lost = none_before - sys.getrefcount(None)
+    true_before = sys.getrefcount(True)
     for _ in range(_PROBES):
         probe.ping.emit()
-    lost = before - sys.getrefcount(True)
-    for _ in range(max(0, lost)):
-        _incref(True)
-    return lost >= _PROBES
+    true_lost = true_before - sys.getrefcount(True)
+    return {"None": none_lost, "True": true_lost}
 
 
-def _incref(obj: object) -> None:
-    ctypes.pythonapi.Py_IncRef(obj)
+def _pin(obj: object) -> None:
+    # CPython's object header starts with ob_refcnt (Py_ssize_t).
+    cell = ctypes.c_ssize_t.from_address(id(obj))
+    cell.value += _BOOST
 
 
 def install() -> bool:
-    """Wrap ``SignalInstance.emit`` if this PySide6 needs it. Returns whether it is wrapped."""
-    global _patched
-    if _patched:
+    """Pin the singletons if this PySide6 leaks their references. Returns whether it did."""
+    global _pinned
+    if _pinned:
         return True
-    if not emit_leaks_true():
+    if sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
+        return False  # immortal singletons: nothing can go wrong
+    lost = leaked_references()
+    if lost["None"] < _PROBES and lost["True"] < _PROBES:
         return False
-    original = SignalInstance.emit
-
-    def emit(self, *args):
-        result = original(self, *args)
-        if result is True or result is False:
-            _incref(result)
-        return result
-
-    SignalInstance.emit = emit
-    _patched = True
+    for obj in (None, True, False, NotImplemented, Ellipsis):
+        _pin(obj)
+    _pinned = True
     return True
+
+
+def pinned() -> bool:
+    return _pinned
 
 
 install()
