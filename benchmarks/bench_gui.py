@@ -8,8 +8,8 @@
    (b) the real path: select a study in the main window's worklist until ``imageDisplayed``
        (decode in the decoder thread, queued signal, set_image), over several different files.
 2. Sort of a 30,000-study worklist (real store, real query): the first page, sorting by date
-   (loads all 30,000 rows, then sorts), re-sorting the loaded rows by description, and back to
-   priority order (a re-query of all rows).
+   (loads all 30,000 rows in a worker thread, then sorts; also how long the GUI thread was
+   busy), re-sorting the loaded rows by description, and back to priority order (in memory).
 3. Resident memory (VmRSS) of the process with the window open, then with both Task 1 models
    (convnextv2_base, random weights, CSRA + MLP) and a CLIP model (ViT-L-14 random weights, the
    size WhyXrayCLIP has) loaded by the engine on the CPU.
@@ -104,16 +104,19 @@ def bench_display(tmp: Path, repeats: int = 10) -> dict:
         time.sleep(0.005)
     if not done[0].ok:
         raise SystemExit(f"bench_gui: the scan failed: {done[0].error}")
-    shown: list[int] = []
-    window.imageDisplayed.connect(lambda i: shown.append(i))
     window_ms = []
     model = window.worklist_model
+    from PySide6.QtCore import QEventLoop
+
     for row in range(model.rowCount()):
-        n = len(shown)
+        # Wait in an event loop as the app does (a busy processEvents loop would steal the
+        # GIL from the decoder thread and inflate the figure).
+        loop = QEventLoop()
+        window.imageDisplayed.connect(loop.quit)
         t0 = time.perf_counter()
         window.select_row(row)
-        while len(shown) == n:
-            app.processEvents()
+        loop.exec()
+        window.imageDisplayed.disconnect(loop.quit)
         window.viewer.repaint()
         window_ms.append((time.perf_counter() - t0) * 1000)
     window.close()
@@ -189,9 +192,15 @@ def bench_sort(tmp: Path, n: int) -> dict:
     first_page = (time.perf_counter() - t0) * 1000
     date_col = COLUMNS.index("study_date")
     desc_col = COLUMNS.index("description")
+    from PySide6.QtCore import QEventLoop
+
+    loop = QEventLoop()
+    model.refreshed.connect(loop.quit)
     t0 = time.perf_counter()
-    model.sort(date_col, Qt.SortOrder.AscendingOrder)
-    app.processEvents()
+    model.sort(date_col, Qt.SortOrder.AscendingOrder)  # loads all rows in a worker thread
+    gui_busy = (time.perf_counter() - t0) * 1000
+    loop.exec()
+    model.refreshed.disconnect(loop.quit)
     sort_load = (time.perf_counter() - t0) * 1000
     assert model.rowCount() == n
     resort = []
@@ -211,8 +220,9 @@ def bench_sort(tmp: Path, n: int) -> dict:
         "fill_s": fill_s,
         "first_page_ms": first_page,
         "sort_by_date_incl_loading_all_ms": sort_load,
+        "gui_thread_busy_in_that_sort_ms": gui_busy,
         "resort_loaded_rows_ms_median": statistics.median(resort),
-        "back_to_priority_requery_ms": back,
+        "back_to_priority_in_memory_ms": back,
     }
 
 
@@ -240,33 +250,50 @@ def _write_clip_folder(folder: Path, name: str) -> Path:
 
 
 def bench_memory(tmp: Path, clip_name: str) -> dict:
+    """Write the models here, then measure in a fresh process (a clean baseline)."""
+    import subprocess
+
+    from engine.random_models import write_random_task1
+
+    mdir = tmp / "models"
+    write_random_task1(mdir / "csra.safetensors", head="csra", arch="convnextv2_base")
+    write_random_task1(mdir / "mlp.safetensors", head="mlp", arch="convnextv2_base")
+    if clip_name != "none":
+        _write_clip_folder(mdir / "clip", clip_name)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(mdir), "--clip", clip_name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["clip"] = clip_name
+    return result
+
+
+def memory_child(mdir: Path, clip_name: str) -> dict:
     import gc
 
     from cxrlt_desktop.settings import Settings
     from cxrlt_desktop.store import open_store
     from cxrlt_desktop.ui.app import create_main_window, ensure_app
-    from engine.random_models import write_random_task1
 
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gui-mem-"))
     app = ensure_app()
+    rss_start = rss_mib()
     store = open_store(f"sqlite:///{tmp / 'mem.db'}")
     window = create_main_window(store, Settings(reviewer="bench"), first_start_dialog=False)
     window.show()
     app.processEvents()
     rss_window = rss_mib()
-    mdir = tmp / "models"
-    csra = write_random_task1(mdir / "csra.safetensors", head="csra", arch="convnextv2_base")
-    mlp = write_random_task1(mdir / "mlp.safetensors", head="mlp", arch="convnextv2_base")
-    clip = _write_clip_folder(mdir / "clip", clip_name) if clip_name != "none" else None
-    gc.collect()
     from engine.predictor import EngineConfig, Predictor
 
-    rss_before = rss_mib()
     t0 = time.perf_counter()
     pred = Predictor(
         EngineConfig(
-            task1_checkpoints=[mlp, csra],
+            task1_checkpoints=[mdir / "mlp.safetensors", mdir / "csra.safetensors"],
             task1_arch="convnextv2_base",
-            clip_model=clip,
+            clip_model=(mdir / "clip") if clip_name != "none" else None,
             device="cpu",
             cache_dir=tmp / "cache",
         )
@@ -277,11 +304,10 @@ def bench_memory(tmp: Path, clip_name: str) -> dict:
     window.close()
     store.close()
     return {
-        "clip": clip_name,
+        "rss_qapplication_mib": rss_start,
         "rss_window_mib": rss_window,
-        "rss_before_models_mib": rss_before,
         "rss_with_models_mib": rss_loaded,
-        "models_load_s": load_s,
+        "models_load_s_incl_prompt_embeddings": load_s,
         "models": [f"{m.role} {m.arch}" for m in pred.models],
     }
 
@@ -296,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-display", action="store_true")
     ap.add_argument("--skip-sort", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_child is not None:
+        print(json.dumps(memory_child(args.memory_child, args.clip)))
+        return 0
     out: dict = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-gui-") as d:
         tmp = Path(d)

@@ -157,6 +157,8 @@ class _FindingRow(QFrame):
         self.setObjectName("findingRow")
         self.result: FindingResult | None = None
         self._current = False
+        self._sheet = ""
+        self._bold = False
         self.name_label = QLabel(display_name)
         # A fixed name column keeps every bar and threshold tick in one vertical line.
         self.name_label.setFixedWidth(NAME_WIDTH)
@@ -244,10 +246,17 @@ class _FindingRow(QFrame):
             style += ABOVE_STYLE
         if self._current:
             style += CURRENT_STYLE
-        self.setStyleSheet(f"#findingRow {{{style}}}" if style else "")
-        font = self.name_label.font()
-        font.setBold(self.is_highlighted())
-        self.name_label.setFont(font)
+        sheet = f"#findingRow {{{style}}}" if style else ""
+        # Re-polishing a style sheet costs ~1 ms a row: only when it actually changes.
+        if sheet != self._sheet:
+            self._sheet = sheet
+            self.setStyleSheet(sheet)
+        bold = self.is_highlighted()
+        if bold != self._bold:
+            self._bold = bold
+            font = self.name_label.font()
+            font.setBold(bold)
+            self.name_label.setFont(font)
 
 
 class FindingsPanel(QWidget):

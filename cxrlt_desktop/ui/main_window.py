@@ -9,8 +9,6 @@ queries (a few ms); each verdict is committed by ``cxrlt_desktop.reviews`` at on
 from __future__ import annotations
 
 import getpass
-import importlib
-import importlib.util
 import inspect
 import json
 from collections import OrderedDict
@@ -72,8 +70,8 @@ REFRESH_INTERVAL_MS = 700  # worklist refresh while scores stream in
 def is_demo_model_file(path: str | Path | None) -> bool:
     """True when a manifest JSON beside a model file (or inside a model folder) says demo.
 
-    Looks at ``<file>.json``, ``<stem>.json``, ``<stem>.manifest.json``, ``manifest.json`` next
-    to a file, and ``manifest.json`` / ``open_clip_config.json`` inside a folder.
+    Looks at ``<file>.json``, ``<stem>.json``, ``<stem>.manifest.json``, ``<stem>_manifest.json``,
+    ``manifest.json`` next to a file (the same files as ``cxrlt_desktop.export.is_demo_model``), and ``manifest.json`` / ``open_clip_config.json`` inside a folder.
     """
     if path is None:
         return False
@@ -85,6 +83,7 @@ def is_demo_model_file(path: str | Path | None) -> bool:
             p.with_name(p.name + ".json"),
             p.with_suffix(".json"),
             p.with_name(p.stem + ".manifest.json"),
+            p.with_name(p.stem + "_manifest.json"),
             p.with_name("manifest.json"),
         ]
     for c in candidates:
@@ -238,7 +237,10 @@ class MainWindow(QMainWindow):
         self.show_phi_box.toggled.connect(self._on_show_phi_toggled)
 
         self.worklist_model = WorklistModel(self.store, parent=self)
-        self.worklist_model.refreshed.connect(self.worklistRefreshed)
+        self.worklist_model.refreshed.connect(self._on_worklist_refreshed)
+        self.worklist_model.refreshFailed.connect(
+            lambda msg: self.statusBar().showMessage(f"Worklist refresh failed: {msg}", 10000)
+        )
         self.worklist = QTableView()
         self.worklist.setObjectName("worklist")
         self.worklist.setModel(self.worklist_model)
@@ -450,8 +452,7 @@ class MainWindow(QMainWindow):
         if export_fn is None:
             self.export_action.setEnabled(False)
             self.export_action.setToolTip(
-                "Export is not available in this build (cxrlt_desktop.export is missing); "
-                "use `cxrlt export` when it is installed"
+                "Export is not available in this build (cxrlt_desktop.export is missing)"
             )
         file_menu.addSeparator()
         self.settings_action = file_menu.addAction("Se&ttings...", self.open_settings)
@@ -542,10 +543,17 @@ class MainWindow(QMainWindow):
             self.jobs.cancel()
 
     def refresh_worklist(self) -> None:
-        """Re-query the worklist keeping the selection on its study."""
-        self.worklist_model.refresh()
+        """Re-query the worklist keeping the selection on its study.
+
+        A worklist with every row loaded (sorted by a column other than priority) is
+        re-queried in a worker thread; ``worklistRefreshed`` follows when it is applied.
+        """
+        self.worklist_model.refresh_async()
+
+    def _on_worklist_refreshed(self) -> None:
         if self._study_uid is not None:
             self._reload_current_study_predictions()
+        self.worklistRefreshed.emit()
 
     def select_study(self, study_uid: str) -> bool:
         """Select (and open) a study by UID, fetching pages until it is loaded."""
@@ -704,7 +712,9 @@ class MainWindow(QMainWindow):
             return
         self._image_index = index
         entry = self._images[index]
-        self.image_label.setText(f"Image {index + 1}/{len(self._images)}")
+        n_series = len({e.series_uid for e in self._images})
+        series = f", series {entry.series_number}" if n_series > 1 and entry.series_number else ""
+        self.image_label.setText(f"Image {index + 1}/{len(self._images)}{series}")
         self.prev_image_button.setEnabled(index > 0)
         self.next_image_button.setEnabled(index < len(self._images) - 1)
         self._show_findings(entry)
@@ -1066,18 +1076,39 @@ class MainWindow(QMainWindow):
             self.open_paths([folder])
 
     def _on_export(self) -> None:
-        export_fn = _export_function()
-        if export_fn is None:
+        from cxrlt_desktop.ui.export_dialog import ExportDialog
+
+        dlg = ExportDialog(self)
+        if dlg.exec() != QDialog.DialogCode.Accepted or not dlg.folder.text().strip():
             return
-        out = QFileDialog.getExistingDirectory(self, "Export labels into an empty folder")
-        if not out:
+        self.export_to(Path(dlg.folder.text().strip()), **dlg.options())
+
+    def export_to(self, out_dir: Path, **options: Any):
+        """Export the verdicts into ``out_dir`` in the background; returns the job.
+
+        The job's ``finished(result, error)`` signal reports the outcome; the status bar too.
+        """
+        from cxrlt_desktop.ui.export_dialog import ExportJob
+
+        options.setdefault("demo", self.is_demo())
+        options.setdefault("thresholds", self.settings.thresholds or None)
+        job = ExportJob(self.store, out_dir, options, self)
+        job.progress.connect(lambda text: self.statusBar().showMessage(text, 3000))
+        job.finished.connect(self._on_export_finished)
+        self._export_job = job
+        self.statusBar().showMessage(f"Exporting to {out_dir}...")
+        job.start()
+        return job
+
+    def _on_export_finished(self, result, error: str) -> None:
+        if error:
+            self._report_error(f"Export failed: {error}")
             return
-        try:
-            export_fn(self.store, Path(out))
-        except Exception as exc:
-            self._report_error(f"Export failed: {exc}")
-            return
-        self.statusBar().showMessage(f"Exported to {out}", 10000)
+        n = getattr(result, "n_images", None)
+        where = getattr(result, "out_dir", "")
+        self.statusBar().showMessage(
+            f"Exported {n if n is not None else ''} reviewed images to {where}", 15000
+        )
 
     def _on_about(self) -> None:
         from cxrlt_desktop import __version__
@@ -1112,18 +1143,18 @@ class MainWindow(QMainWindow):
             self._closing_done = True
             self._refresh_timer.stop()
             self._decoder.shutdown(wait=True, cancel_futures=True)
+            self.worklist_model.shutdown()
+            job = getattr(self, "_export_job", None)
+            if job is not None:
+                job.wait()
         super().closeEvent(event)
 
 
 def _export_function():
-    """``cxrlt_desktop.export.export_labels`` when that module is installed, else None."""
-    if importlib.util.find_spec("cxrlt_desktop.export") is None:
-        return None
-    try:
-        mod = importlib.import_module("cxrlt_desktop.export")
-    except Exception:  # a half-installed export must not stop the GUI
-        return None
-    return getattr(mod, "export_labels", None)
+    """The export service function, or None when it is not installed."""
+    from cxrlt_desktop.ui.export_dialog import export_function
+
+    return export_function()
 
 
 def _offscreen() -> bool:

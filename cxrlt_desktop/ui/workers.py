@@ -95,12 +95,14 @@ class PredictorCache:
     ----------
     factory
         Zero-argument callable returning an ``engine.predictor.Predictor``; called at most once
-        until :meth:`clear`.
+        until the factory changes. The lock is never held while it runs (loading takes
+        seconds, and the GUI thread may swap the factory meanwhile).
     """
 
     def __init__(self, factory: Callable[[], Any] | None) -> None:
         self._factory = factory
         self._predictor: Any = None
+        self._generation = 0
         self._lock = threading.Lock()
 
     @property
@@ -111,27 +113,35 @@ class PredictorCache:
         with self._lock:
             self._factory = factory
             self._predictor = None
+            self._generation += 1
 
     def loaded(self) -> Any:
         return self._predictor
 
     def get(self) -> Any:
         with self._lock:
-            if self._predictor is None:
-                if self._factory is None:
-                    raise RuntimeError("no models configured (File > Settings)")
-                self._predictor = self._factory()
-            return self._predictor
+            if self._predictor is not None:
+                return self._predictor
+            factory, generation = self._factory, self._generation
+        if factory is None:
+            raise RuntimeError("no models configured (File > Settings)")
+        predictor = factory()
+        with self._lock:
+            if self._generation == generation and self._predictor is None:
+                self._predictor = predictor
+        return predictor
 
     def clear(self) -> None:
         with self._lock:
             self._predictor = None
+            self._generation += 1
 
     def put(self, predictor: Any, factory: Callable[[], Any] | None) -> None:
         """Use an already loaded predictor (the settings dialog loaded it to check the files)."""
         with self._lock:
             self._factory = factory
             self._predictor = predictor
+            self._generation += 1
 
 
 class PipelineWorker(QObject):

@@ -13,12 +13,15 @@ jumps to another study.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
 PAGE_SIZE = 200
+ASYNC_ROWS = 2 * PAGE_SIZE  # refreshes of more rows than this query in a worker thread
 ALL_ROWS = 10_000_000  # "no limit" for a query that must return every matching study
 
 COLUMNS = ("priority", "patient", "study_date", "top_findings", "status", "images", "description")
@@ -54,6 +57,44 @@ def _finding_items(row: Any) -> list[tuple[str, float, float]]:
     return out
 
 
+_uid_of = attrgetter("study_uid")
+
+
+def _uids(rows: list[Any]) -> list[Any]:
+    """The study UIDs of ``rows`` (fast path for row objects, dict rows too)."""
+    if rows and not isinstance(rows[0], dict):
+        return list(map(_uid_of, rows))
+    return [_get(r, "study_uid") for r in rows]
+
+
+def _score_key(r: Any) -> float:
+    s = r.rare_score
+    return -1.0 if s is None or s != s else s  # s != s: NaN
+
+
+def _server_key(r: Any) -> tuple:
+    return (_score_key(r), r.study_date or "", r.study_id)
+
+
+def _fast_key(col: str):
+    """Attribute-access sort keys for row objects (the 30,000-row sort budget is ~100 ms)."""
+    if col == "priority":
+        return _score_key
+    if col == "images":
+        return lambda r: r.n_images or 0
+    if col == "top_findings":
+        return lambda r: max(
+            (f.get("probability") or 0.0 for f in (r.top_findings or [])), default=-1.0
+        )
+    if col in ("study_date", "status"):
+        getter = attrgetter(col)
+        return lambda r: getter(r) or ""
+    if col in ("patient", "description"):
+        getter = attrgetter(col)
+        return lambda r: (getter(r) or "").lower()
+    return None
+
+
 def is_flagged(row: Any) -> bool:
     """A study is flagged when any of its findings is at or above its operating threshold."""
     if (_get(row, "n_above", 0) or 0) > 0:
@@ -85,10 +126,14 @@ class WorklistModel(QAbstractTableModel):
     Signals
     -------
     refreshed()
-        Emitted after every :meth:`refresh` or filter change.
+        Emitted after every applied refresh or filter change.
+    refreshFailed(str)
+        A background refresh query failed (the message).
     """
 
     refreshed = Signal()
+    refreshFailed = Signal(str)
+    _asyncDone = Signal(int, object, int)
 
     def __init__(self, store, query=None, parent=None) -> None:
         super().__init__(parent)
@@ -104,6 +149,11 @@ class WorklistModel(QAbstractTableModel):
         self._show_phi = False
         self._sort_column = 0
         self._sort_order = Qt.SortOrder.DescendingOrder
+        self._generation = 0  # bumped by every synchronous refresh / filter change
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight = False
+        self._again = False
+        self._asyncDone.connect(self._on_async_done)
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -181,13 +231,23 @@ class WorklistModel(QAbstractTableModel):
         self._sort_column = column
         self._sort_order = order
         if self._is_server_order():
-            # The query's own order (priority, then date): re-query rather than re-derive it.
-            self.refresh()
+            if self._exhausted and self._rows:
+                # Every matching row is loaded: the query's order, derived in memory.
+                self._replace_rows(self._server_sorted(self._rows))
+            else:
+                self.refresh()
             return
         if not self._exhausted:
-            self._replace_rows(self._run_query(limit=ALL_ROWS, offset=0))
+            # Sorting needs every matching row. A short list loads at once; a long one loads in
+            # a worker thread and is sorted when it arrives (``refreshed`` follows).
+            probe = self._run_query(limit=ASYNC_ROWS + 1, offset=0)
+            if len(probe) > ASYNC_ROWS:
+                self.refresh_async(load_all=True)
+                return
+            self._replace_rows(probe)
             self._exhausted = True
         self._replace_rows(self._sorted(self._rows))
+        self.refreshed.emit()
 
     # ------------------------------------------------------------------ app API
     def rows(self) -> list[Any]:
@@ -237,16 +297,82 @@ class WorklistModel(QAbstractTableModel):
 
     def refresh(self, *, reset_paging: bool = False) -> None:
         """Re-run the query for the rows already loaded (at least one page), keyed by study UID."""
+        self._generation += 1
+        want, pinned = self._refresh_plan(reset_paging)
+        rows, want = self._query_with_pinned(want, pinned, self._query_args())
+        self._apply_refresh(rows, want, reset_paging)
+
+    def refresh_async(self, *, load_all: bool = False) -> None:
+        """Like :meth:`refresh`, but a big query (every row loaded) runs in a worker thread.
+
+        Small refreshes (a few pages) stay synchronous: they take milliseconds and keep tests
+        deterministic. Results of a query overtaken by a filter change are dropped.
+        ``load_all`` fetches every matching row (for a sort by another column).
+        """
+        if not load_all and not (self._exhausted and len(self._rows) > ASYNC_ROWS):
+            self.refresh()
+            return
+        if self._inflight:
+            self._again = True
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cxrlt-worklist")
+        self._inflight = True
+        want, pinned = self._refresh_plan(False)
+        if load_all:
+            want = ALL_ROWS
+        gen, args = self._generation, self._query_args()
+
+        def job() -> None:
+            try:
+                rows, w = self._query_with_pinned(want, pinned, args)
+            except Exception as exc:  # reported on the GUI thread
+                self._asyncDone.emit(gen, exc, 0)
+                return
+            self._asyncDone.emit(gen, rows, w)
+
+        self._executor.submit(job)
+
+    def shutdown(self) -> None:
+        """Wait for a background query (at exit)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _on_async_done(self, gen: int, rows, want: int) -> None:
+        self._inflight = False
+        if isinstance(rows, Exception):
+            self.refreshFailed.emit(str(rows))
+        elif gen == self._generation:
+            self._apply_refresh(rows, want, False)
+        if self._again:
+            self._again = False
+            self.refresh_async()
+
+    def _refresh_plan(self, reset_paging: bool) -> tuple[int, set[str]]:
         want = PAGE_SIZE if reset_paging else max(len(self._rows), PAGE_SIZE)
         if self._exhausted and not reset_paging:
             want = ALL_ROWS
-        rows = self._run_query(limit=want, offset=0)
+        return want, self._pinned_uids()
+
+    def _query_args(self) -> dict[str, Any]:
+        return {
+            "status": self._status,
+            "finding": self._finding,
+            "text": self._text,
+            "show_phi": self._show_phi,
+        }
+
+    def _query_with_pinned(self, want: int, pinned: set[str], args: dict[str, Any]):
+        rows = list(self._query(self._store, limit=want, offset=0, **args))
         # A selected study that slid below the loaded window must stay loaded (and selected):
         # widen the window until it is back or the list is exhausted.
-        pinned = self._pinned_uids()
         while pinned - {_get(r, "study_uid") for r in rows} and len(rows) >= want:
             want *= 2
-            rows = self._run_query(limit=want, offset=0)
+            rows = list(self._query(self._store, limit=want, offset=0, **args))
+        return rows, want
+
+    def _apply_refresh(self, rows: list[Any], want: int, reset_paging: bool) -> None:
         if reset_paging or len(rows) < want:
             self._exhausted = len(rows) < want
         self._replace_rows(self._sorted(rows))
@@ -282,8 +408,26 @@ class WorklistModel(QAbstractTableModel):
             return list(rows)
         col = COLUMNS[self._sort_column]
         reverse = self._sort_order == Qt.SortOrder.DescendingOrder
-        # Python's sort is stable: ties keep the priority order the query returned.
-        return sorted(rows, key=lambda r: self._sort_key(r, col), reverse=reverse)
+        keyf = _fast_key(col) if rows and not isinstance(rows[0], dict) else None
+        if keyf is None:
+            keys = [self._sort_key(r, col) for r in rows]
+            order = sorted(range(len(rows)), key=keys.__getitem__, reverse=reverse)
+            return [rows[i] for i in order]
+        # Python's sort is stable (also with reverse): ties keep the query's priority order.
+        return sorted(rows, key=keyf, reverse=reverse)
+
+    @staticmethod
+    def _server_sorted(rows: list[Any]) -> list[Any]:
+        """The query's order: priority, study date, id, all descending (no date sorts last)."""
+        if rows and not isinstance(rows[0], dict):
+            return sorted(rows, key=_server_key, reverse=True)
+
+        def key(r: Any):
+            s = _get(r, "rare_score")
+            prio = -1.0 if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
+            return (prio, _get(r, "study_date") or "", _get(r, "study_id", 0) or 0)
+
+        return sorted(rows, key=key, reverse=True)
 
     @staticmethod
     def _sort_key(row: Any, col: str):
@@ -327,8 +471,8 @@ class WorklistModel(QAbstractTableModel):
 
     def _replace_rows(self, new_rows: list[Any]) -> None:
         """Swap in ``new_rows`` keeping every persistent index on its study."""
-        old_keys = [_get(r, "study_uid") for r in self._rows]
-        new_keys = [_get(r, "study_uid") for r in new_rows]
+        old_keys = _uids(self._rows)
+        new_keys = _uids(new_rows)
         if old_keys == new_keys:
             self._rows = list(new_rows)
             if self._rows:
@@ -336,29 +480,30 @@ class WorklistModel(QAbstractTableModel):
                     self.index(0, 0), self.index(len(self._rows) - 1, len(COLUMNS) - 1)
                 )
             return
-        n_old, n_new = len(self._rows), len(new_rows)
+        n_old, n_new = len(old_keys), len(new_keys)
         if n_new > n_old:
             # Grow first (rows appended at the end touch no persistent index) ...
             self.beginInsertRows(QModelIndex(), n_old, n_new - 1)
             self._rows = self._rows + list(new_rows[n_old:])
             self.endInsertRows()
-            staged = list(new_rows)
+            current_keys = old_keys + new_keys[n_old:]
+            staged, staged_keys = list(new_rows), new_keys
         else:
             # ... or park the studies that left at the end, to remove them after the move.
             keep = set(new_keys)
-            staged = list(new_rows) + [r for r in self._rows if _get(r, "study_uid") not in keep]
-        staged_pos = {_get(r, "study_uid"): i for i, r in enumerate(staged)}
-        current_keys = [_get(r, "study_uid") for r in self._rows]
+            gone = [(k, r) for k, r in zip(old_keys, self._rows, strict=True) if k not in keep]
+            current_keys = old_keys
+            staged = list(new_rows) + [r for _, r in gone]
+            staged_keys = new_keys + [k for k, _ in gone]
+        staged_pos = {k: i for i, k in enumerate(staged_keys)}
 
         self.layoutAboutToBeChanged.emit()
         old_persistent = self.persistentIndexList()
         new_persistent = []
         for idx in old_persistent:
-            key = current_keys[idx.row()] if 0 <= idx.row() < len(current_keys) else None
-            j = staged_pos.get(key) if key is not None else None
-            new_persistent.append(
-                self.index(j, idx.column()) if j is not None and j < len(staged) else QModelIndex()
-            )
+            row = idx.row()
+            j = staged_pos.get(current_keys[row]) if 0 <= row < len(current_keys) else None
+            new_persistent.append(self.index(j, idx.column()) if j is not None else QModelIndex())
         self._rows = staged
         self.changePersistentIndexList(old_persistent, new_persistent)
         self.layoutChanged.emit()

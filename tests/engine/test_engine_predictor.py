@@ -218,3 +218,17 @@ def test_onnx_export_is_cached_and_torch_backend_agrees(tmp_path, arrays, csra_f
     )
     assert eager.settings["backend"] == "torch"
     np.testing.assert_allclose(eager.predict_arrays(arrays[2:]).probs, first.probs, atol=1e-5)
+
+
+def test_openvino_backend_stays_within_the_bound(tmp_path, arrays, reference, csra_file, mlp_file):
+    from engine import onnx_backend
+
+    if not onnx_backend.available("openvino"):
+        pytest.skip("openvino is not installed")
+    pred = Predictor(
+        _config(tmp_path, task1_checkpoints=[csra_file, mlp_file], cpu_backend="openvino")
+    )
+    assert pred.settings["backend"] == "openvino"
+    out = pred.predict_arrays(arrays)
+    np.testing.assert_allclose(out.probs[:, :30], reference["task1"], atol=2e-3, rtol=0)
+    assert out.attention.shape == (4, 30, SIZE // 32, SIZE // 32)

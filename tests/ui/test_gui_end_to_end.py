@@ -207,6 +207,22 @@ def test_open_triage_review_end_to_end(
     )
     assert window.tags.value_of("PatientName") == "(hidden)"
 
+    # --- image navigation inside a study of two images (the phantom set has one)
+    from cxrlt_desktop.ui.store_access import study_images
+
+    two = next((u for u, _ in shown if len(study_images(store, u)) >= 2), None)
+    assert two is not None
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000) as first:
+        window.select_study(two)
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000) as second:
+        QTest.keyClick(window.worklist, Qt.Key.Key_Right)
+    assert second.args != first.args
+    assert window.current_image().image_id == study_images(store, two)[1].image_id
+    assert window.image_label.text().startswith("Image 2/")
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000) as back:
+        QTest.keyClick(window.worklist, Qt.Key.Key_Left)
+    assert back.args == first.args
+
 
 def _study_has(store, study_uid: str, filename: str) -> bool:
     from cxrlt_desktop.ui.store_access import study_images
@@ -237,6 +253,26 @@ def test_agree_with_all_and_note_are_stored(qtbot, make_window, model_settings, 
     window.findings.note_edit.setText("check the left apex")
     window.findings.note_edit.editingFinished.emit()
     assert image_note(store, entry.image_id) == "check the left apex"
+
+    # File > Export runs the export service in the background: the verdicts become labels.
+    from cxrlt_desktop.ui.main_window import _export_function
+
+    if _export_function() is None:
+        assert not window.export_action.isEnabled()
+        return
+    assert window.export_action.isEnabled()
+    job = window.export_to(tmp_path / "export")
+    with qtbot.waitSignal(job.finished, timeout=60_000) as done:
+        pass
+    result, error = done.args
+    assert error == "", error
+    import csv
+
+    with open(tmp_path / "export" / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1
+    present = [c for c in ALL_CLASSES if rows[0][c] == "1"]
+    assert present == [c for c, v in want.items() if v == "present"]
 
 
 def test_close_during_scoring_cancels_and_waits(

@@ -78,14 +78,17 @@ def test_lazy_pages_in_rare_score_order(view):
     assert flagged[0].startswith("\u2691") and not flagged[-1].startswith("\u2691")
 
 
-def test_sort_by_date_loads_everything_then_back_to_priority(view):
+def test_sort_by_date_loads_everything_then_back_to_priority(view, qtbot):
     _, model = view
     date_col = 2
-    model.sort(date_col, Qt.SortOrder.AscendingOrder)
+    # 450 studies: more than a synchronous load, so the rows arrive from a worker thread.
+    with qtbot.waitSignal(model.refreshed, timeout=30_000):
+        model.sort(date_col, Qt.SortOrder.AscendingOrder)
     assert model.rowCount() == N_STUDIES
     dates = [r.study_date for r in model.rows()]
     assert dates == sorted(dates)
     model.sort(0, Qt.SortOrder.DescendingOrder)
+    assert model.rowCount() == N_STUDIES
     assert _scores(model) == sorted(_scores(model), reverse=True)
     model.sort(0, Qt.SortOrder.AscendingOrder)
     assert _scores(model) == sorted(_scores(model))
@@ -151,3 +154,31 @@ def test_filters_status_text_finding_and_phi(view, filled):
     assert not patient.startswith("P0")  # pseudonym by default
     model.set_filters(show_phi=True)
     assert model.index(0, 1).data().startswith("P")
+
+
+def test_background_refresh_of_a_fully_loaded_list_keeps_selection(view, filled, qtbot):
+    from cxrlt_desktop.store.models import Study
+
+    table, model = view
+    with qtbot.waitSignal(model.refreshed, timeout=30_000):
+        model.sort(2, Qt.SortOrder.AscendingOrder)  # loads all 450: refreshes go to a thread
+    uid = model.study_uid(10)
+    table.selectionModel().setCurrentIndex(
+        model.index(10, 0),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    with filled.session(write=True) as s, s.begin():
+        s.execute(update(Study).where(Study.study_uid == uid).values(study_date="19990101"))
+    with qtbot.waitSignal(model.refreshed, timeout=30_000):
+        model.refresh_async()
+    assert model.rowCount() == N_STUDIES
+    assert model.study_uid(0) == uid  # earliest date now
+    assert table.currentIndex().row() == 0
+    # Back to priority order: derived in memory from the loaded rows, equal to the query's.
+    model.sort(0, Qt.SortOrder.DescendingOrder)
+    in_memory = [r.study_uid for r in model.rows()]
+    model.refresh(reset_paging=True)
+    while model.canFetchMore():
+        model.fetchMore()
+    assert [r.study_uid for r in model.rows()] == in_memory
+    model.shutdown()
