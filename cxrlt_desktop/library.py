@@ -78,7 +78,25 @@ def _uid(kind: str, text: str) -> str:
 
 
 def _norm(path: Path | str) -> str:
-    return os.path.abspath(os.fspath(path))
+    return _storable(os.path.abspath(os.fspath(path)))
+
+
+def _storable(path: str) -> str:
+    """``path`` itself, or for a file name that is not valid UTF-8 its bytes as ``\\xNN`` escapes.
+
+    On POSIX such names reach Python as lone surrogates, which no database text column accepts
+    (the whole batch would fail); the escaped form is stable across rescans.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_BAD_NAME = (
+    "file name is not valid UTF-8 (shown with \\x escapes): rename the file or folder to read it"
+)
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -410,6 +428,7 @@ def scan(
     """
     from engine.imageio import WalkProblem, iter_image_files, read_header
 
+    folders = [Path(f) for f in folders]
     roots = [_norm(f) for f in folders]
     t0 = time.perf_counter()
     prog = ScanProgress()
@@ -502,6 +521,8 @@ def scan(
         if isinstance(item, WalkProblem):
             return ("problem", _Rec(_norm(item.path), 0, 0.0, False, item.reason, [], {}, False))
         path = _norm(item)
+        if path != os.path.abspath(item):
+            return ("problem", _Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
         try:
             st = os.stat(path)
             size, mtime = st.st_size, st.st_mtime
@@ -515,7 +536,7 @@ def scan(
     cancelled = False
     try:
         items: Iterable[tuple[str, Any]] = (
-            classify(x) for x in iter_image_files([Path(r) for r in roots])
+            classify(x) for x in iter_image_files([Path(os.path.abspath(f)) for f in folders])
         )
         if workers > 1:
             # Walk first (cheap), then stream the headers from worker processes while this

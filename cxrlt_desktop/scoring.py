@@ -15,8 +15,11 @@ drive it and cancel it between batches. What it guarantees:
 - An image that fails records its reason in ``score_failure`` and is not retried in the same
   start. The next start retries it once (attempt 2); after two failed attempts it stays failed
   until its file changes (a rescan that sees a new size or mtime bumps the image version).
-- Predictions are immutable; an image's current prediction is its newest one, and a run is
-  complete (``finished_at`` set) once its queue is empty.
+- Predictions are immutable, and the newest *complete* run is the current one: a run is
+  complete (``finished_at`` set) once its queue is empty. While a run for a new model set is
+  under way, an image that already shows another model set's prediction keeps showing it (the
+  worklist never mixes two model sets' scores mid-run); an image with no current prediction
+  shows the new one at once. When the run completes, every image it scored switches to it.
 """
 
 from __future__ import annotations
@@ -218,6 +221,15 @@ def _write_batch(
             )
         ).all()
     )
+    # The model set each image currently shows: another set's prediction stays current until
+    # this run completes (see the module docstring).
+    showing = dict(
+        s.execute(
+            select(Image.id, Prediction.model_set_id)
+            .join(Prediction, Prediction.id == Image.current_prediction_id)
+            .where(Image.id.in_(ids))
+        ).all()
+    )
     n_ok = n_bad = 0
     studies: set[int] = set()
     for (image_id, _path, version, study_id), res in results:
@@ -247,12 +259,13 @@ def _write_batch(
             )
             s.add(pred)
             s.flush()
-            s.execute(
-                update(Image)
-                .where(Image.id == image_id, Image.version == version)
-                .values(current_prediction_id=pred.id)
-            )
-            replace_hits(s, image_id, study_id, pred.id, summary)
+            if showing.get(image_id, model_set_id) == model_set_id:
+                s.execute(
+                    update(Image)
+                    .where(Image.id == image_id, Image.version == version)
+                    .values(current_prediction_id=pred.id)
+                )
+                replace_hits(s, image_id, study_id, pred.id, summary)
             fail = s.get(ScoreFailure, (image_id, model_set_id))
             if fail is not None:
                 s.delete(fail)
@@ -284,6 +297,37 @@ def _write_batch(
     s.flush()
     refresh_studies(s, studies)
     return n_ok, n_bad
+
+
+def _make_current(s: Session, model_set_id: int, thresholds: np.ndarray) -> int:
+    """Point every image scored by this model set (current file version) at that prediction.
+
+    Run in the transaction that completes a run; returns the number of images switched.
+    """
+    newest = (
+        select(Prediction.image_id, func.max(Prediction.id).label("pid"))
+        .join(
+            Image,
+            and_(Image.id == Prediction.image_id, Image.version == Prediction.image_version),
+        )
+        .where(Prediction.model_set_id == model_set_id)
+        .group_by(Prediction.image_id)
+        .subquery()
+    )
+    rows = s.execute(
+        select(Image.id, newest.c.pid, Series.study_id, Prediction.probs)
+        .join(newest, newest.c.image_id == Image.id)
+        .join(Prediction, Prediction.id == newest.c.pid)
+        .outerjoin(Series, Series.id == Image.series_id)
+        .where(
+            (Image.current_prediction_id.is_(None)) | (Image.current_prediction_id != newest.c.pid)
+        )
+    ).all()
+    for image_id, pid, study_id, blob in rows:
+        s.execute(update(Image).where(Image.id == image_id).values(current_prediction_id=pid))
+        replace_hits(s, image_id, study_id, pid, summarize(probs_to_array(blob), thresholds))
+    refresh_studies(s, {r[2] for r in rows if r[2] is not None})
+    return len(rows)
 
 
 def score_library(
@@ -381,6 +425,7 @@ def score_library(
     def finish(s: Session) -> None:
         run = s.get(ScoringRun, run_id)
         run.finished_at = utcnow()
+        _make_current(s, model_set_id, t)
         s.add(
             AuditEvent(
                 action="score_run_end",

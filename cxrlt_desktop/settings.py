@@ -275,17 +275,22 @@ def _weights(v: Any) -> list[float]:
 
 
 def _thresholds(v: Any) -> dict[str, float]:
-    from engine.classes import ALL_CLASSES
+    """Thresholds keyed by engine class name; keys may be class or display names, any case
+    (as ``cxrlt worklist --finding`` accepts them: "Pneumoperitoneum" means "pneumoperitoneo")."""
+    from engine.classes import ALL_CLASSES, DISPLAY_NAMES
 
+    names = {c.lower(): c for c in ALL_CLASSES}
+    names.update({DISPLAY_NAMES[c].lower(): c for c in ALL_CLASSES})
     bad = []
     out: dict[str, float] = {}
     for name, t in v.items():
-        if name not in ALL_CLASSES:
-            bad.append(f"unknown finding {name!r}")
+        cls = name if name in ALL_CLASSES else names.get(str(name).strip().lower())
+        if cls is None:
+            bad.append(f"unknown finding {name!r} (use a finding name as the worklist shows it)")
         elif isinstance(t, bool) or not isinstance(t, int | float) or not (0.0 < t <= 1.0):
             bad.append(f"{name!r} must be a number in (0, 1], got {t!r}")
         else:
-            out[name] = float(t)
+            out[cls] = float(t)
     if bad:
         raise ValueError("; ".join(bad))
     return out

@@ -295,7 +295,7 @@ def _identify(path: Path) -> tuple[os.stat_result, str, bool, bytes]:
 class _PixelElement:
     """What the header pass learned about the pixel data element."""
 
-    state: str  # "present", "absent", "float", "unknown"
+    state: str  # "present", "absent", "float", "unknown", "cut" (file ends inside the header)
     length: int | None = None  # None: encapsulated (undefined length) or unknown
     available: int | None = None  # bytes left in the file after the element header
 
@@ -354,6 +354,10 @@ def _peek_pixel_element(fp: Any, ds: Any, file_size: int) -> _PixelElement:
     pos = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
+        # End of file: a complete data set without pixels, or one cut short inside the header
+        # (pydicom reads a short last value or drops a partial element without complaint).
+        if head or _last_element_cut(ds, pos, file_size):
+            return _PixelElement("cut", available=file_size)
         return _PixelElement("absent")
     implicit, little = ds.original_encoding
     endian = "<" if little else ">"
@@ -374,6 +378,19 @@ def _peek_pixel_element(fp: Any, ds: Any, file_size: int) -> _PixelElement:
     if length == 0xFFFFFFFF:
         return _PixelElement("present", None, file_size - start)
     return _PixelElement("present", length, file_size - start)
+
+
+def _last_element_cut(ds: Any, pos: int, file_size: int) -> bool:
+    """Whether the data set is empty, its last element's value runs past the end of the file, or
+    bytes too few for another element follow it (``pos``: where the header read stopped)."""
+    if len(ds) == 0:
+        return True
+    last = ds.get_item(max(ds.keys()))
+    tell = getattr(last, "value_tell", None)
+    length = getattr(last, "length", None)
+    if tell is None or length is None or length == 0xFFFFFFFF:
+        return False  # already converted, or a sequence of undefined length: cannot tell
+    return tell + length > file_size or tell + length < pos
 
 
 def _one_line(exc: BaseException) -> str:
@@ -567,6 +584,11 @@ def _dicom_decode_problem(
     """Reasons the pixel data cannot be decoded at all (checked before any pixel is read)."""
     from pydicom.uid import UID
 
+    if pixel.state == "cut":
+        return (
+            f"truncated file: it ends inside the DICOM header ({pixel.available} bytes), before "
+            "the pixel data"
+        )
     if pixel.state == "absent":
         sop = meta.get("SOPClassUID")
         name = UID(sop).name if sop else "unknown"

@@ -560,6 +560,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
     if cfg.resume:
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         _check_resume(state, cfg, last_path)
+        _check_resume_data(state, data.info, last_path)
         model.load_state_dict(state["model"], strict=True)
         start_epoch = int(state["epoch"])
         history = list(state["history"])
@@ -720,6 +721,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
                     "history": history,
                     "config": json.dumps(cfg.to_json()),
                     "torch_rng": torch.get_rng_state(),
+                    "data_sha256": _data_key(data.info),
                 },
             )
             _atomic_json(out / HISTORY_FILE, history)
@@ -740,6 +742,22 @@ def _cpu_state(state: dict[str, Any]) -> dict[str, Any]:
         "model": {k: v.detach().cpu() for k, v in state["model"].items()},
         "updates": state["updates"],
     }
+
+
+def _data_key(info: dict[str, Any]) -> str:
+    """The label files a run trains and validates on (their sha256s), to compare on resume."""
+    return f"{info['labels_sha256']}:{info['val_labels_sha256'] or ''}"
+
+
+def _check_resume_data(state: dict[str, Any], info: dict[str, Any], path: Path) -> None:
+    # A changed label file changes the patient split and the sampler's repeat factors, so the
+    # resumed epochs would not continue the interrupted run: refuse instead of mixing two runs.
+    saved = state.get("data_sha256")  # absent in states written before this check existed
+    if saved is not None and saved != _data_key(info):
+        raise TrainError(
+            f"{path}: was trained on other label files (their sha256 differs); resume with the "
+            "same --labels and --val-labels, or start a new run in another --out"
+        )
 
 
 def _check_resume(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:

@@ -67,10 +67,17 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_settings(args: argparse.Namespace):  # noqa: ANN201
-    """The settings named by ``--settings`` (or the user's file); raises SettingsError."""
-    from cxrlt_desktop.settings import Settings
+    """The settings named by ``--settings`` (or the user's file); raises SettingsError.
 
-    return Settings.load(getattr(args, "settings", None))
+    The user's file may be absent (defaults); a file named with ``--settings`` must exist, so
+    that a mistyped name is an error rather than a silent fall-back to the defaults.
+    """
+    from cxrlt_desktop.settings import Settings, SettingsError
+
+    named = getattr(args, "settings", None)
+    if named is not None and not Path(named).is_file():
+        raise SettingsError(["no such settings file (given with --settings)"], str(named))
+    return Settings.load(named)
 
 
 def config_from_args(args: argparse.Namespace, settings: Any = None):  # noqa: ANN201

@@ -94,9 +94,13 @@ def prepare(
     thresholds = dict(ev.get("thresholds") or {})
     predictor = Predictor(config)
     last = None
+    shown = -1
     for last in score_library(store, predictor, thresholds=thresholds):
-        if last.total and (last.done == last.total or last.done % 8 == 0):
+        if last.total and last.done != shown and (last.done == last.total or last.done % 8 == 0):
+            shown = last.done
             log(f"[demo] scoring {last.done}/{last.total} ({last.failed} failed)")
+    if last is not None and last.total == 0:
+        log(f"[demo] all {last.already_scored} images already scored")
     log(f"[demo] scored in {time.perf_counter() - t0:.0f} s")
     settings = Settings(
         reviewer="demo",
@@ -170,13 +174,13 @@ def headless(ctx: dict, top: int, log=_say) -> int:
     return 0 if ok else 1
 
 
-def open_gui(ctx: dict, folder: Path) -> int:
-    """Open the main window on the demo library (DEMO banner and title forced on)."""
+def build_window(ctx: dict, folder: Path):
+    """The main window on the demo library (DEMO banner and title forced on), not yet shown."""
     # The GUI is imported only here, by name, as `cxrlt gui` does: Qt stays out of every other
     # code path of the command line (see the import rules in pyproject.toml).
     app_mod = importlib.import_module("cxrlt_desktop.ui.app")
-    app = app_mod.ensure_app()
-    window = app_mod.create_main_window(
+    app_mod.ensure_app()
+    return app_mod.create_main_window(
         ctx["store"],
         ctx["settings"],
         settings_path=folder / SETTINGS_NAME,
@@ -184,8 +188,13 @@ def open_gui(ctx: dict, folder: Path) -> int:
         demo=True,
         first_start_dialog=False,
     )
+
+
+def open_gui(ctx: dict, folder: Path) -> int:
+    """Open the main window on the demo library and run the event loop."""
+    window = build_window(ctx, folder)
     window.show()
-    code = app.exec()
+    code = importlib.import_module("cxrlt_desktop.ui.app").ensure_app().exec()
     ctx["store"].close()
     return int(code)
 

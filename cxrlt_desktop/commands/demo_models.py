@@ -22,9 +22,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--force", action="store_true", help="rebuild even if OUT holds a complete build"
     )
-    p.add_argument("--n-train", type=int, default=None, help="training phantoms (default 1000)")
-    p.add_argument("--epochs", type=int, default=None, help="Task 1 epochs per model (default 6)")
-    p.add_argument("--image-size", type=int, default=None, help="Task 1 input size (default 128)")
+    p.add_argument("--n-train", type=int, default=None, help="training phantoms (default 1200)")
+    p.add_argument("--epochs", type=int, default=None, help="Task 1 epochs per model (default 8)")
+    p.add_argument("--image-size", type=int, default=None, help="Task 1 input size (default 96)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"

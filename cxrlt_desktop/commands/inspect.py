@@ -36,11 +36,26 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     p.set_defaults(func=run)
 
 
+def _path_text(path: Path) -> str:
+    """The path as text any output accepts.
+
+    A file name that is not valid UTF-8 reaches Python (POSIX) as lone surrogates, which a
+    strict UTF-8 stdout cannot write: its bytes are shown as ``\\xNN`` escapes instead (the
+    form ``cxrlt scan`` stores).
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _record(info: Any, show_phi: bool) -> dict[str, Any]:
     from engine.imageio import PHI_KEYWORDS
 
     rec: dict[str, Any] = {
-        "path": str(info.path),
+        "path": _path_text(info.path),
         "ok": bool(info.ok),
         "reason": info.reason,
         "warnings": list(info.warnings),
@@ -57,7 +72,7 @@ def _problem_record(path: Path, reason: str, show_phi: bool) -> dict[str, Any]:
     from engine.imageio import META_KEYWORDS, PHI_KEYWORDS
 
     rec: dict[str, Any] = {
-        "path": str(path),
+        "path": _path_text(path),
         "ok": False,
         "reason": reason,
         "warnings": [],
@@ -110,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
     )
 
     records: list[dict[str, Any]] = []
+    # A console whose encoding lacks a character of a file name (cp1252, ASCII) shows an escape
+    # instead of aborting the listing half-way with UnicodeEncodeError.
+    old_errors = getattr(sys.stdout, "errors", None)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and old_errors == "strict":
+        reconfigure(errors="backslashreplace")
+    else:
+        reconfigure = None
     # pydicom warns (and logs) about every non-conformant value; the record says what matters.
     pydicom_logger = logging.getLogger("pydicom")
     old_level = pydicom_logger.level
@@ -131,12 +154,19 @@ def run(args: argparse.Namespace) -> int:
                 records.append(rec)
                 if not args.json:
                     print(_line(rec), flush=True)
+        if args.json:
+            # \uXXXX escapes keep the JSON valid on a console that is not UTF-8.
+            utf = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+            json.dump(records, sys.stdout, indent=2, ensure_ascii=not utf.startswith("utf8"))
+            sys.stdout.write("\n")
+        else:
+            n_ok = sum(1 for r in records if r["ok"])
+            print(
+                f"{len(records)} files: {n_ok} OK, {len(records) - n_ok} rejected", file=sys.stderr
+            )
     finally:
         pydicom_logger.setLevel(old_level)
-    if args.json:
-        json.dump(records, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        n_ok = sum(1 for r in records if r["ok"])
-        print(f"{len(records)} files: {n_ok} OK, {len(records) - n_ok} rejected", file=sys.stderr)
+        if reconfigure is not None:
+            sys.stdout.flush()
+            reconfigure(errors=old_errors)
     return 0

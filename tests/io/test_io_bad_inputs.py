@@ -44,6 +44,19 @@ def test_truncated_native_pixel_data(write, make_ramp):
     assert "needs 180000 bytes" in info.reason
 
 
+@pytest.mark.parametrize("cut", [300, 700, 1200])
+def test_file_cut_inside_the_header(tmp_path, testdata, cut):
+    # RG1_UNCR cut after the file meta (300), inside the value of (0008,0080) (700), and 4 bytes
+    # into the header of the element after (0018,1708) (1200). pydicom reads all three without
+    # an error; they used to be reported as "no pixel data: not an image".
+    path = tmp_path / f"cut{cut}.dcm"
+    path.write_bytes(testdata("RG1_UNCR.dcm").read_bytes()[:cut])
+    _assert_rejected(
+        path,
+        f"truncated file: it ends inside the DICOM header ({cut} bytes), before the pixel data",
+    )
+
+
 def test_truncated_jpeg2000_pixel_data(write, make_ramp):
     px = make_ramp((300, 300), 0, 4095, np.uint16)
     path = write("trunc_j2k.dcm", px, bits_stored=12, transfer_syntax=JPEG2000Lossless)

@@ -155,3 +155,35 @@ def test_inspect_subprocess(folder):
     ]
     assert [r["ok"] for r in recs] == [False, False, True, True, False, False, False, True]
     assert proc.stderr == ""  # pydicom's warnings do not leak into the output
+
+
+@pytest.mark.parametrize("encoding", ["utf-8:strict", "ascii"])
+def test_inspect_odd_file_names_on_strict_consoles(tmp_path, write, make_ramp, encoding):
+    # A Latin-1 file name (lone surrogates in Python) and a non-ASCII one used to abort the
+    # listing with UnicodeEncodeError on a strict UTF-8 or an ASCII/cp1252 console.
+    good = write("names/ñandú.dcm", make_ramp((300, 300), 0, 4095, np.uint16), bits_stored=12)
+    latin1 = os.path.join(os.fsencode(good.parent), b"caf\xe9.dcm")
+    try:
+        with open(latin1, "wb") as fp:
+            fp.write(good.read_bytes())
+    except OSError:
+        pytest.skip("the file system does not accept a non-UTF-8 file name")
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    for extra in (["--json"], []):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cxrlt_desktop", "inspect", str(good.parent), *extra],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr.decode("ascii", "replace")
+        out = proc.stdout.decode(encoding.split(":")[0])
+        if extra:
+            recs = json.loads(out)
+            assert [r["path"] for r in recs] == [
+                str(good.parent / "caf\\xe9.dcm"),
+                str(good),
+            ]
+            assert all(r["ok"] for r in recs)
+        else:
+            assert out.count(": OK (") == 2 and "caf\\xe9.dcm: OK" in out

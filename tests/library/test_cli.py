@@ -111,3 +111,15 @@ def test_status_option(tmp_path, status, capsys, monkeypatch):
         == 0
     )
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_named_settings_file_must_exist(tmp_path, capsys, monkeypatch):
+    # An absent user file means defaults, but a mistyped --settings must not silently do so.
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    missing = tmp_path / "typo.toml"
+    for cmd in (["worklist"], ["scan", str(tmp_path)], ["score-library"]):
+        assert main([*cmd, "--db", db, "--settings", str(missing)]) == 2
+        err = capsys.readouterr().err
+        assert f"{missing}: no such settings file (given with --settings)" in err, err
+    assert main(["worklist", "--db", db]) == 0  # the absent user file is still fine

@@ -186,3 +186,28 @@ def test_worker_processes_give_the_same_library(tmp_path, write_study, monkeypat
         st.close()
         results.append((last.new, last.unusable, rows))
     assert results[0] == results[1]
+
+
+def test_file_name_not_utf8_recorded_not_fatal(store, tmp_path, write_study):
+    # On POSIX a Latin-1 file name reaches Python as a lone surrogate, which the database
+    # cannot store: it used to abort the whole scan with UnicodeEncodeError.
+    good = write_study(tmp_path / "enc", 1, patient_id="E1")[0]
+    bad = os.path.join(os.fsencode(tmp_path / "enc"), b"caf\xe9.dcm")
+    try:
+        shutil.copy(good, bad)
+    except (UnicodeEncodeError, OSError):  # a filesystem that refuses such names
+        import pytest
+
+        pytest.skip("the file system does not accept a non-UTF-8 file name")
+    progs = _run(store, [tmp_path / "enc"])
+    reasons = {p: r for pr in progs for p, r in pr.problems}
+    shown = str(tmp_path / "enc" / "caf\\xe9.dcm")
+    assert reasons == {
+        shown: "file name is not valid UTF-8 (shown with \\x escapes): rename the file or "
+        "folder to read it"
+    }
+    imgs = _images(store)
+    assert imgs["enc/im000.dcm"].usable and not imgs["enc/caf\\xe9.dcm"].usable
+    again = _run(store, [tmp_path / "enc"])[-1]  # stable: not re-inserted, not missing
+    assert (again.new, again.missing, again.unchanged) == (0, 0, 1)
+    assert len(_images(store)) == 2

@@ -193,6 +193,53 @@ def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
     assert _score(library, predictor)[0].total == 0  # the first set stays complete
 
 
+def test_newest_complete_run_is_current(library, predictor, csra_ckpt):
+    """Mid-run, images keep the complete model set's prediction; at completion they switch."""
+    from engine.predictor import EngineConfig, Predictor
+
+    first = _score(library, predictor)[-1].model_set_id
+
+    def showing():
+        with library.session() as s, s.begin():
+            rows = s.execute(
+                select(Image.id, Prediction.model_set_id, Prediction.rare_score).join(
+                    Prediction, Prediction.id == Image.current_prediction_id
+                )
+            ).all()
+            studies = {st.id: st.rare_score for st in s.scalars(select(Study)).all()}
+        return {i: m for i, m, _ in rows}, {i: r for i, _, r in rows}, studies
+
+    sets_before, scores_before, studies_before = showing()
+    assert set(sets_before.values()) == {first} and len(sets_before) == 7
+    other = Predictor(
+        EngineConfig(
+            task1_checkpoints=[csra_ckpt],
+            task1_arch="convnextv2_atto",
+            mode="fast",
+            image_size=64,
+            device="cpu",
+            batch_size=2,
+            normal_alpha=1.0,
+        )
+    )
+    stop = {"now": False}
+    for prog in score_library(library, other, batch_size=2, should_stop=lambda: stop["now"]):
+        stop["now"] = prog.done > 0
+    assert prog.cancelled and prog.done == 2
+    second = prog.model_set_id
+    # Two images have a prediction of the second set, but the worklist still shows the first.
+    assert showing() == (sets_before, scores_before, studies_before)
+    last = _score(library, other, batch_size=2)[-1]
+    assert last.finished and last.model_set_id == second
+    sets_after, scores_after, studies_after = showing()
+    assert set(sets_after.values()) == {second} and len(sets_after) == 7
+    assert max(studies_after.values()) == pytest.approx(max(scores_after.values()))
+    assert scores_after != scores_before  # alpha 1.0 and fast mode give other numbers
+    # Completing a run of the first set again (nothing left to score) makes it current again.
+    assert _score(library, predictor)[-1].finished
+    assert showing() == (sets_before, scores_before, studies_before)
+
+
 def test_finding_and_status_filters(library, predictor, monkeypatch):
     from cxrlt_desktop.reviews import set_verdict
 

@@ -79,3 +79,15 @@ def test_engine_config_from_settings(csra_ckpt):
         and cfg.batch_size == 3
         and cfg.image_size == 64
     )
+
+
+def test_thresholds_accept_display_names_any_case():
+    # The worklist shows display names ("Pneumoperitoneum"); the engine's class name differs
+    # ("pneumoperitoneo"). Both, in any case, mean the same class and are stored by class name.
+    s = Settings.from_dict(
+        {"thresholds": {"Pneumoperitoneum": 0.25, "pneumothorax": 0.4, "Support Devices": 0.6}}
+    )
+    assert s.thresholds == {"pneumoperitoneo": 0.25, "Pneumothorax": 0.4, "Support Devices": 0.6}
+    assert Settings.from_dict(s.to_dict()).thresholds == s.thresholds
+    with pytest.raises(SettingsError, match="unknown finding 'Pneumo'"):
+        Settings.from_dict({"thresholds": {"Pneumo": 0.5}})

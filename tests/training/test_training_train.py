@@ -179,6 +179,13 @@ def test_resume_without_state_and_mismatched_settings_are_refused(tmp_path, make
     list(train(_cfg(tmp_path, csv_path, images, "c", epochs=1)))
     with pytest.raises(Exception, match="head"):
         list(train(_cfg(tmp_path, csv_path, images, "c", epochs=2, resume=True, head="csra")))
+    # edited labels (one cell flipped) would change the split and the sampler: refused too
+    text = csv_path.read_text().splitlines()
+    cells = text[1].split(",")
+    cells[3] = "0" if cells[3] == "1" else "1"  # the Normal column, known in every row
+    csv_path.write_text("\n".join([text[0], ",".join(cells), *text[2:]]) + "\n")
+    with pytest.raises(Exception, match="other label files"):
+        list(train(_cfg(tmp_path, csv_path, images, "c", epochs=2, resume=True)))
 
 
 def test_init_loads_a_published_layout_checkpoint(tmp_path):
