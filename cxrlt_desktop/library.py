@@ -146,8 +146,8 @@ def _record(h: Any) -> _Rec:
         int(h.size),
         float(h.mtime),
         bool(h.ok),
-        h.reason,
-        list(h.warnings or []),
+        None if h.reason is None else _storable(h.reason),  # may quote a link target's name
+        [_storable(w) for w in h.warnings or []],
         meta,
         bool(h.is_dicom),
     )
@@ -290,6 +290,10 @@ def _write_batch(
     stale: list[int] = []  # images whose content changed: drop derived hits
     old_series: set[int] = set()
     pending_sops: dict[str, str] = {}  # sop -> path inserted in this batch
+    # sop -> (image id, path) that an existing row takes in this batch (a changed or moved file):
+    # a second file of the batch with that UID is its duplicate, not a second holder (which
+    # the unique constraint would refuse, failing the whole scan).
+    claimed: dict[str, tuple[int, str]] = {}
     now = utcnow()
     for r in recs:
         cols: dict[str, Any] = {
@@ -319,6 +323,12 @@ def _write_batch(
         holder = holders.get(r.sop_uid) if r.usable else None
         if old is not None:
             iid, _size, _mtime, version, _missing, old_series_id = old
+            if r.usable and (holder is None or holder[0] == iid):
+                other = claimed.get(r.sop_uid) or (
+                    (-1, pending_sops[r.sop_uid]) if r.sop_uid in pending_sops else None
+                )
+                if other is not None and other[0] != iid:
+                    holder = (other[0], other[1], False)
             if holder is not None and holder[0] != iid:
                 # The changed file now carries a UID another image holds: it is a duplicate.
                 cols.update(
@@ -327,6 +337,8 @@ def _write_batch(
                     sop_uid=None,
                     series_id=None,
                 )
+            elif r.usable:
+                claimed[r.sop_uid] = (iid, r.path)
             cols.update(id=iid, version=version + 1, current_prediction_id=None)
             updates.append(cols)
             stale.append(iid)
@@ -346,6 +358,18 @@ def _write_batch(
             )
             prog.duplicates += 1
             continue
+        if r.usable and r.sop_uid in claimed:
+            dup_rows.append(
+                {
+                    "path": r.path,
+                    "size": r.size,
+                    "mtime": r.mtime,
+                    "image_id": claimed[r.sop_uid][0],
+                    "missing": False,
+                }
+            )
+            prog.duplicates += 1
+            continue
         if holder is not None:
             iid, hpath, hmissing = holder
             if not os.path.exists(hpath):
@@ -353,6 +377,7 @@ def _write_batch(
                 cols.update(id=iid)
                 updates.append(cols)
                 moved_ids.add(iid)
+                claimed[r.sop_uid] = (iid, r.path)
                 prog.moved += 1
             else:
                 dup_rows.append(
@@ -519,7 +544,8 @@ def scan(
     def classify(item: Any) -> tuple[str, Any]:
         """("problem", rec) | ("same", path, size, mtime) | ("read", path) for one walk item."""
         if isinstance(item, WalkProblem):
-            return ("problem", _Rec(_norm(item.path), 0, 0.0, False, item.reason, [], {}, False))
+            rec = _Rec(_norm(item.path), 0, 0.0, False, _storable(item.reason), [], {}, False)
+            return ("problem", rec)
         path = _norm(item)
         if path != os.path.abspath(item):
             return ("problem", _Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
@@ -527,7 +553,7 @@ def scan(
             st = os.stat(path)
             size, mtime = st.st_size, st.st_mtime
         except OSError:
-            size, mtime = -1, -1.0
+            size, mtime = 0, 0.0  # what read_header records for a file it cannot stat
         old = known.get(path) or dups.get(path)
         if old is not None and old[1] == size and old[2] == mtime:
             return ("same", path)

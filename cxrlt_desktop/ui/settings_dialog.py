@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
 
+AUTO_ARCH = "auto"
 FIRST_START_TEXT = (
     "<b>No models are configured yet.</b> CXR-LT Desktop scores images with local model files "
     "(nothing is downloaded). Add the Task 1 checkpoints (for example the published "
@@ -153,8 +154,9 @@ class SettingsDialog(QDialog):
         self.arch = QComboBox()
         self.arch.setEditable(True)
         self.arch.addItems(
-            ["convnextv2_base", "convnextv2_tiny", "convnextv2_nano", "convnextv2_atto"]
+            [AUTO_ARCH, "convnextv2_base", "convnextv2_tiny", "convnextv2_nano", "convnextv2_atto"]
         )
+        self.arch.setToolTip("auto: read the architecture from the checkpoint's weights")
         form.addRow("Task 1 architecture", self.arch)
         self.clip_model = QLineEdit()
         self.clip_model.setPlaceholderText("WhyXrayCLIP folder (open_clip local-dir)")
@@ -273,7 +275,7 @@ class SettingsDialog(QDialog):
         for p in s.task1_checkpoints:
             self.checkpoints.addItem(str(p))
         self.weights.setText(", ".join(f"{w:g}" for w in s.task1_weights or []))
-        self.arch.setCurrentText(s.task1_arch or "convnextv2_base")
+        self.arch.setCurrentText(s.task1_arch or AUTO_ARCH)
         self.clip_model.setText(str(s.clip_model or ""))
         self.prompts.setText(str(s.prompts or ""))
         self.calibration.setText(str(s.calibration or ""))
@@ -316,7 +318,9 @@ class SettingsDialog(QDialog):
                 ]
             except ValueError:
                 models["task1_weights"] = self.weights.text()  # let Settings name the problem
-        models["task1_arch"] = self.arch.currentText().strip() or "convnextv2_base"
+        arch = self.arch.currentText().strip()
+        if arch and arch != AUTO_ARCH:
+            models["task1_arch"] = arch
         for key, edit in (
             ("clip_model", self.clip_model),
             ("prompts", self.prompts),

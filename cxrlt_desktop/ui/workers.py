@@ -242,6 +242,8 @@ class PipelineWorker(QObject):
         _leave_a_core_for_the_gui()
         predictor = self._predictors.get()
         self.modelsLoaded.emit(predictor)
+        if self._stop.is_set():  # closed or cancelled while the models were loading
+            return
         seen: set[str] = set()
         last_done = 0  # the record before the first batch has nothing new to show
         for rec in score_library(

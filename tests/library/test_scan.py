@@ -7,6 +7,7 @@ import shutil
 
 import cv2
 import numpy as np
+import pytest
 from library_helpers import write_bad_inputs
 from sqlalchemy import func, select
 
@@ -196,18 +197,49 @@ def test_file_name_not_utf8_recorded_not_fatal(store, tmp_path, write_study):
     try:
         shutil.copy(good, bad)
     except (UnicodeEncodeError, OSError):  # a filesystem that refuses such names
-        import pytest
-
         pytest.skip("the file system does not accept a non-UTF-8 file name")
+    # A broken link whose target's name is not UTF-8: the reason quotes that name.
+    os.symlink(b"gon\xe9.dcm", os.path.join(os.fsencode(tmp_path / "enc"), b"link.dcm"))
     progs = _run(store, [tmp_path / "enc"])
     reasons = {p: r for pr in progs for p, r in pr.problems}
     shown = str(tmp_path / "enc" / "caf\\xe9.dcm")
     assert reasons == {
         shown: "file name is not valid UTF-8 (shown with \\x escapes): rename the file or "
-        "folder to read it"
+        "folder to read it",
+        str(tmp_path / "enc" / "link.dcm"): "cannot open: broken symbolic link (target "
+        "gon\\xe9.dcm does not exist)",
     }
     imgs = _images(store)
     assert imgs["enc/im000.dcm"].usable and not imgs["enc/caf\\xe9.dcm"].usable
     again = _run(store, [tmp_path / "enc"])[-1]  # stable: not re-inserted, not missing
-    assert (again.new, again.missing, again.unchanged) == (0, 0, 1)
-    assert len(_images(store)) == 2
+    assert (again.new, again.missing) == (0, 0)
+    assert len(_images(store)) == 3
+
+
+@pytest.mark.parametrize("copy_name", ["0_copy.dcm", "z_copy.dcm"])  # walked before / after
+def test_fixed_file_and_its_copy_in_one_batch(store, tmp_path, write_study, copy_name):
+    # A file first scanned half-copied (unusable, no UID) is complete at the next scan, and a
+    # copy with the same SOPInstanceUID arrived meanwhile: one holds the UID, the other is its
+    # duplicate. This used to fail the whole scan on the unique SOPInstanceUID constraint.
+    folder = tmp_path / "fix"
+    good = write_study(folder, 1, patient_id="F1")[0]
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    first = _run(store, [folder])[-1]
+    assert first.unusable == 1 and first.new == 1
+    good.write_bytes(data)
+    (folder / copy_name).write_bytes(data)
+    last = _run(store, [folder])[-1]
+    assert last.done and last.updated == 1
+    with store.session() as s, s.begin():
+        rows = s.execute(select(Image.path, Image.usable, Image.reason, Image.sop_uid)).all()
+        dups = s.scalars(select(DuplicateFile.path)).all()
+    holders = [r for r in rows if r.usable]
+    assert len(holders) == 1 and holders[0].sop_uid is not None
+    others = [os.path.basename(r.path) for r in rows if not r.usable] + [
+        os.path.basename(p) for p in dups
+    ]
+    assert len(others) == 1 and others[0] in {good.name, copy_name}
+    assert holders[0].path.endswith(good.name if others[0] == copy_name else copy_name)
+    again = _run(store, [folder])[-1]  # and the next scan changes nothing
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)

@@ -284,7 +284,7 @@ def test_close_during_scoring_cancels_and_waits(
         model_settings, engine_overrides={"image_size": 128, "cache_dir": tmp_path / "c"}
     )
     window.show()
-    with qtbot.waitSignal(window.jobs.batchScored, timeout=JOB_TIMEOUT_MS):
+    with qtbot.waitSignal(window.jobs.batchScored, timeout=300_000):
         window.open_paths([folder])
     window.close()
     # Still open: the batch in flight is being finished and written.
