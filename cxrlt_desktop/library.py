@@ -420,6 +420,17 @@ def _write_batch(
         refresh_studies(s, touched)
 
 
+def _once(walk: Iterable[Any]) -> Iterator[Any]:
+    """The walk without repeats: overlapping roots (a folder and a folder or file inside it)
+    reach the same path twice, and a second row for one path would fail the whole batch."""
+    got: set[str] = set()
+    for item in walk:
+        key = _norm(getattr(item, "path", item))
+        if key not in got:
+            got.add(key)
+            yield item
+
+
 def scan(
     store: Store,
     folders: Iterable[Path | str],
@@ -561,9 +572,8 @@ def scan(
 
     cancelled = False
     try:
-        items: Iterable[tuple[str, Any]] = (
-            classify(x) for x in iter_image_files([Path(os.path.abspath(f)) for f in folders])
-        )
+        walk = iter_image_files([Path(os.path.abspath(f)) for f in folders])
+        items: Iterable[tuple[str, Any]] = (classify(x) for x in _once(walk))
         if workers > 1:
             # Walk first (cheap), then stream the headers from worker processes while this
             # process writes batches: reading and writing overlap.

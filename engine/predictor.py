@@ -44,7 +44,7 @@ class EngineConfig:
     (None: no cache). ``decode_workers`` (added): threads that decode and preprocess ahead.
     ``forward_chunk`` (added): most images per model forward (None: 6 x batch on GPU, 6 on CPU).
     ``cpu_backend`` (added): "auto" (ONNX Runtime when installed, on CPU in fp32), "torch",
-    "onnx", or "openvino" (opt-in: fastest on CPU, ~1e-3 from the PyTorch numbers).
+    "onnx", or "openvino" (opt-in: fastest on CPU, up to ~4e-3 from the PyTorch numbers).
     """
 
     task1_checkpoints: list[Path] = field(default_factory=list)
@@ -204,7 +204,7 @@ class Predictor:
         self._weights = normalise_weights(raw) if loaded else np.zeros(0)
         self._task1 = loaded
         # CPU + fp32: ONNX Runtime when installed (same numbers to ~1e-7, 1.5-2.5x faster);
-        # OpenVINO only when asked for (faster still, but ~1e-3 away from PyTorch's numbers).
+        # OpenVINO only when asked for (faster still, but up to ~4e-3 away from PyTorch's numbers).
         backends = ("auto", "torch", "onnx", "openvino")
         if config.cpu_backend not in backends:
             raise EngineError(

@@ -74,6 +74,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_json(show_phi=args.show_phi) for r in rows], indent=2))
         return 0
+    # With --show-phi, names and IDs may hold characters a cp1252/ASCII console lacks: show an
+    # escape rather than abort the listing with UnicodeEncodeError.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    old_errors = getattr(sys.stdout, "errors", None)
+    if reconfigure is None or old_errors != "strict":
+        _print_rows(rows)
+        return 0
+    reconfigure(errors="backslashreplace")
+    try:
+        _print_rows(rows)
+    finally:
+        sys.stdout.flush()
+        reconfigure(errors=old_errors)
+    return 0
+
+
+def _print_rows(rows: list) -> None:
     print(
         f"{'score':>6} {'patient':<18} {'date':<10} {'img':>4} {'done':>4} {'fail':>4} {'status':<10} top findings"
     )
@@ -84,4 +101,3 @@ def run(args: argparse.Namespace) -> int:
             f"{_fmt_score(r.rare_score):>5}{flag} {r.patient[:18]:<18} {r.study_date or '-':<10} "
             f"{r.n_images:>4} {r.n_scored:>4} {r.n_failed:>4} {r.status:<10} {top}"
         )
-    return 0

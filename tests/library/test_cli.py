@@ -123,3 +123,33 @@ def test_named_settings_file_must_exist(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert f"{missing}: no such settings file (given with --settings)" in err, err
     assert main(["worklist", "--db", db]) == 0  # the absent user file is still fine
+
+
+def test_worklist_show_phi_on_an_ascii_console(tmp_path, monkeypatch):
+    # A non-ASCII PatientID used to abort the text listing with UnicodeEncodeError on a console
+    # whose encoding lacks the character (ASCII here; cp1252 for Greek or Cyrillic names).
+    import os
+    import subprocess
+
+    import numpy as np
+    from library_helpers import cli_cmd
+
+    from engine.dicomwrite import write_dicom
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    px = np.random.default_rng(0).integers(0, 4000, (256, 256)).astype(np.uint16)
+    write_dicom(
+        tmp_path / "in" / "a.dcm",
+        px,
+        bits_stored=12,
+        patient_id="MÜLLER",
+        extra={"SpecificCharacterSet": "ISO_IR 192"},
+    )
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    assert main(["scan", str(tmp_path / "in"), "--db", db, "--quiet"]) == 0
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "CXRLT_DATA_DIR": str(tmp_path / "d")}
+    proc = subprocess.run(
+        cli_cmd("worklist", "--db", db, "--show-phi"), capture_output=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr.decode("ascii", "replace")
+    assert "M\\xdcLLER" in proc.stdout.decode("ascii")

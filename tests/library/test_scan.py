@@ -243,3 +243,16 @@ def test_fixed_file_and_its_copy_in_one_batch(store, tmp_path, write_study, copy
     assert holders[0].path.endswith(good.name if others[0] == copy_name else copy_name)
     again = _run(store, [folder])[-1]  # and the next scan changes nothing
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+
+
+def test_overlapping_roots_read_each_file_once(store, tmp_path, write_study):
+    # A folder, a folder inside it and a file inside that: each file once. This used to fail
+    # the whole scan on the unique path constraint (nothing was written).
+    files = write_study(tmp_path / "top" / "sub", 2, patient_id="O1")
+    write_study(tmp_path / "top" / "other", 1, patient_id="O2")
+    roots = [tmp_path / "top" / "sub", files[0], tmp_path / "top"]
+    last = _run(store, roots)[-1]
+    assert (last.seen, last.new, last.duplicates, last.unusable) == (3, 3, 0, 0)
+    assert sorted(_images(store)) == ["other/im000.dcm", "sub/im000.dcm", "sub/im001.dcm"]
+    again = _run(store, roots)[-1]
+    assert (again.seen, again.unchanged, again.new, again.missing) == (3, 3, 0, 0)
