@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the engine options (models, mode, device, precision, batch size) and ``--settings``."""
+def add_model_arguments(
+    p: argparse.ArgumentParser, *, settings: bool = True, **defaults: Any
+) -> None:
+    """Add the engine options (models, mode, device, precision, batch size).
+
+    With ``settings`` (the default) every default is None and ``--settings`` is added, so values
+    not given come from the settings file; ``cxrlt score`` passes ``settings=False`` and its own
+    ``defaults`` (keyword = option dest).
+    """
     p.add_argument(
         "--task1-checkpoint",
         dest="task1_checkpoint",
@@ -24,7 +31,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="Task 1 checkpoint(s) (.safetensors or .pth); default: the settings' models",
+        help="Task 1 checkpoint(s) (.safetensors or .pth); repeat or list several"
+        + ("; default: the settings' models" if settings else ""),
     )
     p.add_argument(
         "--task1-weights",
@@ -46,7 +54,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "--prompts", type=Path, default=None, metavar="FILE.json", help="zero-shot prompts JSON"
     )
     p.add_argument(
-        "--mode", choices=("paper", "fast"), default=None, help="default: settings, else paper"
+        "--mode",
+        choices=("paper", "fast"),
+        default=None,
+        help="paper: both models, 6 views (default); fast: CSRA only, identity view"
+        + ("; default: the settings' mode" if settings else ""),
     )
     p.add_argument(
         "--normal-alpha", type=float, default=None, metavar="A", help="normal gating exponent"
@@ -57,13 +69,16 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image-size", type=int, default=None, help=argparse.SUPPRESS
     )  # tests, demo models
-    p.add_argument(
-        "--settings",
-        type=Path,
-        default=None,
-        metavar="FILE.toml",
-        help="settings file (default: the user's)",
-    )
+    if settings:
+        p.add_argument(
+            "--settings",
+            type=Path,
+            default=None,
+            metavar="FILE.toml",
+            help="settings file (default: the user's)",
+        )
+    if defaults:
+        p.set_defaults(**defaults)
 
 
 def load_settings(args: argparse.Namespace):  # noqa: ANN201

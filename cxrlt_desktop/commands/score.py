@@ -27,48 +27,18 @@ def register(subparsers) -> None:
         "inputs", nargs="+", metavar="INPUT", type=Path, help="image files and/or folders"
     )
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv", help="output CSV")
-    p.add_argument(
-        "--task1-checkpoint",
-        dest="task1_checkpoint",
-        nargs="+",
-        action="extend",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="Task 1 checkpoint(s) (.safetensors or .pth); repeat or list several",
+    from cxrlt_desktop.commands._model_options import add_model_arguments
+
+    add_model_arguments(
+        p,
+        settings=False,
+        task1_checkpoint=[],
+        mode="paper",
+        normal_alpha=0.5,
+        device="auto",
+        batch_size=8,
+        image_size=512,
     )
-    p.add_argument(
-        "--task1-weights",
-        dest="task1_weights",
-        nargs="+",
-        action="extend",
-        type=float,
-        default=None,
-        metavar="W",
-        help="ensemble weight per checkpoint, in order (default 1.0 MLP, 1.5 CSRA)",
-    )
-    p.add_argument(
-        "--task1-arch",
-        default=None,
-        metavar="NAME",
-        help="timm architecture when the file does not reveal it (default: detected, else convnextv2_base)",
-    )
-    p.add_argument(
-        "--clip-model", type=Path, default=None, metavar="DIR", help="WhyXrayCLIP/open_clip folder"
-    )
-    p.add_argument(
-        "--prompts", type=Path, default=None, metavar="FILE.json", help="zero-shot prompts JSON"
-    )
-    p.add_argument("--mode", choices=("paper", "fast"), default="paper")
-    p.add_argument(
-        "--normal-alpha", type=float, default=0.5, metavar="A", help="normal gating exponent"
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None)
-    p.add_argument("--batch-size", type=int, default=8, metavar="N")
-    p.add_argument(
-        "--image-size", type=int, default=512, help=argparse.SUPPRESS
-    )  # tests and demo models
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
