@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS
+from engine.manifest import is_demo_model
 
 LABELS_CSV = "labels.csv"
 DISAGREEMENTS_CSV = "disagreements.csv"
@@ -489,39 +490,6 @@ def _read_store(
 
 # ----------------------------------------------------------------------------------------------
 # demo detection
-
-
-def _manifest_candidates(model_path: Path) -> list[Path]:
-    if model_path.is_dir():  # an open_clip local-dir folder
-        return [model_path / "manifest.json", model_path / "open_clip_config.json"]
-    p = model_path
-    return [
-        p.with_suffix(".json"),
-        p.with_name(p.name + ".json"),
-        p.with_name(p.stem + ".manifest.json"),
-        p.with_name(p.stem + "_manifest.json"),
-        p.parent / "manifest.json",
-    ]
-
-
-def is_demo_model(model_path: str | os.PathLike[str]) -> bool:
-    """True when a JSON manifest beside the model file (or in the model folder) has ``"demo": true``.
-
-    Looked for: ``<name>.json``, ``<file>.json``, ``<name>.manifest.json``,
-    ``<name>_manifest.json`` and ``manifest.json`` beside a file (the layout of ``cxrlt train``
-    and ``cxrlt demo-models``); ``manifest.json`` or ``open_clip_config.json`` inside a folder
-    (the GUI's banner looks at the same files). Unreadable manifests count as not demo.
-    """
-    for cand in _manifest_candidates(Path(model_path)):
-        try:
-            if not cand.is_file():
-                continue
-            data = json.loads(cand.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("demo") is True:
-            return True
-    return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Tests build the window with :func:`create_main_window` and never call ``exec()``
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ def run_gui(db_url: str | None = None, folders: list[Path] | None = None) -> int
         return 2
     window = create_main_window(store, settings)
     window.show()
+    gc.freeze()  # start-up objects live as long as the app: keep them out of full collections
     if folders:
         window.open_paths(list(folders))
     code = app.exec()

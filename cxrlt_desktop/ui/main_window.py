@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import inspect
-import json
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,6 +59,7 @@ from cxrlt_desktop.ui.workers import (
     format_eta,
 )
 from cxrlt_desktop.ui.worklist_model import STUDY_UID_ROLE, WorklistModel
+from engine.manifest import is_demo_model
 
 DEMO_BANNER = "DEMO MODEL - not for clinical use"
 APP_TITLE = "CXR-LT Desktop"
@@ -68,32 +68,8 @@ REFRESH_INTERVAL_MS = 700  # worklist refresh while scores stream in
 
 
 def is_demo_model_file(path: str | Path | None) -> bool:
-    """True when a manifest JSON beside a model file (or inside a model folder) says demo.
-
-    Looks at ``<file>.json``, ``<stem>.json``, ``<stem>.manifest.json``, ``<stem>_manifest.json``,
-    ``manifest.json`` next to a file (the same files as ``cxrlt_desktop.export.is_demo_model``), and ``manifest.json`` / ``open_clip_config.json`` inside a folder.
-    """
-    if path is None:
-        return False
-    p = Path(path)
-    if p.is_dir():
-        candidates = [p / "manifest.json", p / "open_clip_config.json"]
-    else:
-        candidates = [
-            p.with_name(p.name + ".json"),
-            p.with_suffix(".json"),
-            p.with_name(p.stem + ".manifest.json"),
-            p.with_name(p.stem + "_manifest.json"),
-            p.with_name("manifest.json"),
-        ]
-    for c in candidates:
-        try:
-            data = json.loads(c.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("demo") is True:
-            return True
-    return False
+    """True when a manifest beside a model file (or in a model folder) says demo."""
+    return is_demo_model(path)
 
 
 def settings_use_demo_models(settings) -> bool:

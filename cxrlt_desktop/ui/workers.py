@@ -9,6 +9,7 @@ checks between batches; the thread then finishes on its own and :class:`Backgrou
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import threading
@@ -126,6 +127,10 @@ class PredictorCache:
         if factory is None:
             raise RuntimeError("no models configured (File > Settings)")
         predictor = factory()
+        # Loading leaves millions of long-lived objects (modules, parameters). Moving them to
+        # the permanent generation keeps later full collections from scanning them: without
+        # this a gen-2 collection, which holds the GIL, froze the GUI thread for ~400 ms.
+        gc.freeze()
         with self._lock:
             if self._generation == generation and self._predictor is None:
                 self._predictor = predictor
