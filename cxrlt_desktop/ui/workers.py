@@ -126,10 +126,13 @@ class PredictorCache:
             factory, generation = self._factory, self._generation
         if factory is None:
             raise RuntimeError("no models configured (File > Settings)")
+        # A full (gen-2) collection holds the GIL while it scans every tracked object, and loading
+        # models allocates enough to trigger several: with the app's long-lived objects (modules,
+        # Qt wrappers, earlier models) in the scan, one took ~400 ms and froze the GUI thread.
+        # Moving them to the permanent generation, before and after loading, keeps those
+        # collections to the new objects.
+        gc.freeze()
         predictor = factory()
-        # Loading leaves millions of long-lived objects (modules, parameters). Moving them to
-        # the permanent generation keeps later full collections from scanning them: without
-        # this a gen-2 collection, which holds the GIL, froze the GUI thread for ~400 ms.
         gc.freeze()
         with self._lock:
             if self._generation == generation and self._predictor is None:
