@@ -1,4 +1,4 @@
-"""``cxrlt demo-models OUT [--force]``: train the small DEMO models on phantoms (about 5 minutes
+"""``cxrlt demo-models OUT [--force]``: train the small DEMO models on phantoms (about 16 minutes
 on 2 CPU cores) and report their held-out AUC; a complete earlier build in OUT is reused."""
 
 from __future__ import annotations
