@@ -25,6 +25,8 @@ def build_synthetic_folder(folder: Path, n: int = 6) -> Path:
         from cxrlt_desktop.demo.phantoms import write_demo_data
 
         write_demo_data(folder, n=n, seed=0, size=320)
+        # The ground-truth CSV is not an image: keep it beside the folder, not in the scan.
+        (folder / "labels.csv").replace(folder.parent / "labels.csv")
         return folder
     except ImportError:
         pass
