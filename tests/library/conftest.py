@@ -68,30 +68,3 @@ def write_study():
     return make
 
 
-@pytest.fixture(scope="session")
-def csra_ckpt(tmp_path_factory):
-    from engine.random_models import write_random_task1
-
-    return write_random_task1(
-        tmp_path_factory.mktemp("lib-models") / "csra.safetensors", head="csra", seed=3
-    )
-
-
-@pytest.fixture(scope="session")
-def predictor(csra_ckpt):
-    import torch
-
-    from engine.predictor import EngineConfig, Predictor
-
-    torch.set_num_threads(1)
-    return Predictor(
-        EngineConfig(
-            task1_checkpoints=[csra_ckpt],
-            task1_arch="convnextv2_atto",
-            mode="fast",
-            image_size=SIZE,
-            device="cpu",
-            batch_size=4,
-            decode_workers=1,
-        )
-    )
