@@ -375,6 +375,8 @@ class MainWindow(QMainWindow):
             "previous_study": self.previous_study,
             "next_image": self.next_image,
             "previous_image": self.previous_image,
+            "next_series": self.next_series,
+            "previous_series": self.previous_series,
             "next_finding": self.findings.next_finding,
             "previous_finding": self.findings.previous_finding,
             "verdict_present": lambda: self.findings.request_verdict("present"),
@@ -461,6 +463,8 @@ class MainWindow(QMainWindow):
             "previous_study",
             "next_image",
             "previous_image",
+            "next_series",
+            "previous_series",
             "next_finding",
             "previous_finding",
         ):
@@ -570,6 +574,27 @@ class MainWindow(QMainWindow):
     def previous_image(self) -> None:
         if self._images and self._image_index > 0:
             self.show_image(self._image_index - 1)
+
+    def _series_starts(self) -> list[int]:
+        """Index of the first image of each series, in reading order."""
+        starts: list[int] = []
+        for i, entry in enumerate(self._images):
+            if i == 0 or entry.series_uid != self._images[i - 1].series_uid:
+                starts.append(i)
+        return starts
+
+    def next_series(self) -> None:
+        later = [i for i in self._series_starts() if i > self._image_index]
+        if self._images and later:
+            self.show_image(later[0])
+
+    def previous_series(self) -> None:
+        starts = self._series_starts()
+        # From inside a series, go to the start of the series before the current one.
+        current = max((i for i in starts if i <= self._image_index), default=None)
+        earlier = [i for i in starts if current is not None and i < current]
+        if self._images and earlier:
+            self.show_image(earlier[-1])
 
     def problem_rows(self) -> list[tuple[str, str, str]]:
         """(file, step, reason) rows of the Problems list."""

@@ -23,6 +23,8 @@ ACTIONS: tuple[ShortcutAction, ...] = (
     ShortcutAction("previous_study", "PgUp", "Previous study in the worklist"),
     ShortcutAction("next_image", "Right", "Next image of the study (across series)"),
     ShortcutAction("previous_image", "Left", "Previous image of the study"),
+    ShortcutAction("next_series", "Ctrl+Right", "First image of the next series"),
+    ShortcutAction("previous_series", "Ctrl+Left", "First image of the previous series"),
     ShortcutAction("next_finding", "Down", "Next finding"),
     ShortcutAction("previous_finding", "Up", "Previous finding"),
     ShortcutAction("verdict_present", "P", "Current finding: present"),
