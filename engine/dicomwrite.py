@@ -14,10 +14,10 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
+    ComputedRadiographyImageStorage,
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
-    ComputedRadiographyImageStorage,
     generate_uid,
 )
 
@@ -98,7 +98,10 @@ def make_dataset(
     else:
         bits = bits_stored or pixels.dtype.itemsize * 8
         ds.set_pixel_data(
-            pixels, photometric_interpretation=photometric, bits_stored=bits, generate_instance_uid=False
+            pixels,
+            photometric_interpretation=photometric,
+            bits_stored=bits,
+            generate_instance_uid=False,
         )
     for key, value in (extra or {}).items():
         setattr(ds, key, value)

@@ -203,5 +203,3 @@ def probs_with(values: dict[str, float], default: float = 0.5) -> np.ndarray:
 
 def all_bytes(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-

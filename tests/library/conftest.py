@@ -66,5 +66,3 @@ def write_study():
         return paths
 
     return make
-
-
