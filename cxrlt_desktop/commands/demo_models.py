@@ -1,4 +1,4 @@
-"""``cxrlt demo-models OUT [--force]``: train the small DEMO models on phantoms (about 16 minutes
+"""``cxrlt demo-models OUT [--force]``: train the small DEMO models on phantoms (about 5 minutes
 on 2 CPU cores) and report their held-out AUC; a complete earlier build in OUT is reused."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--force", action="store_true", help="rebuild even if OUT holds a complete build"
     )
-    p.add_argument("--n-train", type=int, default=None, help="training phantoms (default 1200)")
-    p.add_argument("--epochs", type=int, default=None, help="Task 1 epochs per model (default 8)")
-    p.add_argument("--image-size", type=int, default=None, help="Task 1 input size (default 96)")
+    p.add_argument("--n-train", type=int, default=None, help="training phantoms (default 1000)")
+    p.add_argument("--epochs", type=int, default=None, help="Task 1 epochs per model (default 12)")
+    p.add_argument("--image-size", type=int, default=None, help="Task 1 input size (default 80)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"

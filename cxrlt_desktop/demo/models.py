@@ -6,8 +6,9 @@ respond to the drawn findings.
   repeat-factor sampler, EMA, the paper's augmentation) on phantom PNGs at reduced resolution,
   from random initialisation (no pretrained weights exist offline). Saved in the published
   layout (``best.safetensors`` + ``manifest.json`` with ``"demo": true``).
-* Task 2: a tiny open_clip model (timm convnextv2_atto image tower, transformer text tower, open_clip's CLIP BPE
-  tokenizer) fitted to phantom/caption pairs with open_clip's contrastive ``ClipLoss``, written
+* Task 2: a tiny open_clip model (open_clip's ModifiedResNet image tower, transformer text tower,
+  open_clip's CLIP BPE tokenizer) fitted to phantom/spine-sentence pairs with open_clip's
+  contrastive ``ClipLoss``, written
   as an open_clip ``local-dir:`` folder (``open_clip_config.json`` + ``open_clip_pytorch_model.bin``
   + ``manifest.json``), which the engine loads exactly as it loads WhyXrayCLIP.
 * A held-out phantom set is scored with the engine's :class:`engine.predictor.Predictor` (paper
@@ -99,21 +100,25 @@ CAPTIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 NORMAL_CAPTIONS = ("normal chest x-ray", "no abnormality", "clear lungs and normal heart")
-STRAIGHT_SPINE = ("the spine is straight and midline", "straight spine")
+#: Every caption says what the spine looks like (as a radiology report would), so the zero-shot
+#: Scoliosis prompts have something to match: curved for scoliosis phantoms, straight otherwise.
+SCOLIOSIS_PHRASES = CAPTIONS["Scoliosis"]
+STRAIGHT_SPINE = (
+    "the spine is straight and midline",
+    "straight spine",
+    "no curvature of the spine",
+    "normal alignment of the thoracic spine",
+)
 
-#: The demo CLIP: a timm ConvNeXt image tower and a small text transformer, CLIP BPE tokenizer (open_clip built-in).
+#: The demo CLIP: open_clip's own small ResNet image tower (batch norm) and a small text
+#: transformer, CLIP BPE tokenizer (open_clip built-in).
 DEMO_CLIP_CONFIG: dict[str, Any] = {
     "model_cfg": {
         "embed_dim": 64,
-        # A small ConvNeXt image tower (timm, random init): a ViT from scratch did not learn
-        # these pairs in a few hundred steps (its contrastive loss stays at chance).
-        "vision_cfg": {
-            "image_size": 96,
-            "timm_model_name": "convnextv2_atto",
-            "timm_model_pretrained": False,
-            "timm_pool": "avg",
-            "timm_proj": "linear",
-        },
+        # open_clip's ModifiedResNet, one block per stage: its batch norm keeps the image
+        # embeddings apart from the first step, where a layer-norm ConvNeXt from random init
+        # maps every phantom to nearly the same vector and the contrastive loss sits at chance.
+        "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 32},
         "text_cfg": {
             "context_length": 32,
             "vocab_size": 49408,
@@ -133,17 +138,17 @@ DEMO_CLIP_CONFIG: dict[str, Any] = {
 
 @dataclass
 class DemoModelSettings:
-    """Knobs of :func:`build_demo_models` (defaults: 16 minutes measured on 2 shared CPU cores)."""
+    """Knobs of :func:`build_demo_models` (defaults: about 5 minutes on 2 shared CPU cores)."""
 
-    n_train: int = 1200
+    n_train: int = 1000
     n_test: int = 300
-    image_size: int = 96
-    epochs: int = 8
+    image_size: int = 80
+    epochs: int = 12
     batch_size: int = 16
     lr: float = 2e-3
-    clip_epochs: int = 15
-    clip_batch: int = 64
-    clip_lr: float = 5e-4
+    clip_epochs: int = 18
+    clip_batch: int = 32
+    clip_lr: float = 1e-3
     seed: int = 0
     threads: int | None = None
 
@@ -290,17 +295,17 @@ def train_task1(
 # Task 2: the demo CLIP
 
 
-def caption(findings: frozenset[str], rng: np.random.Generator) -> str:
-    """A short report-like caption of a phantom's drawn findings."""
-    if not findings:
-        text = str(rng.choice(NORMAL_CAPTIONS))
-    else:
-        parts = [str(rng.choice(CAPTIONS[f])) for f in sorted(findings)]
-        rng.shuffle(parts)
-        text = "chest x-ray showing " + " and ".join(parts)
-    if "Scoliosis" not in findings and rng.random() < 0.3:
-        text += ", " + str(rng.choice(STRAIGHT_SPINE))
-    return text
+def caption(findings: frozenset[str], rng: np.random.Generator, *, canonical: bool = False) -> str:
+    """The sentence about the spine that a phantom's report would hold.
+
+    Scoliosis phantoms get a scoliosis wording, all others a straight-spine wording; with
+    ``canonical`` always the first (shortest) wording of each. Scoliosis is the one zero-shot
+    class the phantoms draw, so the demo CLIP is fitted to these sentences; captions listing
+    every drawn finding were tried and a CLIP this small, trained from scratch for a few hundred
+    steps, learned none of them (its contrastive loss stayed at chance).
+    """
+    pool = SCOLIOSIS_PHRASES if "Scoliosis" in findings else STRAIGHT_SPINE
+    return str(pool[0] if canonical else rng.choice(pool))
 
 
 def train_clip(
@@ -329,6 +334,10 @@ def train_clip(
         "ViT-B-32", context_length=cfg["text_cfg"]["context_length"]
     )
     # The engine's CLIP preprocessing (clip_grey to 512, then clip_tensor to the model size).
+    # The engine scales CLIP input by 1/65535 whenever the maximum is above 255, so a 12-bit
+    # image arrives 16 times darker than a 16-bit one; the training phantoms alternate 12 and 16
+    # bits, so both kinds are seen. (Darkening them further as augmentation stopped the tower
+    # from learning at all in this budget.)
     x_all = torch.cat(
         [
             clip_tensor(torch.from_numpy(clip_grey(read_source(images_dir / n)))[None], size)
@@ -338,43 +347,53 @@ def train_clip(
     loss_fn = ClipLoss()
     # A fixed temperature: a learned one collapses to uniform logits before the towers separate.
     model.logit_scale.requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=s.clip_lr, weight_decay=0.05)
-    steps = s.clip_epochs * max(1, len(names) // s.clip_batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=s.clip_lr, total_steps=steps, pct_start=0.1
+    visual = [p for n, p in model.named_parameters() if n.startswith("visual.")]
+    text_params = [
+        p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"
+    ]
+    # The text tower is held at its random initialisation for the first 60 %: trained jointly
+    # from the start it maps every caption to the same vector (a constant text embedding is the
+    # loss's best answer while the image tower still sees nothing), after which the image tower
+    # gets no gradient. Random text embeddings of different captions are far apart, so the image
+    # tower first learns to point at them; the text tower then follows at a tenth of the rate.
+    opt = torch.optim.AdamW(
+        [
+            {"params": visual, "lr": s.clip_lr},
+            {"params": text_params, "lr": s.clip_lr * 0.1},
+        ],
+        weight_decay=0.0,
     )
-    # The engine scales CLIP input by 1/65535 whenever the maximum is above 255, so 12- to
-    # 15-bit images arrive 2-16 times darker than 16-bit ones: train with those gains.
-    from engine.preprocess import CLIP_MEAN, CLIP_STD
-
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    gains = torch.tensor([1.0, 0.5, 0.25, 1.0 / 16.0])
+    frozen_epochs = (s.clip_epochs * 3) // 5
+    for p in text_params:
+        p.requires_grad_(False)
     rng = np.random.default_rng([s.seed, 77])
     model.train()
-    step = 0
+    n_batches = max(1, len(names) // s.clip_batch)
     for epoch in range(s.clip_epochs):
+        if epoch == frozen_epochs:
+            for p in text_params:
+                p.requires_grad_(True)
         order = rng.permutation(len(names))
         total = 0.0
-        for b in range(len(names) // s.clip_batch):
+        for b in range(n_batches):
             idx = order[b * s.clip_batch : (b + 1) * s.clip_batch]
             x = x_all[idx]
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            k = gains[torch.from_numpy(rng.integers(0, len(gains), len(idx)))].view(-1, 1, 1, 1)
-            x = x * k + (k - 1.0) * mean / std  # = normalise(k * grey)
-            text = tokenizer([caption(findings[i], rng) for i in idx])
+            # First the canonical wordings (two far-apart targets for the image tower), then
+            # all wordings, so the text tower learns that they mean the same.
+            canonical = epoch < frozen_epochs
+            text = tokenizer([caption(findings[i], rng, canonical=canonical) for i in idx])
             img_f = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
             txt_f = torch.nn.functional.normalize(model.encode_text(text), dim=-1)
             loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
             total += float(loss.detach())
-            step += 1
         log(
-            f"  clip: epoch {epoch + 1}/{s.clip_epochs} contrastive loss {total / max(1, len(names) // s.clip_batch):.3f}"
+            f"  clip: epoch {epoch + 1}/{s.clip_epochs} contrastive loss {total / n_batches:.3f} "
+            f"(chance {np.log(s.clip_batch):.3f})"
         )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "open_clip_config.json").write_text(json.dumps(DEMO_CLIP_CONFIG, indent=2), "utf-8")
@@ -501,7 +520,7 @@ def build_demo_models(
     Parameters
     ----------
     out : output folder (see the module docstring for its layout).
-    settings : sizes, epochs and seed (defaults: 16 minutes measured on 2 shared CPU cores).
+    settings : sizes, epochs and seed (defaults: about 5 minutes on 2 shared CPU cores).
     force : rebuild even when a complete build is present (otherwise it is reused as is).
     log : receives one line per step.
 

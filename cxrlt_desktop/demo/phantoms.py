@@ -9,7 +9,7 @@ v = y / height) and drawn at a working resolution of at most ``WORK_SIZE`` rows,
 a 2,500-row image and a 160-row training image show the same phantom.
 
 The findings are deliberately large and high-contrast: they exist to show that the product works
-end to end (the demo models must learn them at 128-192 px), not to imitate real pathology.
+end to end (the demo models must learn them at 80 px), not to imitate real pathology.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def _sample_anatomy(spec: PhantomSpec) -> _Anatomy:
         r = _finding_rng(spec, "fracture")
         side = int(r.choice([-1, 1]))
         k0 = int(r.integers(2, 6))
-        for k in range(k0, k0 + int(r.integers(2, 4))):
+        for k in range(k0, k0 + int(r.integers(3, 5))):
             a.fractures[(side, k)] = r.uniform(0.55, 0.72)
     return a
 
@@ -365,12 +365,12 @@ def _draw(spec: PhantomSpec, c: _Canvas) -> np.ndarray:
         r = _finding_rng(spec, "Pneumothorax")
         s = int(r.choice([-1, 1]))
         dist = cv2.distanceTransform(lung_bin[s], cv2.DIST_L2, 5) / c.w
-        d = r.uniform(0.08, 0.12)
+        d = r.uniform(0.11, 0.15)
         lateral = (s * (c.u - xs(c.v)) > 0.14) | (c.v < a.apex_y + 0.09)
         upper = c.v < a.dome[s] - 0.08
         keep = lateral & upper & (lung_bin[s] > 0)
         ptx_region = c.soft(((dist < d) & keep).astype(np.uint8) * 255, 0.003)
-        line = (np.abs(dist - d) < 0.0035) & keep & (dist > 0.01)
+        line = (np.abs(dist - d) < 0.005) & keep & (dist > 0.01)
         ptx_line = c.soft(line.astype(np.uint8) * 255, 0.0015)
 
     # Vessels (lung markings) branching from the hila.
@@ -433,12 +433,13 @@ def _draw(spec: PhantomSpec, c: _Canvas) -> np.ndarray:
             pts = _rib_points(a, s, k)
             if (s, k) in a.fractures:
                 i = int(a.fractures[(s, k)] * len(pts))
-                c.line(ribs, pts[: i - 1], 0.013)
-                c.line(ribs, pts[i + 2 :] + np.array([0.0, 0.02]), 0.013)
+                # A clear break: a gap of several rib widths and a displaced lateral fragment.
+                c.line(ribs, pts[: i - 2], 0.013)
+                c.line(ribs, pts[i + 3 :] + np.array([0.0, 0.03]), 0.013)
                 # Callus: a fusiform thickening along the rib, unlike a round nodule.
                 d = pts[min(i + 1, len(pts) - 1)] - pts[max(i - 1, 0)]
                 ang = float(np.degrees(np.arctan2(d[1] * c.h, d[0] * c.w)))
-                c.ellipse(callus, tuple(pts[i] + np.array([0.0, 0.01])), (0.055, 0.02), ang)
+                c.ellipse(callus, tuple(pts[i] + np.array([0.0, 0.015])), (0.065, 0.024), ang)
             else:
                 c.line(ribs, pts, 0.013)
             end = pts[-1]
@@ -451,7 +452,7 @@ def _draw(spec: PhantomSpec, c: _Canvas) -> np.ndarray:
                 ),
                 0.01,
             )
-    att += 0.10 * c.soft(ribs, 0.002) + 0.035 * c.soft(front, 0.004) + 0.26 * c.soft(callus, 0.004)
+    att += 0.10 * c.soft(ribs, 0.002) + 0.035 * c.soft(front, 0.004) + 0.38 * c.soft(callus, 0.004)
     clav = c.mask()
     for s in (-1, 1):
         cy = a.clav_y
@@ -468,8 +469,8 @@ def _draw(spec: PhantomSpec, c: _Canvas) -> np.ndarray:
 
     # ---- findings --------------------------------------------------------------------------
     if "Pneumothorax" in f:
-        att -= 0.12 * ptx_region
-        att += 0.12 * ptx_line
+        att -= 0.18 * ptx_region
+        att += 0.18 * ptx_line
     if "pleural effusion" in f:
         r = _finding_rng(spec, "pleural effusion")
         sides = [-1, 1] if r.random() < 0.35 else [int(r.choice([-1, 1]))]
@@ -485,21 +486,21 @@ def _draw(spec: PhantomSpec, c: _Canvas) -> np.ndarray:
     if "Nodule" in f:
         r = _finding_rng(spec, "Nodule")
         nod = c.mask()
-        for _ in range(int(r.integers(1, 4))):
-            rad = r.uniform(0.03, 0.04)
-            cen = _point_in(lung_all, c, r, margin=rad * 1.3)
+        for _ in range(int(r.integers(2, 5))):
+            rad = r.uniform(0.045, 0.06)
+            cen = _point_in(lung_all, c, r, margin=rad * 1.1)
             c.ellipse(nod, cen, (rad, rad * ASPECT))
-        att += 0.25 * c.soft(nod, 0.005)
+        att += 0.40 * c.soft(nod, 0.004)
     if "Mass" in f:
         r = _finding_rng(spec, "Mass")
         mass = c.mask()
-        rad = r.uniform(0.065, 0.09)
+        rad = r.uniform(0.10, 0.13)
         cen = np.array(_point_in(lung_all, c, r, margin=rad * 0.6))
-        for _ in range(4):
-            off = r.normal(0, rad * 0.35, 2)
-            rr = rad * r.uniform(0.6, 0.9)
+        for _ in range(5):
+            off = r.normal(0, rad * 0.3, 2)
+            rr = rad * r.uniform(0.65, 0.95)
             c.ellipse(mass, tuple(cen + off), (rr, rr * ASPECT))
-        att += 0.30 * c.soft(mass, 0.006)
+        att += 0.45 * c.soft(mass, 0.005)
     if "atelectasis" in f:
         r = _finding_rng(spec, "atelectasis")
         band = c.mask()
@@ -507,12 +508,12 @@ def _draw(spec: PhantomSpec, c: _Canvas) -> np.ndarray:
             for _ in range(int(r.integers(2, 4))):
                 vy = a.dome[s] - r.uniform(0.05, 0.16)
                 ux = float(xs(vy)) + s * r.uniform(0.15, 0.26)
-                half = r.uniform(0.07, 0.11)
+                half = r.uniform(0.09, 0.13)
                 tilt = r.uniform(-0.03, 0.03)
                 c.line(
-                    band, [(ux - half, vy - tilt), (ux + half, vy + tilt)], r.uniform(0.02, 0.028)
+                    band, [(ux - half, vy - tilt), (ux + half, vy + tilt)], r.uniform(0.03, 0.04)
                 )
-        att += 0.24 * c.soft(band, 0.003) * (c.soft(lung_all, 0.01) > 0.3)
+        att += 0.36 * c.soft(band, 0.003) * (c.soft(lung_all, 0.01) > 0.3)
     if "central venous catheter" in f:
         r = _finding_rng(spec, "central venous catheter")
         tip = (float(xs(0.38)) - 0.035, 0.38 + r.uniform(-0.02, 0.03))

@@ -14,6 +14,8 @@ import pytest
 
 from cxrlt_desktop.demo.models import (
     DRAWN_TASK1,
+    SCOLIOSIS_PHRASES,
+    STRAIGHT_SPINE,
     DemoModelSettings,
     build_demo_models,
     caption,
@@ -62,7 +64,7 @@ def test_published_layouts_marked_demo(tiny_models):
         json.loads((clip / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"][
             "image_size"
         ]
-        == 96
+        == 64
     )
     assert json.loads((clip / "manifest.json").read_text())["demo"] is True
     assert is_demo_model(clip)
@@ -121,13 +123,26 @@ def test_demo_thresholds():
     assert t["Normal"] == pytest.approx(0.2)  # all scores tie: the threshold is that score
 
 
-def test_captions_name_the_findings():
+def test_captions_state_the_spine():
     rng = np.random.default_rng(0)
-    text = caption(frozenset({"Scoliosis", "Mass"}), rng)
-    assert text.startswith("chest x-ray showing") and " and " in text
-    assert "straight" not in text
-    normal = {caption(frozenset(), rng) for _ in range(50)}
-    assert all("showing" not in c for c in normal)
+    scol = {caption(frozenset({"Scoliosis", "Mass"}), rng) for _ in range(80)}
+    straight = {caption(frozenset({"Mass"}), rng) for _ in range(80)}
+    straight |= {caption(frozenset(), rng) for _ in range(80)}
+    assert scol == set(SCOLIOSIS_PHRASES)  # every wording is used
+    assert straight == set(STRAIGHT_SPINE)
+    assert not scol & straight
+    assert caption(frozenset({"Scoliosis"}), rng, canonical=True) == "scoliosis"
+    assert caption(frozenset({"Kyphosis"}), rng, canonical=True) == STRAIGHT_SPINE[0]
+
+
+def test_scoliosis_wordings_share_words_with_the_app_prompts():
+    """Zero-shot transfer needs the app's Scoliosis prompts to reuse the captions' words."""
+    from engine.zeroshot import load_prompts
+
+    prompt_words = set(" ".join(load_prompts()["Scoliosis"]).lower().replace(",", " ").split())
+    stop = {"the", "of", "to", "a", "is", "one", "side"}
+    for phrase in SCOLIOSIS_PHRASES:
+        assert (set(phrase.split()) - stop) & prompt_words, phrase
 
 
 @pytest.mark.slow
