@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check cxrlt_desktop engine training tests benchmarks installer
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q
 
 DEMO_DIR ?= demo
