@@ -192,9 +192,12 @@ class Settings:
 
     def engine_config(self, **overrides: Any):  # noqa: ANN201 - engine imported lazily
         """An ``engine.predictor.EngineConfig`` from these settings (``overrides`` win)."""
+        from cxrlt_desktop.paths import cache_dir
         from engine.predictor import EngineConfig
 
         kwargs: dict[str, Any] = {
+            # prompt embeddings and ONNX exports persist in the user data folder
+            "cache_dir": cache_dir(),
             "task1_checkpoints": list(self.task1_checkpoints),
             "task1_weights": self.task1_weights,
             "task1_arch": self.task1_arch,
