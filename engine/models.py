@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 NUM_TASK1_CLASSES = 30
 CSRA_LAMBDA = 0.1
@@ -69,14 +70,14 @@ class CSRAHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = x.shape
-        flat = x.flatten(2)  # [B, C, HW]
-        base = self.classifier(flat.mean(dim=2))
+        # per-position class scores w_c . x_p: [B, K, HW] (a 1x1 conv with the classifier's
+        # weights). w_c . mean_p(x_p) = mean_p(w_c . x_p) and w_c . sum_p a_{c,p} x_p =
+        # sum_p a_{c,p} (w_c . x_p), so both branches read this one map: exact in real
+        # arithmetic, and cheaper than pooling [B, K, C] features per class.
+        score = F.conv2d(x, self.classifier.weight[:, :, None, None]).flatten(2)
         att = self.conv_att(x).flatten(2).softmax(dim=-1)  # [B, K, HW]
-        # sum over positions of a_{c,p} x_p for every class at once: [B, K, C]
-        pooled = torch.bmm(att.to(flat.dtype), flat.transpose(1, 2))
-        att_logits = (pooled * self.classifier.weight.to(pooled.dtype)).sum(
-            -1
-        ) + self.classifier.bias
+        base = score.mean(dim=-1) + self.classifier.bias
+        att_logits = (att.to(score.dtype) * score).sum(dim=-1) + self.classifier.bias
         return base + self.lam * att_logits, att.view(b, -1, h, w)
 
 
@@ -93,8 +94,16 @@ class CSRAModel(nn.Module):
         self.bn = nn.BatchNorm2d(num_features)
         self.head = CSRAHead(num_features, num_classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image batch -> normalised feature map [B, C, h, w] (what an ONNX backend runs)."""
+        return self.bn(self.backbone(x))
+
+    def classify(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature map -> (logits [B, K], attention [B, K, h, w])."""
+        return self.head(f)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.head(self.bn(self.backbone(x)))
+        return self.classify(self.features(x))
 
 
 class MLPModel(nn.Module):
@@ -117,8 +126,16 @@ class MLPModel(nn.Module):
             nn.Linear(MLP_HIDDEN, num_classes),
         )
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image batch -> pooled, normalised features [B, C] (what an ONNX backend runs)."""
+        return self.backbone(x)
+
+    def classify(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pooled features -> (logits [B, K], None)."""
+        return self.classifier(f), None
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.classifier(self.backbone(x)), None
+        return self.classify(self.features(x))
 
 
 def build_model(

@@ -29,43 +29,72 @@ def available(kind: str = "onnxruntime") -> bool:
     )
 
 
-class OrtRunner:
-    """Calls an ONNX Runtime session like the torch model: x -> (logits, attention or None)."""
+class _Runner:
+    """Runs the exported backbone in a runtime and the model's head in PyTorch.
 
-    def __init__(self, session: Any, has_attention: bool, path: Path):
-        self.session = session
-        self.has_attention = has_attention
+    Called like the torch model: x -> (logits, attention or None). Only ``model.features`` goes
+    through the runtime; ``model.classify`` (a few small layers) stays in PyTorch fp32, so the
+    heads' numbers are PyTorch's own, and runtime fusions never reach them (OpenVINO 2026.4 fused
+    the exported CSRA head wrongly for batches above one: logits 0.26 off).
+    """
+
+    def __init__(self, model: Any, path: Path):
+        self.classify = model.classify
         self.path = path
+
+    def _features(self, arr):  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def __call__(self, x):
         import numpy as np
         import torch
 
         arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).contiguous().numpy())
-        outs = self.session.run(None, {"x": arr})
-        logits = torch.from_numpy(outs[0])
-        att = torch.from_numpy(outs[1]) if self.has_attention else None
-        return logits, att
+        feats = torch.from_numpy(np.asarray(self._features(arr)))
+        with torch.inference_mode():
+            return self.classify(feats)
+
+
+class OrtRunner(_Runner):
+    """ONNX Runtime session for the backbone."""
+
+    def __init__(self, session: Any, model: Any, path: Path):
+        super().__init__(model, path)
+        self.session = session
+
+    def _features(self, arr):
+        return self.session.run(None, {"x": arr})[0]
+
+
+class OpenVinoRunner(_Runner):
+    """OpenVINO compiled model for the backbone."""
+
+    def __init__(self, compiled: Any, model: Any, path: Path):
+        super().__init__(model, path)
+        self.compiled = compiled
+
+    def _features(self, arr):
+        import numpy as np
+
+        # a fresh infer request per call: thread-safe, and its output is not overwritten later
+        outs = self.compiled.create_infer_request().infer({0: arr})
+        return np.array(outs[self.compiled.output(0)])
 
 
 def export_onnx(model: Any, path: Path, image_size: int) -> None:
-    """Export a Task 1 model (eval mode) with a dynamic batch axis, atomically."""
+    """Export a Task 1 model's ``features`` (eval mode) with a dynamic batch axis, atomically."""
     import torch
     from torch import nn
 
-    head = getattr(model, "head_type", "mlp")
-
-    class _Wrapped(nn.Module):
+    class _Features(nn.Module):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, x):
-            logits, att = self.inner(x)
-            return (logits, att) if head == "csra" else logits
+            return self.inner.features(x)
 
-    outputs = ["logits", "attention"] if head == "csra" else ["logits"]
-    wrapped = _Wrapped(model).eval().to(memory_format=torch.contiguous_format)
+    wrapped = _Features(model).eval().to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(1, 3, image_size, image_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
@@ -78,8 +107,8 @@ def export_onnx(model: Any, path: Path, image_size: int) -> None:
                 (dummy,),
                 tmp,
                 input_names=["x"],
-                output_names=outputs,
-                dynamic_axes={name: {0: "n"} for name in ["x", *outputs]},
+                output_names=["features"],
+                dynamic_axes={"x": {0: "n"}, "features": {0: "n"}},
                 opset_version=17,
                 dynamo=False,
             )
@@ -89,30 +118,6 @@ def export_onnx(model: Any, path: Path, image_size: int) -> None:
             os.unlink(tmp)
 
 
-class OpenVinoRunner:
-    """Calls an OpenVINO compiled model like the torch model: x -> (logits, attention or None)."""
-
-    def __init__(self, compiled: Any, has_attention: bool, path: Path):
-        self.compiled = compiled
-        self.has_attention = has_attention
-        self.path = path
-
-    def __call__(self, x):
-        import numpy as np
-        import torch
-
-        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).contiguous().numpy())
-        # a fresh infer request per call: thread-safe, and its outputs are not overwritten later
-        outs = self.compiled.create_infer_request().infer({0: arr})
-        logits = torch.from_numpy(np.array(outs[self.compiled.output(0)]))
-        att = (
-            torch.from_numpy(np.array(outs[self.compiled.output(1)]))
-            if self.has_attention
-            else None
-        )
-        return logits, att
-
-
 def _onnx_file(model: Any, sha256: str, image_size: int, cache_dir: Path | None) -> Path:
     import torch
 
@@ -120,7 +125,9 @@ def _onnx_file(model: Any, sha256: str, image_size: int, cache_dir: Path | None)
         Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / "cxrlt-onnx"
     )
     tag = torch.__version__.split("+")[0]
-    path = folder / f"task1-{sha256[:32]}-{image_size}-torch{tag}.onnx"
+    # "features": the file holds the backbone only (the head runs in PyTorch); whole-model
+    # exports of earlier versions have another name and are never reused
+    path = folder / f"task1-{sha256[:32]}-{image_size}-torch{tag}-features.onnx"
     if not path.is_file():
         export_onnx(model, path, image_size)
     return path
@@ -134,9 +141,23 @@ def make_runner(
     threads: int,
     kind: str = "onnxruntime",
 ) -> OrtRunner | OpenVinoRunner:
-    """A runner for ``model`` (``kind`` "onnxruntime" or "openvino"), exporting it on first use."""
+    """A runner for ``model`` (``kind`` "onnxruntime" or "openvino"), exporting it on first use.
+
+    The model's backbone is released afterwards (the runtime holds its own copy of the weights);
+    its head stays and runs in PyTorch.
+    """
     path = _onnx_file(model, sha256, image_size, cache_dir)
-    has_att = getattr(model, "head_type", "mlp") == "csra"
+    try:
+        runner = _open(kind, model, path, threads)
+    except Exception:
+        # a damaged cache file (e.g. disk full during an earlier export): export again
+        export_onnx(model, path, image_size)
+        runner = _open(kind, model, path, threads)
+    model.backbone = None
+    return runner
+
+
+def _open(kind: str, model: Any, path: Path, threads: int) -> OrtRunner | OpenVinoRunner:
     if kind == "openvino":
         import openvino as ov
 
@@ -146,7 +167,7 @@ def make_runner(
             "CPU",
             {"INFERENCE_PRECISION_HINT": ov.Type.f32, "INFERENCE_NUM_THREADS": max(1, threads)},
         )
-        return OpenVinoRunner(compiled, has_att, path)
+        return OpenVinoRunner(compiled, model, path)
 
     import onnxruntime as ort
 
@@ -154,10 +175,5 @@ def make_runner(
     so.intra_op_num_threads = max(1, threads)
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception:
-        # a damaged cache file (e.g. disk full during an earlier export): export again
-        export_onnx(model, path, image_size)
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return OrtRunner(session, has_att, path)
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return OrtRunner(session, model, path)
