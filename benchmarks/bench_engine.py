@@ -7,14 +7,17 @@ From 2k x 2k 16-bit DICOM files on disk to probabilities, with the same random-w
   views one forward (no view stacking, no channels_last), fp16 autocast on GPU, fp32 on CPU;
   decoding in the same process before each batch;
 - ``paper``: ``engine.predictor.Predictor`` in paper mode (6 views stacked, channels_last,
-  decode threads ahead of the compute), default precision (bf16 on GPU, fp32 on CPU);
-- ``fast``: the predictor in fast mode (CSRA, identity view).
+  decode threads ahead of the compute), default precision (bf16 on GPU, fp32 on CPU) and, on
+  the CPU, each ``--cpu-backend`` asked for (auto = OpenVINO backbones + PyTorch heads);
+- ``fast``: the predictor in fast mode (CSRA, identity view);
+- with ``--clip``: paper mode plus a random-weight CLIP ViT-L-14 (WhyXrayCLIP's size), its
+  6 zero-shot columns checked against a one-image-at-a-time PyTorch fp32 loop.
 
 Each row reports images/s, s/image, the ratio to the reference, and max |p - p_fp32|, where
 p_fp32 is the same mode computed in fp32 by the plain reference loop (on the CPU the reference
 itself, since it runs in fp32). Run by hand, e.g.::
 
-    python benchmarks/bench_engine.py --images 4                    # CPU, ~10 min on 2 cores
+    python benchmarks/bench_engine.py --images 4 --cpu-backend auto,onnx,torch --clip  # CPU
     python benchmarks/bench_engine.py --images 512 --device cuda    # GPU
 
 Model files and DICOMs are generated in --workdir (kept between runs).
@@ -145,7 +148,23 @@ def run_predictor(paths, config):
     bad = [r for r in results if not r.ok]
     if bad:
         raise SystemExit(f"benchmark input failed: {bad[0].path}: {bad[0].reason}")
-    return np.stack([r.probs[:30] for r in results]), seconds, warm, pred.settings
+    return np.stack([r.probs for r in results]), seconds, warm, pred.settings
+
+
+def clip_reference(paths, folder: Path, cache: Path) -> np.ndarray:
+    """Zero-shot probabilities one image at a time, PyTorch fp32 (the oracle for the CLIP row)."""
+    import torch
+
+    from engine.imageio import read_source
+    from engine.preprocess import MODEL_SIZE, clip_grey, clip_tensor
+    from engine.zeroshot import load_prompts, load_zero_shot
+
+    zs = load_zero_shot(folder, prompts=load_prompts(None), cache_dir=cache)
+    out = []
+    for p in paths:
+        g = torch.from_numpy(clip_grey(read_source(p), MODEL_SIZE)[None])
+        out.append(zs.probs(clip_tensor(g, zs.image_size)))
+    return np.concatenate(out)
 
 
 def machine() -> str:
@@ -190,6 +209,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "cxrlt-bench"
+    )
+    ap.add_argument(
+        "--clip",
+        action="store_true",
+        help="add a row for paper mode with a random-weight CLIP ViT-L-14 (WhyXrayCLIP's size)",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args = ap.parse_args(argv)
@@ -269,6 +293,7 @@ def main(argv=None) -> int:
                 cache_dir=args.workdir / "cache",
             )
             p, sec, warm, settings[f"{mode}-{backend}"] = run_predictor(paths, cfg)
+            p = p[:, :30]
             oracle = ref_paper if mode == "paper" else ref_fast
             rows.append(
                 (
@@ -279,6 +304,31 @@ def main(argv=None) -> int:
                 )
             )
             print(f"{mode}: {sec:.2f} s for {n} images (warm-up {warm:.1f} s)", flush=True)
+
+    if args.clip:
+        from engine.random_models import write_random_clip
+
+        clip_dir = args.workdir / "models" / "clip-ViT-L-14"
+        if not (clip_dir / "open_clip_pytorch_model.bin").is_file():
+            write_random_clip(clip_dir, "ViT-L-14", seed=2)
+        cfg = EngineConfig(
+            task1_checkpoints=files,
+            task1_arch=args.arch,
+            clip_model=clip_dir,
+            mode="paper",
+            device=device.type,
+            precision=args.precision,
+            batch_size=bs,
+            compile=args.compile,
+            image_size=args.image_size,
+            cache_dir=args.workdir / "cache",
+        )
+        p, sec, warm, settings["paper-clip"] = run_predictor(paths, cfg)
+        ref_clip = clip_reference(paths, clip_dir, args.workdir / "cache")
+        err = max(np.abs(p[:, :30] - ref_paper).max(), np.abs(p[:, 30:] - ref_clip).max())
+        name = f"predictor paper + CLIP ViT-L-14 ({settings['paper-clip']['precision']}, {settings['paper-clip']['backend']})"
+        rows.append((name, sec, float(err), warm))
+        print(f"paper + CLIP: {sec:.2f} s for {n} images (warm-up {warm:.1f} s)", flush=True)
 
     ref_sec = rows[0][1]
     print()

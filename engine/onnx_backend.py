@@ -1,15 +1,17 @@
-"""Optional ONNX Runtime / OpenVINO backends for the Task 1 models on the CPU.
+"""OpenVINO / ONNX Runtime backends for the Task 1 backbones on the CPU, in fp32.
 
-On a 2-core CPU, ONNX Runtime runs ConvNeXtV2-Base at 512 about 1.5-2.5x faster than eager
-PyTorch at the same fp32 precision (outputs agree to ~1e-7), which is what makes paper mode
-usable without a GPU. It is used when ``onnxruntime`` is installed, the device is the CPU and the
-precision is fp32 (``EngineConfig.cpu_backend``). The model is exported once per checkpoint
-(legacy TorchScript exporter, dynamic batch) and cached as ``task1-<sha256>-<size>.onnx``.
+Only the backbone (``model.features``) is exported (legacy TorchScript exporter, opset 17,
+dynamic batch) and cached as ``task1-<sha256>-<size>-torch<version>-features.onnx``; the heads
+(``model.classify``: CSRA or MLP, a few small layers) run in PyTorch on the features. On the
+2-core development VM (convnextv2_base at 512, 6 views per forward) OpenVINO takes ~0.57 s per
+view and ONNX Runtime ~0.84 s, against ~1.6 s for eager PyTorch; all three agree to ~1e-6 in
+probability. OpenVINO is the default (``EngineConfig.cpu_backend="auto"``), ONNX Runtime the
+fallback when OpenVINO is missing or cannot compile the model.
 
-OpenVINO (``cpu_backend="openvino"``, opt-in) runs the same ONNX file another ~1.5-2x faster on
-AVX-512 CPUs, but its fp32 kernels differ from PyTorch's by up to ~4e-3 in probability (measured
-end to end on random-weight convnextv2_base, outside the 2e-3 bound), so it is never chosen
-automatically.
+Why the heads stay in PyTorch: OpenVINO 2026.4's CPU plugin fused the exported CSRA head
+(1x1 conv, reshape, softmax over positions, weighted sum) wrongly for batches above one, 0.26
+off in logits (batch 1 was right, and so was every backbone output); ONNX Runtime was right.
+Keeping the heads out of the runtimes keeps them PyTorch's own numbers.
 """
 
 from __future__ import annotations
@@ -143,8 +145,8 @@ def make_runner(
 ) -> OrtRunner | OpenVinoRunner:
     """A runner for ``model`` (``kind`` "onnxruntime" or "openvino"), exporting it on first use.
 
-    The model's backbone is released afterwards (the runtime holds its own copy of the weights);
-    its head stays and runs in PyTorch.
+    The runner keeps a reference to ``model`` for its head; the caller may then set
+    ``model.backbone = None`` to free the backbone (the runtime holds its own copy).
     """
     path = _onnx_file(model, sha256, image_size, cache_dir)
     try:
@@ -153,7 +155,6 @@ def make_runner(
         # a damaged cache file (e.g. disk full during an earlier export): export again
         export_onnx(model, path, image_size)
         runner = _open(kind, model, path, threads)
-    model.backbone = None
     return runner
 
 

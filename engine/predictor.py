@@ -43,8 +43,8 @@ class EngineConfig:
     and demo models may use less. ``cache_dir`` (added) is where prompt embeddings are cached
     (None: no cache). ``decode_workers`` (added): threads that decode and preprocess ahead.
     ``forward_chunk`` (added): most images per model forward (None: 6 x batch on GPU, 6 on CPU).
-    ``cpu_backend`` (added): "auto" (ONNX Runtime when installed, on CPU in fp32), "torch",
-    "onnx", or "openvino" (opt-in: fastest on CPU, up to ~4e-3 from the PyTorch numbers).
+    ``cpu_backend`` (added), used on the CPU in fp32: "auto" (OpenVINO, else ONNX Runtime, else
+    PyTorch), "openvino", "onnx" or "torch"; all give PyTorch's fp32 numbers to ~1e-6.
     """
 
     task1_checkpoints: list[Path] = field(default_factory=list)
@@ -203,8 +203,9 @@ class Predictor:
         self._raw_weights = raw
         self._weights = normalise_weights(raw) if loaded else np.zeros(0)
         self._task1 = loaded
-        # CPU + fp32: ONNX Runtime when installed (same numbers to ~1e-7, 1.5-2.5x faster);
-        # OpenVINO only when asked for (faster still, but up to ~4e-3 away from PyTorch's numbers).
+        # CPU + fp32: the backbones run in OpenVINO (fastest here) or ONNX Runtime, the heads in
+        # PyTorch (engine.onnx_backend); "auto" takes the first runtime that is installed and
+        # compiles the model, so a broken runtime costs speed, never the scores.
         backends = ("auto", "torch", "onnx", "openvino")
         if config.cpu_backend not in backends:
             raise EngineError(
@@ -212,25 +213,27 @@ class Predictor:
             )
         from engine import onnx_backend
 
-        kind = "openvino" if config.cpu_backend == "openvino" else "onnxruntime"
-        use_onnx = (
+        runtime_ok = (
             bool(loaded)
             and self.device.type == "cpu"
             and self.precision == "fp32"
             and not config.compile
-            and config.cpu_backend != "torch"
-            and onnx_backend.available(kind)
         )
-        if config.cpu_backend in ("onnx", "openvino") and loaded and not use_onnx:
+        wanted = {"auto": ["openvino", "onnxruntime"], "onnx": ["onnxruntime"]}.get(
+            config.cpu_backend, [config.cpu_backend] if config.cpu_backend != "torch" else []
+        )
+        kinds = [k for k in wanted if runtime_ok and onnx_backend.available(k)]
+        if config.cpu_backend in ("onnx", "openvino") and loaded and not kinds:
+            name = "onnxruntime" if config.cpu_backend == "onnx" else "openvino"
             raise EngineError(
-                f"cpu_backend {config.cpu_backend} needs {kind} and onnx installed, "
+                f"cpu_backend {config.cpu_backend} needs {name} and onnx installed, "
                 "the CPU device and fp32 precision"
             )
-        self.backend = kind if use_onnx else "torch"
+        self.backend = "torch"
         self._modules: list[Any] = []
-        for m in loaded:
-            if use_onnx:
-                self._modules.append(
+        for kind in kinds:
+            try:
+                self._modules = [
                     onnx_backend.make_runner(
                         m.model,
                         m.sha256,
@@ -239,14 +242,28 @@ class Predictor:
                         torch.get_num_threads(),
                         kind,
                     )
+                    for m in loaded
+                ]
+            except Exception as e:
+                if config.cpu_backend != "auto":
+                    raise EngineError(f"{kind} cannot run the Task 1 models: {_reason(e)}") from e
+                warnings.warn(
+                    f"{kind} cannot run the Task 1 models ({_reason(e)}); trying the next backend",
+                    stacklevel=2,
                 )
-                m.model = None  # the session holds its own copy of the weights
                 continue
-            mod = m.model.to(self.device).eval()
-            mod = mod.to(memory_format=torch.channels_last)
-            if config.compile:
-                mod = torch.compile(mod, dynamic=False)
-            self._modules.append(mod)
+            self.backend = kind
+            for m in loaded:
+                m.model.backbone = None  # the runtime holds its own copy; the runner keeps the head
+                m.model = None
+            break
+        if self.backend == "torch":
+            for m in loaded:
+                mod = m.model.to(self.device).eval()
+                mod = mod.to(memory_format=torch.channels_last)
+                if config.compile:
+                    mod = torch.compile(mod, dynamic=False)
+                self._modules.append(mod)
         self._att_index = next((i for i, m in enumerate(loaded) if m.head == "csra"), None)
 
         self._clip = None

@@ -2,7 +2,8 @@
 
 ``write_random_task1`` writes a Task 1 checkpoint exactly as the published weights or the
 authors' training code store it; ``write_tiny_clip`` writes an open_clip ``local-dir:`` folder
-with a tiny ViT and text tower. Nothing is downloaded.
+with a tiny ViT and text tower, ``write_random_clip`` one of a full-size architecture (for
+benchmarks). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -147,16 +148,28 @@ def write_tiny_clip(folder: Path | str, *, seed: int = 0) -> Path:
     pathlib.Path
         The folder.
     """
+    return _write_clip(Path(folder), TINY_CLIP_CONFIG, seed)
+
+
+def write_random_clip(folder: Path | str, arch: str = "ViT-L-14", *, seed: int = 0) -> Path:
+    """Write a random-weight open_clip model of a built-in architecture (WhyXrayCLIP: ViT-L-14)
+    as a ``local-dir:`` folder, for benchmarks at full size (ViT-L-14: ~1.7 GB on disk)."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ValueError(f"unknown open_clip architecture {arch!r}")
+    return _write_clip(Path(folder), {**TINY_CLIP_CONFIG, "model_cfg": cfg}, seed)
+
+
+def _write_clip(folder: Path, config: dict, seed: int) -> Path:
     import open_clip
     import torch
 
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    cfg = TINY_CLIP_CONFIG["model_cfg"]
-    model = open_clip.CLIP(
-        embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"]
-    )
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP_CONFIG, indent=2), "utf-8")
+    cfg = config["model_cfg"]
+    model = open_clip.CLIP(**cfg)
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2), "utf-8")
     torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
     return folder

@@ -81,3 +81,14 @@ def test_smoke_test_refuses_a_missing_executable(tmp_path, capsys):
     smoke = runpy.run_path(str(HOOKS.parent / "smoke_test.py"))
     assert smoke["main"]([str(tmp_path / "nope" / "cxrlt")]) == 2
     assert "no such executable" in capsys.readouterr().err
+
+
+def test_openvino_plugins_and_onnx_frontend():
+    h = _hook("openvino")
+    libs = {Path(src).name for src, _ in h["binaries"]}
+    # the CPU device plugin and the ONNX reader are loaded by file name at run time
+    assert "libopenvino_intel_cpu_plugin.so" in libs or "openvino_intel_cpu_plugin.dll" in libs
+    assert any("openvino_onnx_frontend" in n for n in libs)
+    assert all(Path(dest).as_posix().startswith("openvino") for _, dest in h["binaries"])
+    assert "openvino.frontend.onnx" in h["hiddenimports"]
+    assert not any(m.startswith("openvino.frontend.tensorflow") for m in h["hiddenimports"])
