@@ -67,6 +67,13 @@ def add_model_arguments(
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None)
     p.add_argument("--batch-size", type=int, default=None, metavar="N")
     p.add_argument(
+        "--cpu-backend",
+        choices=("auto", "openvino", "onnx", "torch"),
+        default=None,
+        help="runtime for the Task 1 backbones on the CPU in fp32 (default auto: OpenVINO, "
+        "else ONNX Runtime, else PyTorch; all give the same numbers to ~1e-6)",
+    )
+    p.add_argument(
         "--image-size", type=int, default=None, help=argparse.SUPPRESS
     )  # tests, demo models
     if settings:
@@ -144,6 +151,7 @@ def config_from_args(args: argparse.Namespace, settings: Any = None):  # noqa: A
         ("device", "device"),
         ("precision", "precision"),
         ("image_size", "image_size"),
+        ("cpu_backend", "cpu_backend"),
     ):
         value = getattr(args, opt, None)
         if value is not None:

@@ -38,6 +38,7 @@ def register(subparsers) -> None:
         device="auto",
         batch_size=8,
         image_size=512,
+        cpu_backend="auto",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         batch_size=args.batch_size,
         image_size=args.image_size,
+        cpu_backend=args.cpu_backend,
         cache_dir=cache_dir(),
     )
     try:

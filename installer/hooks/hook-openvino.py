@@ -5,8 +5,14 @@ the engine falls back to ONNX Runtime (engine.predictor), so scores never depend
 
 from PyInstaller.utils.hooks import collect_data_files, collect_dynamic_libs, collect_submodules
 
-_SKIP = ("openvino.tools", "openvino.frontend.tensorflow", "openvino.frontend.paddle",
-         "openvino.frontend.jax", "openvino.frontend.pytorch", "openvino.test_utils")
+_SKIP = (
+    "openvino.tools",
+    "openvino.frontend.tensorflow",
+    "openvino.frontend.paddle",
+    "openvino.frontend.jax",
+    "openvino.frontend.pytorch",
+    "openvino.test_utils",
+)
 
 hiddenimports = collect_submodules("openvino", filter=lambda name: not name.startswith(_SKIP))
 binaries = collect_dynamic_libs("openvino", search_patterns=["*.so*", "*.dll", "*.dylib"])

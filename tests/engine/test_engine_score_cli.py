@@ -165,3 +165,26 @@ def test_score_usage_and_model_errors(tmp_path, rg1_files, csra_file, capsys):
     assert code == 1
     _, erows = _read(tmp_path / "y.errors.csv")
     assert erows == [[str(tmp_path / "missing.dcm"), "no such file or folder"]]
+
+
+def test_score_cpu_backends_give_the_same_numbers(tmp_path, rg1_files, csra_file, mlp_file):
+    from engine import onnx_backend
+
+    got = {}
+    for backend in ("torch", "onnx", "openvino"):
+        if backend != "torch" and not onnx_backend.available(
+            "onnxruntime" if backend == "onnx" else backend
+        ):
+            continue
+        out = tmp_path / f"{backend}.csv"
+        args = ["score", str(rg1_files[0]), "--out", str(out), "--no-progress"]
+        args += ["--task1-checkpoint", str(csra_file), str(mlp_file), "--device", "cpu"]
+        args += ["--image-size", str(SIZE), "--cpu-backend", backend]
+        assert main(args) == 0
+        _, rows = _read(out)
+        got[backend] = np.array([float(v) for v in rows[0][1:31]])
+    assert len(got) >= 2
+    for backend, probs in got.items():
+        np.testing.assert_allclose(probs, got["torch"], atol=1e-5, err_msg=backend)
+    with pytest.raises(SystemExit):
+        main(["score", str(rg1_files[0]), "--out", str(tmp_path / "x.csv"), "--cpu-backend", "tpu"])
