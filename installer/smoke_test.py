@@ -7,7 +7,10 @@ Checks, each in a fresh process of the frozen executable (exit code 0 expected):
 2. ``cxrlt demo-data`` writes DICOM phantoms, JPEG 2000 included (pydicom + the pylibjpeg encoder
    found through its entry-point metadata);
 3. ``cxrlt inspect`` reads one back, when the build has that command (the decoders);
-4. ``cxrlt gui --self-test`` offscreen (the GUI issue's self-test; skipped with --no-gui).
+4. ``cxrlt score`` of the demo images with a random-weight convnextv2_atto checkpoint (written
+   by this Python's engine), once per CPU backend (OpenVINO, ONNX Runtime, PyTorch): each runs
+   in the frozen app and all give the same numbers (skipped when this Python has no torch);
+5. ``cxrlt gui --self-test`` offscreen (the GUI issue's self-test; skipped with --no-gui).
 Prints one line per check and exits 0 only when all ran and passed.
 """
 
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("inspect (JPEG 2000 decode)", rc == 0, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}")
             )
 
+        if files:
+            results += _score_checks(exe, env, files, Path(tmp), args.timeout)
+
         if not args.no_gui:
             rc, out, dt = _run(exe, ["gui", "--self-test"], env, args.timeout)
             results.append(("gui --self-test", rc == 0, f"rc={rc} {dt:.1f}s {out.strip()[-600:]}"))
@@ -96,6 +102,39 @@ def main(argv: list[str] | None = None) -> int:
     passed = all(ok for _, ok, _ in results)
     print("smoke test", "passed" if passed else "FAILED", f"({exe})")
     return 0 if passed else 1
+
+
+def _score_checks(
+    exe: Path, env: dict[str, str], files: list[Path], tmp: Path, timeout: float
+) -> list[tuple[str, bool, str]]:
+    """``cxrlt score`` with each CPU backend; the frozen runtimes must load and agree."""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from engine.random_models import write_random_task1
+    except ImportError as e:  # the smoke test may run from a Python without torch
+        return [("score (skipped: no torch here to write a checkpoint)", True, str(e))]
+    ckpt = write_random_task1(
+        tmp / "atto_csra.safetensors", head="csra", arch="convnextv2_atto", seed=0
+    )
+    results, probs = [], {}
+    for backend in ("openvino", "onnx", "torch"):
+        out = tmp / f"scores-{backend}.csv"
+        cmd = ["score", *map(str, files), "--out", str(out), "--task1-checkpoint", str(ckpt)]
+        cmd += ["--mode", "fast", "--device", "cpu", "--image-size", "64", "--no-progress"]
+        rc, text, dt = _run(exe, [*cmd, "--cpu-backend", backend], env, timeout)
+        rows = out.read_text(encoding="utf-8").splitlines()[1:] if out.is_file() else []
+        if rc == 0 and len(rows) == len(files):
+            probs[backend] = [float(v) for r in rows for v in r.split(",")[1:31]]
+        ok = backend in probs
+        results.append((f"score --cpu-backend {backend}", ok, f"rc={rc} {dt:.1f}s {text[-300:]}"))
+    if len(probs) == 3:
+        diff = max(
+            abs(a - b)
+            for other in ("openvino", "onnx")
+            for a, b in zip(probs[other], probs["torch"], strict=True)
+        )
+        results.append(("score backends agree (<= 1e-5)", diff <= 1e-5, f"max diff {diff:.2e}"))
+    return results
 
 
 if __name__ == "__main__":
