@@ -6,8 +6,8 @@ drive it and cancel it between batches. What it guarantees:
 - The queue is every usable, non-missing image without a prediction for the *model set* (the
   model files' sha256s, roles, architectures and ensemble weights plus the engine settings that
   change the numbers: mode, views, normal alpha, image size, prompts hash, calibration, engine
-  version; not the device or the precision, whose differences are numerical noise) for the
-  image's current file version.
+  version; not the device, the precision or the CPU backend, whose differences are numerical
+  noise) for the image's current file version.
 - One write transaction per batch holds the batch's predictions, its failures and the updated
   study summaries, so a crash or ``kill -9`` loses at most the batch in flight; the next start
   resumes the unfinished ``scoring_run`` of the same model set and scores only what is left.
@@ -55,7 +55,8 @@ from cxrlt_desktop.triage import refresh_studies, replace_hits, summarize, thres
 
 MAX_ATTEMPTS = 2
 # predictor.settings keys that do not change the numbers beyond noise: not part of the model set.
-_NON_OUTPUT_SETTINGS = ("device", "precision")
+# The CPU backend (OpenVINO, ONNX Runtime or PyTorch) is one of them: they agree to ~1e-6.
+_NON_OUTPUT_SETTINGS = ("device", "precision", "backend")
 
 
 @dataclass

@@ -193,6 +193,28 @@ def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
     assert _score(library, predictor)[0].total == 0  # the first set stays complete
 
 
+def test_another_cpu_backend_is_the_same_model_set(library, predictor, csra_ckpt):
+    """Switching runtime (an upgrade to OpenVINO, a fall-back to PyTorch) does not rescore."""
+    from engine.predictor import EngineConfig, Predictor
+
+    first = _score(library, predictor)[-1]
+    eager = Predictor(
+        EngineConfig(
+            task1_checkpoints=[csra_ckpt],
+            task1_arch="convnextv2_atto",
+            mode="fast",
+            image_size=64,
+            device="cpu",
+            batch_size=4,
+            cpu_backend="torch",
+        )
+    )
+    assert eager.settings["backend"] == "torch" != predictor.settings["backend"]
+    again = _score(library, eager)
+    assert again[0].total == 0 and again[0].model_set_id == first.model_set_id
+    assert again[0].already_scored == first.done
+
+
 def test_newest_complete_run_is_current(library, predictor, csra_ckpt):
     """Mid-run, images keep the complete model set's prediction; at completion they switch."""
     from engine.predictor import EngineConfig, Predictor
