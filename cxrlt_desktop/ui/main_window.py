@@ -1018,9 +1018,12 @@ class MainWindow(QMainWindow):
                 roles.append(f"{role} {getattr(m, 'arch', '')}".strip())
             ps = getattr(predictor, "settings", {}) or {}
             device = ps.get("device", getattr(predictor, "device", "?"))
+            runtime = {"openvino": " (OpenVINO)", "onnxruntime": " (ONNX Runtime)"}.get(
+                ps.get("backend"), ""
+            )
             text = (
                 f"Models: {', '.join(roles) or 'none'} | {device} "
-                f"{ps.get('precision', '')} | {ps.get('mode', s.mode)}"
+                f"{ps.get('precision', '')}{runtime} | {ps.get('mode', s.mode)}"
             )
         elif self.predictors.configured:
             n = len(s.task1_checkpoints)

@@ -105,6 +105,11 @@ def test_settings_accepted_apply_shortcuts_and_models(qtbot, make_window, ui_mod
     assert window.actions_by_id["reset_window"].shortcut().toString() == "Ctrl+0"
     assert window.predictors.configured and window.predictors.loaded() is dlg.loaded_predictor
     assert "CSRA convnextv2_atto" in window.model_status.text()
+    # the status says which CPU runtime runs the backbones
+    expected = {"openvino": "cpu fp32 (OpenVINO) |", "onnxruntime": "cpu fp32 (ONNX Runtime) |"}
+    assert expected.get(dlg.loaded_predictor.settings["backend"], "cpu fp32 |") in (
+        window.model_status.text()
+    )
     saved = Settings.load(tmp_path / "settings.toml")
     assert saved.shortcuts == {"reset_window": "Ctrl+0"}
 
