@@ -32,6 +32,12 @@ def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypat
     assert main(["score-library", "--db", db, *model_args(csra_ckpt)]) == 0
     _, err = capsys.readouterr()
     assert "images/s" in err and "finished: 4 scored, 0 failed" in err
+    # another CPU runtime computes the same model set: nothing to rescore
+    assert (
+        main(["score-library", "--db", db, *model_args(csra_ckpt), "--cpu-backend", "torch"]) == 0
+    )
+    _, err = capsys.readouterr()
+    assert "finished: 0 scored, 0 failed, 4 already scored" in err
 
     assert main(["worklist", "--db", db, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
