@@ -33,6 +33,21 @@ def _score(store, predictor, **kw):
     return list(score_library(store, predictor, **kw))
 
 
+def _tiny_predictor(csra_ckpt, **kw):
+    """A fast-mode CPU predictor over the random atto checkpoint at 64 px (``kw`` override)."""
+    from engine.predictor import EngineConfig, Predictor
+
+    base = dict(
+        task1_checkpoints=[csra_ckpt],
+        task1_arch="convnextv2_atto",
+        mode="fast",
+        image_size=64,
+        device="cpu",
+        batch_size=4,
+    )
+    return Predictor(EngineConfig(**{**base, **kw}))
+
+
 def _hand_rare(p):
     """Independent loop: max over rare classes of p / t, skipping NaN."""
     best = None
@@ -166,20 +181,9 @@ def test_failures_retried_once_then_left(store, tmp_path, write_study, predictor
 
 
 def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
-    from engine.predictor import EngineConfig, Predictor
 
     _score(library, predictor)
-    other = Predictor(
-        EngineConfig(
-            task1_checkpoints=[csra_ckpt],
-            task1_arch="convnextv2_atto",
-            mode="fast",
-            image_size=64,
-            device="cpu",
-            batch_size=4,
-            normal_alpha=1.0,
-        )
-    )
+    other = _tiny_predictor(csra_ckpt, normal_alpha=1.0)
     progs = _score(library, other)
     assert progs[0].total == 7 and progs[-1].finished
     with library.session() as s, s.begin():
@@ -195,20 +199,9 @@ def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
 
 def test_another_cpu_backend_is_the_same_model_set(library, predictor, csra_ckpt):
     """Switching runtime (an upgrade to OpenVINO, a fall-back to PyTorch) does not rescore."""
-    from engine.predictor import EngineConfig, Predictor
 
     first = _score(library, predictor)[-1]
-    eager = Predictor(
-        EngineConfig(
-            task1_checkpoints=[csra_ckpt],
-            task1_arch="convnextv2_atto",
-            mode="fast",
-            image_size=64,
-            device="cpu",
-            batch_size=4,
-            cpu_backend="torch",
-        )
-    )
+    eager = _tiny_predictor(csra_ckpt, cpu_backend="torch")
     assert eager.settings["backend"] == "torch" != predictor.settings["backend"]
     again = _score(library, eager)
     assert again[0].total == 0 and again[0].model_set_id == first.model_set_id
@@ -217,7 +210,6 @@ def test_another_cpu_backend_is_the_same_model_set(library, predictor, csra_ckpt
 
 def test_newest_complete_run_is_current(library, predictor, csra_ckpt):
     """Mid-run, images keep the complete model set's prediction; at completion they switch."""
-    from engine.predictor import EngineConfig, Predictor
 
     first = _score(library, predictor)[-1].model_set_id
 
@@ -233,17 +225,7 @@ def test_newest_complete_run_is_current(library, predictor, csra_ckpt):
 
     sets_before, scores_before, studies_before = showing()
     assert set(sets_before.values()) == {first} and len(sets_before) == 7
-    other = Predictor(
-        EngineConfig(
-            task1_checkpoints=[csra_ckpt],
-            task1_arch="convnextv2_atto",
-            mode="fast",
-            image_size=64,
-            device="cpu",
-            batch_size=2,
-            normal_alpha=1.0,
-        )
-    )
+    other = _tiny_predictor(csra_ckpt, normal_alpha=1.0, batch_size=2)
     stop = {"now": False}
     for prog in score_library(library, other, batch_size=2, should_stop=lambda: stop["now"]):
         stop["now"] = prog.done > 0
