@@ -278,7 +278,8 @@ def memory_child(mdir: Path, clip_name: str) -> dict:
     from cxrlt_desktop.store import open_store
     from cxrlt_desktop.ui.app import create_main_window, ensure_app
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-gui-mem-"))
+    tmp_dir = tempfile.TemporaryDirectory(prefix="bench-gui-mem-")
+    tmp = Path(tmp_dir.name)
     app = ensure_app()
     rss_start = rss_mib()
     store = open_store(f"sqlite:///{tmp / 'mem.db'}")
@@ -303,12 +304,15 @@ def memory_child(mdir: Path, clip_name: str) -> dict:
     rss_loaded = rss_mib()
     window.close()
     store.close()
+    models = [f"{m.role} {m.arch}" for m in pred.models]
+    del pred
+    tmp_dir.cleanup()
     return {
         "rss_qapplication_mib": rss_start,
         "rss_window_mib": rss_window,
         "rss_with_models_mib": rss_loaded,
         "models_load_s_incl_prompt_embeddings": load_s,
-        "models": [f"{m.role} {m.arch}" for m in pred.models],
+        "models": models,
     }
 
 

@@ -297,8 +297,11 @@ def main() -> int:
     ap.add_argument("--skip-scan", action="store_true")
     ap.add_argument("--skip-worklist", action="store_true")
     args = ap.parse_args()
-    os.environ.setdefault("CXRLT_DATA_DIR", tempfile.mkdtemp(prefix="cxrlt-bench-data-"))
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="cxrlt-bench-"))
+    # Everything this run writes goes under one temporary folder removed at the end, unless
+    # --workdir names a folder to keep.
+    scratch = tempfile.TemporaryDirectory(prefix="cxrlt-bench-")
+    os.environ.setdefault("CXRLT_DATA_DIR", str(Path(scratch.name) / "data"))
+    work = args.workdir or Path(scratch.name) / "work"
     work.mkdir(parents=True, exist_ok=True)
     import sqlite3
 
@@ -309,6 +312,7 @@ def main() -> int:
         bench_scan(work, args.files)
     if not args.skip_worklist:
         bench_worklist(work, args.images, args.studies)
+    scratch.cleanup()
     return 0
 
 

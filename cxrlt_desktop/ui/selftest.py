@@ -4,11 +4,14 @@ Steps: open a folder (a small built-in synthetic one when none is given), scan a
 the background with the configured models (or small random-weight ones, marked DEMO), select
 the top study, wait for its image, set one verdict and read it back from the store, toggle the
 overlay, save PNG screenshots, close cleanly. Exit status 0 only when every step worked.
+Its working folder (a temporary directory) is removed after a pass and kept, with its path
+printed, after a failure.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -208,6 +211,11 @@ def run_self_test(
             window.jobs.wait()
             app.processEvents()
         store.close()
+    if failures:
+        # Keep the working folder (database, models, studies) for whoever looks into the failure.
+        say(f"self-test working files kept for inspection: {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     say("self-test " + ("passed" if not failures else f"FAILED: {', '.join(failures)}"))
     return 0 if not failures else 1
 

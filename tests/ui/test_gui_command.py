@@ -23,9 +23,11 @@ def _env(tmp_path):
 @pytest.mark.slow
 def test_self_test_passes_and_writes_screenshots(tmp_path):
     shots = tmp_path / "shots"
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
     proc = subprocess.run(
         [sys.executable, "-m", "cxrlt_desktop", "gui", "--self-test", "--screenshots", str(shots)],
-        env=_env(tmp_path),
+        env={**_env(tmp_path), "TMPDIR": str(tmpdir)},
         capture_output=True,
         text=True,
         timeout=900,
@@ -46,6 +48,8 @@ def test_self_test_passes_and_writes_screenshots(tmp_path):
     assert pngs == ["main_window.png", "main_window_overlay.png"]
     for p in shots.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A passing self-test leaves no working folder behind (it used to leave ~57 MB per run).
+    assert not list(tmpdir.glob("cxrlt-selftest-*")), sorted(tmpdir.iterdir())
 
 
 def test_gui_refuses_a_missing_folder(tmp_path):
