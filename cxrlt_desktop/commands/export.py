@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cxrlt export: {e}", file=sys.stderr)
         return 2
     try:
-        store = open_store(args.db or settings.database)
+        store = open_store(args.db or settings.database, create=False)
     except StoreError as e:
         print(f"cxrlt export: {e}", file=sys.stderr)
         return 2

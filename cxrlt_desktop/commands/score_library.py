@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cxrlt score-library: error: {e}", file=sys.stderr)
         return 2
     try:
-        store = open_store(resolve_db(args, settings))
+        store = open_store(resolve_db(args, settings), create=False)
     except StoreError as e:
         print(f"cxrlt score-library: error: {e}", file=sys.stderr)
         return 2

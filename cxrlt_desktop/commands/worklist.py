@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.finding:
             resolve_finding(args.finding)
-        store = open_store(resolve_db(args, load_settings(args)))
+        store = open_store(resolve_db(args, load_settings(args)), create=False)
     except (SettingsError, StoreError, ValueError) as e:
         print(f"cxrlt worklist: error: {e}", file=sys.stderr)
         return 2

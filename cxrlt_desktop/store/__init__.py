@@ -19,7 +19,7 @@ from cxrlt_desktop.store.db import (
 __all__ = ["Store", "StoreError", "open_store", "default_url", "current_revision"]
 
 
-def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
+def open_store(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Store:
     """Open (creating when needed) the store at ``url`` and migrate it to the current schema.
 
     Parameters
@@ -29,6 +29,9 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
         well; an in-memory SQLite URL is refused (threads and processes must share the file).
     migrate
         Run the Alembic upgrade to head (default). Only tests of old revisions turn this off.
+    create
+        Create a SQLite file that does not exist yet (default). Commands that only read or
+        export a library pass False, so a mistyped path is an error, not a new empty library.
 
     Raises
     ------
@@ -36,7 +39,7 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
         The URL is not usable (the message names it and says why).
     """
     url = url or default_url()
-    store = Store(url, make_engine(url))
+    store = Store(url, make_engine(url, create=create))
     if migrate:
         try:
             upgrade(store)

@@ -44,14 +44,15 @@ def _is_locked(exc: BaseException) -> bool:
     return "database is locked" in text or "database table is locked" in text or "busy" in text
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, create: bool = True) -> Engine:
     """Create the SQLAlchemy engine for ``url`` with the store's connection settings.
 
     For SQLite: a file database only (an in-memory database is not shared between the threads
     and processes the app uses), WAL journal, foreign keys on, a 30 s busy timeout, and
     transactions begun with ``BEGIN`` (reads) or ``BEGIN IMMEDIATE`` (writes, see
     :meth:`Store.session`) so that two writers queue on the busy timeout instead of failing
-    when one upgrades a read snapshot to a write.
+    when one upgrades a read snapshot to a write. With ``create=False`` a SQLite file that does
+    not exist is an error instead of a new empty database.
     """
     try:
         parsed = make_url(url)
@@ -68,7 +69,13 @@ def make_engine(url: str) -> Engine:
             f"database URL {url!r} is an in-memory SQLite database; give a file, "
             "e.g. sqlite:////path/to/cxrlt.db"
         )
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    if not create and not database.startswith("file:") and not path.is_file():
+        raise StoreError(
+            f"the database {str(path)!r} does not exist (nothing has been scanned into it); "
+            "check --db, or create it with `cxrlt scan FOLDER`"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

@@ -8,6 +8,7 @@ import pytest
 from library_helpers import model_args
 
 from cxrlt_desktop.cli import main
+from cxrlt_desktop.store import open_store
 
 
 def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
@@ -112,10 +113,9 @@ def test_models_from_settings(tmp_path, write_study, csra_ckpt, capsys, monkeypa
 @pytest.mark.parametrize("status", ["unreviewed", "reviewed"])
 def test_status_option(tmp_path, status, capsys, monkeypatch):
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
-    assert (
-        main(["worklist", "--db", f"sqlite:///{tmp_path / 'e.db'}", "--status", status, "--json"])
-        == 0
-    )
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    open_store(db).close()  # an empty library
+    assert main(["worklist", "--db", db, "--status", status, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
 
 
@@ -128,7 +128,30 @@ def test_named_settings_file_must_exist(tmp_path, capsys, monkeypatch):
         assert main([*cmd, "--db", db, "--settings", str(missing)]) == 2
         err = capsys.readouterr().err
         assert f"{missing}: no such settings file (given with --settings)" in err, err
+    open_store(db).close()
     assert main(["worklist", "--db", db]) == 0  # the absent user file is still fine
+
+
+def test_reading_commands_refuse_a_missing_database(tmp_path, csra_ckpt, capsys, monkeypatch):
+    # A mistyped --db used to create a new empty library and list/score/export nothing, quietly.
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    missing = tmp_path / "typo" / "cxrlt.db"
+    db = f"sqlite:///{missing}"
+    for cmd in (
+        ["worklist", "--db", db],
+        ["score-library", "--db", db, *model_args(csra_ckpt)],
+        ["export", "--db", db, "--out", str(tmp_path / "out")],
+    ):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert f"the database '{missing}' does not exist" in err, (cmd, err)
+    assert not missing.exists() and not missing.parent.exists()
+    # scan creates it; then the same commands work
+    assert main(["scan", str(tmp_path / "empty"), "--db", db]) == 2  # no such folder
+    (tmp_path / "empty").mkdir()
+    assert main(["scan", str(tmp_path / "empty"), "--db", db]) == 0
+    assert missing.is_file()
+    assert main(["worklist", "--db", db]) == 0
 
 
 def test_worklist_show_phi_on_an_ascii_console(tmp_path, monkeypatch):
