@@ -106,8 +106,12 @@ def model_set_key(description: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _register(s: Session, predictor: Any) -> tuple[int, int, bool]:
-    """Model versions, model set and the run to use; returns (model_set_id, run_id, resumed)."""
+def _register(s: Session, predictor: Any, thresholds: np.ndarray) -> tuple[int, int | None]:
+    """Model versions, model set and the run to use; returns (model_set_id, run_id).
+
+    When nothing is pending for this model set and no earlier run of it is unfinished, no run
+    is recorded (run_id None): the images' current predictions are only brought up to date.
+    """
     desc = model_set_description(predictor)
     key = model_set_key(desc)
     ms = s.scalar(select(ModelSet).where(ModelSet.key == key))
@@ -123,6 +127,9 @@ def _register(s: Session, predictor: Any) -> tuple[int, int, bool]:
         .limit(1)
     )
     resumed = run is not None
+    if run is None and not _queue(s, ms.id, set()):
+        _make_current(s, ms.id, thresholds)
+        return ms.id, None
     if run is None:
         run = ScoringRun(model_set_id=ms.id, started_at=utcnow())
         s.add(run)
@@ -159,7 +166,7 @@ def _register(s: Session, predictor: Any) -> tuple[int, int, bool]:
             new={"run_id": run.id, "model_set": key, "settings": settings},
         )
     )
-    return ms.id, run.id, resumed
+    return ms.id, run.id
 
 
 def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[tuple[int, str, int, int]]:
@@ -362,10 +369,12 @@ def score_library(
     """
     t = threshold_vector(thresholds)
     bs = int(batch_size or getattr(getattr(predictor, "config", None), "batch_size", 8) or 8)
-    model_set_id, run_id, _ = store.write(lambda s: _register(s, predictor))
+    model_set_id, run_id = store.write(lambda s: _register(s, predictor, t))
     skip: set[int] = set()  # failed in this start: not retried until the next one
     with store.session() as s, s.begin():
-        queue = _queue(s, model_set_id, skip)
+        # No run: nothing was pending a moment ago; images a scan adds meanwhile wait for the
+        # next start.
+        queue = _queue(s, model_set_id, skip) if run_id is not None else []
         already = _count_scored(s, model_set_id)
     prog = ScoreProgress(
         total=len(queue), run_id=run_id, model_set_id=model_set_id, already_scored=already
@@ -424,9 +433,11 @@ def score_library(
         return
 
     def finish(s: Session) -> None:
+        _make_current(s, model_set_id, t)
+        if run_id is None:  # nothing was pending: no run was recorded
+            return
         run = s.get(ScoringRun, run_id)
         run.finished_at = utcnow()
-        _make_current(s, model_set_id, t)
         s.add(
             AuditEvent(
                 action="score_run_end",

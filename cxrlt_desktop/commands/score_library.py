@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if last is not None:
         print(
             f"score-library: finished: {last.done} scored, {last.failed} failed, "
-            f"{last.already_scored} already scored (run {last.run_id})",
+            f"{last.already_scored} already scored "
+            + (f"(run {last.run_id})" if last.run_id is not None else "(nothing to do: no run)"),
             file=sys.stderr,
         )
     return 0

@@ -194,7 +194,15 @@ def test_new_model_set_rescores_and_keeps_old(library, predictor, csra_ckpt):
             .distinct()
         ).all()
         assert sets == [(progs[-1].model_set_id,)]
-    assert _score(library, predictor)[0].total == 0  # the first set stays complete
+    again = _score(library, predictor)
+    assert again[0].total == 0 and again[-1].finished  # the first set stays complete
+    # ... and a start with nothing to score records no run (the GUI starts one after each scan)
+    assert again[-1].run_id is None
+    with library.session() as s, s.begin():
+        assert s.scalar(select(func.count(ScoringRun.id))) == 2
+        assert (
+            s.scalar(select(func.count(ScoringRun.id)).where(ScoringRun.finished_at.is_(None))) == 0
+        )
 
 
 def test_another_cpu_backend_is_the_same_model_set(library, predictor, csra_ckpt):
