@@ -18,6 +18,7 @@ Pillow for JPEG baseline/extended when GDCM fails. The GPLv3 pylibjpeg-libjpeg i
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from collections.abc import Iterable, Iterator
@@ -393,8 +394,13 @@ def _last_element_cut(ds: Any, pos: int, file_size: int) -> bool:
     return tell + length > file_size or tell + length < pos
 
 
+# pydicom's wrapper around the plugins' own errors.
+_ALL_PLUGINS = re.compile(r"^Unable to decode as exceptions were raised by all available plugins: ")
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.sub(r" at 0x[0-9a-fA-F]+>", ">", text)  # object reprs: no memory addresses
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -836,9 +842,18 @@ def _decode_dicom(path: Path, preamble: bool, meta: dict[str, Any]) -> tuple[Any
             arr, _ = decoder.as_array(ds, index=0, decoding_plugin=plugin)
             break
         except Exception as exc:  # noqa: BLE001 - try the next plugin, report all if none works
-            errors.append(f"{plugin or 'all plugins'}: {_one_line(exc)}")
+            text = _ALL_PLUGINS.sub("", _one_line(exc))
+            if plugin and text.startswith(f"{plugin}: "):
+                text = text[len(plugin) + 2 :]
+            errors.append(f"{plugin or 'all plugins'}: {text}")
     else:
-        raise ImageReadError(path, f"cannot decode {ts.name} pixel data: {errors[-1]}")
+        # The preferred decoder's complaint is the telling one; pydicom's "all plugins" text
+        # repeats it beside the failures of decoders that were never meant for this data.
+        raise ImageReadError(
+            path,
+            f"cannot decode {ts.name} pixel data (damaged or unsupported compressed data): "
+            + errors[0],
+        )
     return ds, arr
 
 
