@@ -63,6 +63,7 @@ class ScanProgress:
     unusable: int = 0  # new or changed files recorded as unusable
     duplicates: int = 0
     moved: int = 0  # images whose file reappeared at another path
+    replaced: int = 0  # paths now holding another image (other SOPInstanceUID): old one kept
     missing: int = 0  # files marked missing (at the end)
     returned: int = 0  # missing files found again
     elapsed: float = 0.0
@@ -288,6 +289,12 @@ def _write_batch(
     updates: list[dict] = []
     dup_rows: list[dict] = []
     stale: list[int] = []  # images whose content changed: drop derived hits
+    replaced: list[dict] = []  # images whose path now holds another image (see below)
+    replaced_ids = {
+        known[r.path][0]
+        for r in recs
+        if r.usable and r.path in known and known[r.path][6] not in (None, r.sop_uid)
+    }
     old_series: set[int] = set()
     pending_sops: dict[str, str] = {}  # sop -> path inserted in this batch
     # sop -> (image id, path) that an existing row takes in this batch (a changed or moved file):
@@ -321,8 +328,19 @@ def _write_batch(
         if r.path in dups:  # a former duplicate changed: forget it, treat as a new file
             s.execute(DuplicateFile.__table__.delete().where(DuplicateFile.path == r.path))
         holder = holders.get(r.sop_uid) if r.usable else None
+        if old is not None and r.usable and old[6] is not None and old[6] != r.sop_uid:
+            # Another image now lives at this path (a reused file name): it is a new image. The
+            # old one keeps its predictions, verdicts and notes, and its study, as a missing
+            # image under a marked path, so no verdict moves to another patient's image.
+            replaced.append(
+                {"id": old[0], "path": f"{r.path} (replaced image {old[0]})", "missing": True}
+            )
+            if old[5] is not None:
+                old_series.add(old[5])
+            prog.replaced += 1
+            old = None
         if old is not None:
-            iid, _size, _mtime, version, _missing, old_series_id = old
+            iid, _size, _mtime, version, _missing, old_series_id, _sop = old
             if r.usable and (holder is None or holder[0] == iid):
                 other = claimed.get(r.sop_uid) or (
                     (-1, pending_sops[r.sop_uid]) if r.sop_uid in pending_sops else None
@@ -372,8 +390,9 @@ def _write_batch(
             continue
         if holder is not None:
             iid, hpath, hmissing = holder
-            if not os.path.exists(hpath):
-                # The file moved: the image follows it (predictions and reviews stay valid).
+            if not os.path.exists(hpath) or iid in replaced_ids:
+                # The file moved (its old path is gone or now holds another image): the image
+                # follows it (predictions and reviews stay valid).
                 cols.update(id=iid)
                 updates.append(cols)
                 moved_ids.add(iid)
@@ -396,6 +415,8 @@ def _write_batch(
         new_rows.append(cols)
         prog.new += 1
 
+    if replaced:  # first: frees the paths the new rows take
+        s.execute(update(Image), replaced)
     if updates:
         s.execute(update(Image), updates)
     if stale:
@@ -471,8 +492,8 @@ def scan(
 
     def load_known(s: Session) -> tuple[dict[str, tuple], dict[str, tuple]]:
         known = {
-            p: (iid, size, mtime, version, missing, series_id)
-            for iid, p, size, mtime, version, missing, series_id in s.execute(
+            p: (iid, size, mtime, version, missing, series_id, sop)
+            for iid, p, size, mtime, version, missing, series_id, sop in s.execute(
                 select(
                     Image.id,
                     Image.path,
@@ -481,6 +502,7 @@ def scan(
                     Image.version,
                     Image.missing,
                     Image.series_id,
+                    Image.sop_uid,
                 )
             )
             if _under(p, roots)

@@ -256,3 +256,67 @@ def test_overlapping_roots_read_each_file_once(store, tmp_path, write_study):
     assert sorted(_images(store)) == ["other/im000.dcm", "sub/im000.dcm", "sub/im001.dcm"]
     again = _run(store, roots)[-1]
     assert (again.seen, again.unchanged, again.new, again.missing) == (3, 3, 0, 0)
+
+
+def _sop_patient(store, image_id):
+    with store.session() as s, s.begin():
+        img = s.get(Image, image_id)
+        study = s.get(Study, s.get(Series, img.series_id).study_id)
+        return img.sop_uid, s.get(Patient, study.patient_id).patient_id
+
+
+def _verdicts(store, image_id):
+    with store.session() as s, s.begin():
+        rows = s.scalars(select(Review).where(Review.image_id == image_id)).all()
+        return {r.finding: r.verdict for r in rows}
+
+
+def test_reused_path_holding_another_image_is_a_new_image(store, tmp_path, write_study):
+    # A PACS export folder reuses IM names: patient A's file is overwritten with patient B's
+    # image. A's verdict must stay with A's image, never become B's.
+    paths = write_study(tmp_path / "x", 2, patient_id="PAT-A")
+    other = write_study(tmp_path / "elsewhere", 1, patient_id="PAT-B")[0]
+    _run(store, [tmp_path / "x"])
+    a = _images(store)["x/im000.dcm"]
+    set_verdict(store, a.id, "Pneumothorax", "present", reviewer="dr")
+    shutil.copyfile(other, paths[0])
+    os.utime(paths[0], (a.mtime + 10, a.mtime + 10))
+    last = _run(store, [tmp_path / "x"])[-1]
+    assert last.replaced == 1 and last.new == 1 and last.updated == 0 and last.duplicates == 0
+    b = _images(store)["x/im000.dcm"]
+    assert b.id != a.id and b.usable and not b.missing
+    assert _sop_patient(store, b.id)[1] == "PAT-B" and _verdicts(store, b.id) == {}
+    # A's image: same id, same SOP UID and patient, its verdict, missing under a marked path
+    assert _sop_patient(store, a.id) == (a.sop_uid, "PAT-A")
+    assert _verdicts(store, a.id) == {"Pneumothorax": "present"}
+    with store.session() as s, s.begin():
+        old = s.get(Image, a.id)
+        assert old.missing and old.path == f"{paths[0]} (replaced image {a.id})"
+    # a second rescan changes nothing
+    again = _run(store, [tmp_path / "x"])[-1]
+    assert again.read == 0 and again.replaced == 0 and again.missing == 0
+
+
+def test_swapped_file_names_keep_each_image_its_verdicts(store, tmp_path, write_study):
+    paths = write_study(tmp_path / "w", 2)
+    _run(store, [tmp_path / "w"])
+    imgs = _images(store)
+    first, second = imgs["w/im000.dcm"], imgs["w/im001.dcm"]
+    set_verdict(store, first.id, "Mass", "present", reviewer="dr")
+    set_verdict(store, second.id, "Mass", "absent", reviewer="dr")
+    tmp = tmp_path / "swap.dcm"
+    os.rename(paths[0], tmp)
+    os.rename(paths[1], paths[0])
+    os.rename(tmp, paths[1])
+    for p in paths:
+        st = os.stat(p)
+        os.utime(p, (st.st_mtime + 10, st.st_mtime + 10))
+    last = _run(store, [tmp_path / "w"])[-1]
+    assert last.duplicates == 0 and last.unusable == 0
+    imgs = _images(store)
+    # each image followed its content to the other name, verdicts included
+    assert imgs["w/im001.dcm"].id == first.id and imgs["w/im000.dcm"].id == second.id
+    assert imgs["w/im001.dcm"].sop_uid == first.sop_uid
+    assert _verdicts(store, first.id) == {"Mass": "present"}
+    assert _verdicts(store, second.id) == {"Mass": "absent"}
+    assert not any(i.missing for i in imgs.values() if i.path.endswith(".dcm"))
