@@ -376,6 +376,16 @@ class _ImageRec:
     meta: dict[str, Any]
     current_prediction_id: int | None
     verdicts: dict[str, _Verdict]
+    size: int = -1  # the file as the last scan saw it
+    mtime: float = 0.0
+
+
+def _same_file_as_scanned(rec: _ImageRec) -> None:
+    """Refuse a file that changed since the last scan: it may hold another image now, and
+    the verdicts were made on the scanned one."""
+    st = os.stat(rec.path)
+    if rec.size >= 0 and (st.st_size != rec.size or st.st_mtime != rec.mtime):
+        raise ValueError("the file changed since the last scan: rescan its folder, then export")
 
 
 def _chunks(seq: list[int], n: int = 500) -> Iterable[list[int]]:
@@ -452,6 +462,8 @@ def _read_store(
                         meta=meta,
                         current_prediction_id=im.current_prediction_id,
                         verdicts=by_image[im.id],
+                        size=im.size,
+                        mtime=im.mtime,
                     )
                 )
         pred_ids = sorted(
@@ -697,12 +709,17 @@ def iter_export(
             for k, e in enumerate(exported):
                 check_stop()
                 try:
+                    _same_file_as_scanned(e.rec)
                     arr, scaled = source_to_png_array(read_source(e.rec.path))
                     png = encode_png(arr)
                 except (ImageReadError, ValueError, OSError) as exc:
                     reason = getattr(exc, "reason", None) or str(exc)
                     result.problems.append(f"{e.rec.path}: not copied: {reason}")
-                    shown = reason if include_phi else scrub_text(reason, e.identifiers)
+                    # De-identified, the README gets the kind of problem only: the details can
+                    # quote the file's own bytes.
+                    shown = (
+                        reason if include_phi else scrub_text(reason.split(": ")[0], e.identifiers)
+                    )
                     readme_problems.append(f"{e.image_id}: image not copied: {shown}")
                 else:
                     write(img_dir / f"{e.image_id}.png", png)
