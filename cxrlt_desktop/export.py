@@ -36,6 +36,7 @@ drives it with an optional callback.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -535,19 +536,20 @@ def _identifiers(rec: _ImageRec) -> list[str]:
         if isinstance(v, str):
             raw.append(v)
     for da in (rec.study_date, rec.birth_date):
-        # Dates as people write them: 2023-04-17, 17/04/2023, 04/17/2023, 17.04.2023.
-        if da and re.fullmatch(r"\d{8}", da.strip()):
-            y, m, d = da[:4], da[4:6], da[6:8]
-            raw += [f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}"]
+        if da:
+            out.update(_date_forms(da.strip()))
     for v in raw:
         if not v:
             continue
         v = str(v).strip()
         if len(v) >= 2:
             out.add(v)
-        # Person names: "Family^Given^Middle" -> each part and the "Given Family" order.
-        parts = [p for p in re.split(r"[\^\s]+", v) if len(p) >= 2]
-        if "^" in v or " " in v:
+        if not ("^" in v or " " in v or "=" in v):
+            continue
+        # Person names: "Family^Given^Middle", with "=" between the alphabetic, ideographic
+        # and phonetic groups -> each part, and per group the "Given Family" order too.
+        for group in v.split("="):
+            parts = [p for p in re.split(r"[\^\s]+", group) if len(p) >= 2]
             out.update(parts)
             if len(parts) >= 2:
                 out.add(" ".join(parts))
@@ -555,20 +557,69 @@ def _identifiers(rec: _ImageRec) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+
+
+def _date_forms(da: str) -> set[str]:
+    """A DICOM date (YYYYMMDD) as people write it: 2023-04-17, 17/04/2023, 4/17/23,
+    2023/04/17, 17.4.2023, 17 Apr 2023, April 17, 2023, 17-Apr-23 ..."""
+    if not re.fullmatch(r"\d{8}", da):
+        return set()
+    y4, mm, dd = da[:4], da[4:6], da[6:8]
+    if not (1 <= int(mm) <= 12 and 1 <= int(dd) <= 31):
+        return set()
+    out: set[str] = set()
+    for y in (y4, y4[2:]):
+        for m in {mm, str(int(mm))}:
+            for d in {dd, str(int(dd))}:
+                for sep in "-/.":
+                    out |= {f"{d}{sep}{m}{sep}{y}", f"{m}{sep}{d}{sep}{y}"}
+                    if y == y4:
+                        out.add(f"{y}{sep}{m}{sep}{d}")
+        for name in {_MONTHS[int(mm) - 1], _MONTHS[int(mm) - 1][:3]}:
+            for d in {dd, str(int(dd))}:
+                out |= {
+                    f"{d} {name} {y}",
+                    f"{d}-{name}-{y}",
+                    f"{name} {d} {y}",
+                    f"{name} {d}, {y}",
+                    f"{d}. {name} {y}",
+                }
+    return out
+
+
+def _word(ident: str) -> str:
+    """A regex for ``ident`` as a whole word; ``_`` separates words (file and folder names).
+    Ideographic and kana name parts are matched anywhere (those scripts have no spaces)."""
+    body = re.escape(ident)
+    if any(ord(c) > 0x2E7F and c.isalpha() for c in ident):
+        return body
+    return rf"(?<![^\W_]){body}(?![^\W_])"
+
+
+@functools.lru_cache(maxsize=64)
+def _scrubber(identifiers: tuple[str, ...]) -> re.Pattern[str] | None:
+    # Longest first, so "Lee Ann" goes before "Lee".
+    idents = sorted(set(identifiers), key=len, reverse=True)
+    if not idents:
+        return None
+    return re.compile("|".join(_word(i) for i in idents), flags=re.IGNORECASE)
+
+
 def scrub_text(text: str | None, identifiers: Iterable[str]) -> str:
     """``text`` with each identifier (case-insensitive) replaced by ``[removed]``.
 
     Free text cannot be de-identified in general; this removes what the store knows about the
-    patient (name parts, IDs, accession, institution, UIDs, dates, the file's path and name),
-    matched as whole words.
+    patient (name parts, IDs, accession, institution, UIDs, dates in the usual written forms,
+    the file's path and name), matched as whole words ("_" counts as a separator, so
+    "Smith_John" is caught; a short name part like "Lee" does not eat into "fleet").
     """
     if not text:
         return ""
-    out = text
-    for ident in identifiers:
-        # Whole words only, so a short name part ("Lee") does not eat into "fleet".
-        out = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", REMOVED, out, flags=re.IGNORECASE)
-    return out
+    pattern = _scrubber(tuple(identifiers))
+    return text if pattern is None else pattern.sub(REMOVED, text)
 
 
 # ----------------------------------------------------------------------------------------------

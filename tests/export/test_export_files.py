@@ -217,6 +217,58 @@ def test_scrub_text_removes_known_identifiers_as_words():
     )
     assert scrub_text("see /data/Lee_Ann/scan1.dcm", ids) == "see [removed]"
     assert scrub_text(None, ids) == ""
+    # "_" separates words (folder and file names people paste), dates in the usual forms
+    assert scrub_text("prior in Lee_Ann folder; pt ANN_LEE; mrn123_old", ids) == (
+        "prior in [removed]_[removed] folder; pt [removed]_[removed]; [removed]_old"
+    )
+    for born in (
+        "31/12/1950",
+        "12/31/50",
+        "1950/12/31",
+        "31.12.1950",
+        "31 Dec 1950",
+        "December 31, 1950",
+        "31-dec-50",
+        "Apr 17 2023",
+        "4/17/2023",
+    ):
+        assert scrub_text(f"DOB {born};", ids) == "DOB [removed];", born
+    assert scrub_text("size 1.2.1950 cm, 12/31 slice", ids) == "size 1.2.1950 cm, 12/31 slice"
+
+
+def test_scrub_text_name_groups_and_ideographic_parts():
+    from dataclasses import replace
+
+    from cxrlt_desktop.export import _identifiers, _ImageRec, scrub_text
+
+    rec = _ImageRec(
+        id=1,
+        path="/d/x.dcm",
+        sop_uid=None,
+        sop_class_uid=None,
+        is_dicom=True,
+        image_key="k",
+        patient_key="k",
+        patient_id=None,
+        patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう",
+        birth_date=None,
+        sex=None,
+        study_uid=None,
+        series_uid=None,
+        study_date=None,
+        study_time=None,
+        accession=None,
+        institution=None,
+        modality=None,
+        meta={},
+        current_prediction_id=None,
+        verdicts={},
+    )
+    ids = _identifiers(rec)
+    assert scrub_text("Tarou Yamada, 山田太郎さん, やまだ たろう; yamadas", ids) == (
+        "[removed], [removed][removed]さん, [removed]; yamadas"
+    )
+    assert scrub_text("x", _identifiers(replace(rec, patient_name=None))) == "x"
 
 
 def test_is_demo_model(tmp_path):
