@@ -13,6 +13,7 @@ Only studies with at least one usable, present image are listed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -143,6 +144,7 @@ def query_worklist(
     finding: str | None = None,
     text: str | None = None,
     show_phi: bool = False,
+    study_uids: Iterable[str] | None = None,
 ) -> list[WorklistRow]:
     """One page of the worklist.
 
@@ -160,6 +162,8 @@ def query_worklist(
         PatientID, name or accession number).
     show_phi
         Show PatientIDs and names instead of pseudonyms.
+    study_uids
+        Only these studies (the GUI keeps the open study's row when it leaves the filter).
 
     Raises
     ------
@@ -187,6 +191,8 @@ def query_worklist(
         stmt = _filtered(
             stmt, status=status, finding=finding, text=text, show_phi=show_phi, dense=dense
         )
+        if study_uids is not None:
+            stmt = stmt.where(Study.study_uid.in_(list(study_uids)))
         stmt = stmt.order_by(Study.priority.desc(), Study.study_date.desc(), Study.id.desc())
         rows = s.execute(stmt.limit(limit).offset(offset)).all()
     return [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -270,6 +270,9 @@ class FindingsPanel(QWidget):
         The reader asked for (finding, verdict) with a button or key.
     noteEdited(str)
         The image note was edited and confirmed (Enter or focus out).
+    noteDone()
+        Enter or Escape in the note: the keyboard goes back to reading (Escape also undoes the
+        unsaved edit).
     agreeAllRequested()
         "Agree with all" was pressed.
     """
@@ -277,6 +280,7 @@ class FindingsPanel(QWidget):
     findingSelected = Signal(str)
     verdictRequested = Signal(str, str)
     noteEdited = Signal(str)
+    noteDone = Signal()
     agreeAllRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -327,6 +331,9 @@ class FindingsPanel(QWidget):
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("Note for this image (Enter to save)")
         self.note_edit.editingFinished.connect(self._on_note_editing_finished)
+        # After editingFinished has saved the note (queued), not before.
+        self.note_edit.returnPressed.connect(lambda: QTimer.singleShot(0, self.noteDone.emit))
+        self.note_edit.installEventFilter(self)
         self.agree_button = QPushButton("Agree with all")
         self.agree_button.setToolTip(
             "Mark every finding as the AI called it: present at or above threshold, absent below"
@@ -384,6 +391,26 @@ class FindingsPanel(QWidget):
 
     def note(self) -> str:
         return self.note_edit.text()
+
+    def pending_note(self) -> str | None:
+        """The note's text when it differs from the last saved one (typed, not confirmed)."""
+        text = self.note_edit.text()
+        return text if text != self._last_note else None
+
+    def note_not_saved(self, stored: str) -> None:
+        """The store refused the note: ``stored`` is what it holds, so the edit stays pending."""
+        self._last_note = stored or ""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if (
+            obj is self.note_edit
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() == Qt.Key.Key_Escape
+        ):
+            self.note_edit.setText(self._last_note)  # undo the unsaved edit
+            self.noteDone.emit()
+            return True
+        return super().eventFilter(obj, event)
 
     def current_finding(self) -> str | None:
         return self._current

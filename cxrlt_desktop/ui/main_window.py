@@ -20,6 +20,7 @@ from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -127,6 +128,8 @@ class MainWindow(QMainWindow):
         self._study_uid: str | None = None
         self._images: list[ImageEntry] = []
         self._image_index = -1
+        self._note_image_id: int | None = None  # the image the note field belongs to
+        self._focus_before_note = None
         self._decode_token = 0
         self._image_cache: OrderedDict[int, Any] = OrderedDict()
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrlt-decode")
@@ -305,6 +308,7 @@ class MainWindow(QMainWindow):
         self.findings.findingSelected.connect(self._on_finding_selected)
         self.findings.verdictRequested.connect(self._on_verdict_requested)
         self.findings.noteEdited.connect(self._on_note_edited)
+        self.findings.noteDone.connect(self._on_note_done)
         self.findings.agreeAllRequested.connect(self._on_agree_all_requested)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -393,7 +397,7 @@ class MainWindow(QMainWindow):
             "preset_lung": lambda: self._apply_named_preset("Lung"),
             "preset_mediastinum": lambda: self._apply_named_preset("Mediastinum"),
             "preset_bone": lambda: self._apply_named_preset("Bone"),
-            "note": lambda: self.findings.note_edit.setFocus(),
+            "note": self._focus_note,
         }
         for a in ACTIONS:
             act = QAction(a.text, self)
@@ -701,6 +705,9 @@ class MainWindow(QMainWindow):
         if self._images:
             self.show_image(0)
         else:
+            self._commit_pending_note()
+            self._note_image_id = None
+            self.findings.set_note("")
             self.viewer.clear()
             self.findings.set_results(None)
             self.findings.set_title("This study has no usable image")
@@ -725,6 +732,11 @@ class MainWindow(QMainWindow):
             self._prefetch(self._images[index + 1])
 
     def _show_findings(self, entry: ImageEntry) -> None:
+        same_image = entry.image_id == self._note_image_id
+        if not same_image:
+            # A note typed but not confirmed (PgDown while typing) belongs to the image it was
+            # typed for: save it there before the field shows another image's note.
+            self._commit_pending_note()
         title = Path(entry.path).name
         extra = [
             x
@@ -749,7 +761,9 @@ class MainWindow(QMainWindow):
             )
         verdicts, note = image_reviews(self.store, entry.image_id)
         self.findings.set_verdicts(verdicts)
-        self.findings.set_note(note)
+        if not (same_image and self.findings.pending_note() is not None):
+            self.findings.set_note(note)  # (new predictions never wipe a note being typed)
+        self._note_image_id = entry.image_id
         self._update_overlay_map()
 
     def _reload_current_study_predictions(self) -> None:
@@ -861,15 +875,43 @@ class MainWindow(QMainWindow):
         self._refresh_timer.start(0)
 
     def _on_note_edited(self, note: str) -> None:
-        entry = self.current_image()
-        if entry is None:
-            return
+        if self._note_image_id is not None:
+            self._save_note(self._note_image_id, note)
+
+    def _commit_pending_note(self) -> None:
+        text = self.findings.pending_note()
+        if text is not None and self._note_image_id is not None:
+            self._save_note(self._note_image_id, text)
+
+    def _save_note(self, image_id: int, note: str) -> None:
         from cxrlt_desktop import reviews
 
         try:
-            reviews.set_image_note(self.store, entry.image_id, note, reviewer=self.reviewer())
+            reviews.set_image_note(self.store, image_id, note, reviewer=self.reviewer())
         except Exception as exc:
             self._report_error(f"The note was not saved: {exc}")
+            if image_id == self._note_image_id:
+                _, stored = image_reviews(self.store, image_id)
+                self.findings.note_not_saved(stored)  # still pending: saved on the next try
+            return
+        if image_id == self._note_image_id:
+            self.findings.set_note(note)
+
+    def _focus_note(self) -> None:
+        focus = QApplication.focusWidget()
+        if focus is not self.findings.note_edit:
+            self._focus_before_note = focus
+        self.findings.note_edit.setFocus()
+
+    def _on_note_done(self) -> None:
+        """Enter or Escape in the note: give the keyboard back, so verdict keys work again."""
+        back = self._focus_before_note
+        self._focus_before_note = None
+        try:
+            usable = back is not None and back.isVisible() and back is not self.findings.note_edit
+        except RuntimeError:  # the widget was deleted
+            usable = False
+        (back if usable else self.viewer).setFocus()
 
     def _on_agree_all_requested(self) -> None:
         entry = self.current_image()

@@ -153,6 +153,8 @@ class WorklistModel(QAbstractTableModel):
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = False
         self._again = False
+        # Selected studies that no longer match the filters, kept until the user moves away.
+        self._kept: set[str] = set()
         self._asyncDone.connect(self._on_async_done)
 
     # ------------------------------------------------------------------ Qt model API
@@ -179,7 +181,8 @@ class WorklistModel(QAbstractTableModel):
     def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008, N802
         if parent.isValid() or self._exhausted:
             return
-        page = self._run_query(limit=PAGE_SIZE, offset=len(self._rows))
+        # Kept rows (see _query_with_pinned) are not in the filtered query's pages.
+        page = self._run_query(limit=PAGE_SIZE, offset=len(self._rows) - len(self._kept))
         known = {_get(r, "study_uid") for r in self._rows}
         # Offsets shift while scores stream in: never show a study twice.
         page_new = [r for r in page if _get(r, "study_uid") not in known]
@@ -244,7 +247,10 @@ class WorklistModel(QAbstractTableModel):
             if len(probe) > ASYNC_ROWS:
                 self.refresh_async(load_all=True)
                 return
-            self._replace_rows(probe)
+            got = {_get(r, "study_uid") for r in probe}
+            kept = [r for r in self._rows if _get(r, "study_uid") in self._kept - got]
+            self._kept = {_get(r, "study_uid") for r in kept}
+            self._replace_rows(probe + kept)
             self._exhausted = True
         self._replace_rows(self._sorted(self._rows))
         self.refreshed.emit()
@@ -299,8 +305,10 @@ class WorklistModel(QAbstractTableModel):
         """Re-run the query for the rows already loaded (at least one page), keyed by study UID."""
         self._generation += 1
         want, pinned = self._refresh_plan(reset_paging)
-        rows, want = self._query_with_pinned(want, pinned, self._query_args())
-        self._apply_refresh(rows, want, reset_paging)
+        rows, want, kept = self._query_with_pinned(
+            want, pinned, self._query_args(), keep_pinned=not reset_paging
+        )
+        self._apply_refresh(rows, want, reset_paging, kept)
 
     def refresh_async(self, *, load_all: bool = False) -> None:
         """Like :meth:`refresh`, but a big query (every row loaded) runs in a worker thread.
@@ -325,11 +333,11 @@ class WorklistModel(QAbstractTableModel):
 
         def job() -> None:
             try:
-                rows, w = self._query_with_pinned(want, pinned, args)
+                rows, w, kept = self._query_with_pinned(want, pinned, args, keep_pinned=True)
             except Exception as exc:  # reported on the GUI thread
                 self._asyncDone.emit(gen, exc, 0)
                 return
-            self._asyncDone.emit(gen, rows, w)
+            self._asyncDone.emit(gen, (rows, kept), w)
 
         self._executor.submit(job)
 
@@ -344,7 +352,7 @@ class WorklistModel(QAbstractTableModel):
         if isinstance(rows, Exception):
             self.refreshFailed.emit(str(rows))
         elif gen == self._generation:
-            self._apply_refresh(rows, want, False)
+            self._apply_refresh(rows[0], want, False, rows[1])
         if self._again:
             self._again = False
             self.refresh_async()
@@ -363,18 +371,41 @@ class WorklistModel(QAbstractTableModel):
             "show_phi": self._show_phi,
         }
 
-    def _query_with_pinned(self, want: int, pinned: set[str], args: dict[str, Any]):
+    def _query_with_pinned(
+        self, want: int, pinned: set[str], args: dict[str, Any], *, keep_pinned: bool = False
+    ) -> tuple[list[Any], int, set[str]]:
+        """The refresh query; returns (rows, window size, UIDs of kept rows)."""
         rows = list(self._query(self._store, limit=want, offset=0, **args))
         # A selected study that slid below the loaded window must stay loaded (and selected):
         # widen the window until it is back or the list is exhausted.
         while pinned - {_get(r, "study_uid") for r in rows} and len(rows) >= want:
             want *= 2
             rows = list(self._query(self._store, limit=want, offset=0, **args))
-        return rows, want
+        lost = pinned - {_get(r, "study_uid") for r in rows}
+        if not (keep_pinned and lost):
+            return rows, want, set()
+        # The selected study left the filter (a verdict made it "reviewed" under the Unreviewed
+        # filter, new scores moved its findings): keep its row until the user moves away.
+        # Dropping it would move the current row to another study, and the next verdict key
+        # would land on that study's image.
+        extra = list(
+            self._query(
+                self._store,
+                limit=len(lost),
+                offset=0,
+                status="all",
+                finding=None,
+                text=None,
+                show_phi=args["show_phi"],
+                study_uids=sorted(lost),
+            )
+        )
+        return self._server_sorted(rows + extra), want, {_get(r, "study_uid") for r in extra}
 
-    def _apply_refresh(self, rows: list[Any], want: int, reset_paging: bool) -> None:
-        if reset_paging or len(rows) < want:
-            self._exhausted = len(rows) < want
+    def _apply_refresh(self, rows: list[Any], want: int, reset_paging: bool, kept=()) -> None:
+        if reset_paging or len(rows) - len(kept) < want:
+            self._exhausted = len(rows) - len(kept) < want
+        self._kept = set(kept)
         self._replace_rows(self._sorted(rows))
         self.refreshed.emit()
 

@@ -1,0 +1,140 @@
+"""A reader's work lands on the image it was meant for, at the keyboard, under filters.
+
+Each test reproduces a way a verdict or note used to be lost or to land on another patient's
+image: the open study leaving the Unreviewed filter, a note typed then PgDown, the note field
+keeping the keyboard after Enter. Real store, real scan and scoring, real widgets and keys.
+"""
+
+from __future__ import annotations
+
+import pytest
+from gui_helpers import make_study_folder
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from cxrlt_desktop.reviews import image_note
+
+JOB_TIMEOUT_MS = 600_000
+
+
+def _verdicts(store, image_id: int) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import Review
+
+    with store.session() as s, s.begin():
+        return dict(
+            s.execute(
+                select(Review.finding, Review.verdict).where(Review.image_id == image_id)
+            ).all()
+        )
+
+
+@pytest.fixture
+def scored_window(qtbot, make_window, model_settings, tmp_path):
+    folder = make_study_folder(tmp_path / "in", None, n_phantoms=5, broken=False)
+    window = make_window(model_settings)
+    window.show()
+    with qtbot.waitSignal(window.jobFinished, timeout=JOB_TIMEOUT_MS):
+        window.open_paths([folder])
+    assert window.worklist_model.rowCount() >= 3
+    return window
+
+
+def _one_image_row(window) -> int:
+    from cxrlt_desktop.ui.worklist_model import _get
+
+    model = window.worklist_model
+    rows = [r for r in range(model.rowCount()) if _get(model.row_data(r), "n_images") == 1]
+    assert rows, "the phantom folder has a one-image study"
+    return rows[0]
+
+
+def _settle(qtbot, window) -> None:
+    """Let the queued worklist refresh after a verdict run."""
+    qtbot.wait(50)
+    window.worklist_model.refresh()
+    qtbot.wait(20)
+
+
+def test_open_study_stays_under_the_unreviewed_filter(qtbot, scored_window, store):
+    window = scored_window
+    n = window.worklist_model.rowCount()
+    window.status_filter.setCurrentIndex(window.status_filter.findData("unreviewed"))
+    qtbot.waitUntil(lambda: window.worklist_model.rowCount() == n)
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000):
+        window.select_row(_one_image_row(window))
+    uid = window.current_study_uid()
+    entry = window.current_image()
+    assert len(window.study_image_entries()) == 1  # one verdict makes the study reviewed
+    window.worklist.setFocus()
+    window.findings.select_finding("Pneumothorax")
+    QTest.keyClick(window.worklist, Qt.Key.Key_P)
+    _settle(qtbot, window)
+    # The study is reviewed now, but it stays listed and open while the reader is on it ...
+    assert window.current_study_uid() == uid
+    assert window.worklist_model.study_uid(window.worklist.currentIndex().row()) == uid
+    # ... so the correction lands on the same image, not on another patient's.
+    QTest.keyClick(window.worklist, Qt.Key.Key_A)
+    _settle(qtbot, window)
+    assert window.current_image().image_id == entry.image_id
+    assert _verdicts(store, entry.image_id) == {"Pneumothorax": "absent"}
+    from sqlalchemy import func, select
+
+    from cxrlt_desktop.store.models import Review
+
+    with store.session() as s, s.begin():  # no other image got a verdict
+        assert s.scalar(select(func.count(Review.id))) == 1
+    # Once the reader moves on, the reviewed study leaves the filtered list.
+    QTest.keyClick(window.worklist, Qt.Key.Key_PageDown)
+    qtbot.waitUntil(lambda: window.current_study_uid() != uid)
+    _settle(qtbot, window)
+    assert window.worklist_model.row_for_uid(uid) == -1
+    assert window.worklist_model.rowCount() == n - 1
+
+
+def test_note_typed_then_next_study_is_saved_on_its_image(qtbot, scored_window, store):
+    window = scored_window
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000):
+        window.select_row(0)
+    first = window.current_image().image_id
+    window.actions_by_id["note"].trigger()
+    assert window.findings.note_edit.hasFocus()
+    QTest.keyClicks(window.findings.note_edit, "left apical pneumothorax, call ward")
+    # PgDown while the note still has the keyboard (no Enter, no focus change)
+    window.actions_by_id["next_study"].trigger()
+    qtbot.waitUntil(lambda: window.current_image().image_id != first)
+    assert image_note(store, first) == "left apical pneumothorax, call ward"
+    assert window.findings.note_edit.text() == ""  # the next image's (empty) note
+    assert image_note(store, window.current_image().image_id) is None  # not copied there
+    window.actions_by_id["previous_study"].trigger()
+    qtbot.waitUntil(lambda: window.current_image().image_id == first)
+    assert window.findings.note_edit.text() == "left apical pneumothorax, call ward"
+
+
+def test_enter_in_the_note_gives_the_keys_back_and_escape_undoes(qtbot, scored_window, store):
+    window = scored_window
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000):
+        window.select_row(0)
+    image = window.current_image().image_id
+    window.worklist.setFocus()
+    QTest.keyClick(window.worklist, Qt.Key.Key_N)
+    assert window.findings.note_edit.hasFocus()
+    QTest.keyClicks(window.findings.note_edit, "ett ok")
+    QTest.keyClick(window.findings.note_edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not window.findings.note_edit.hasFocus())
+    assert window.worklist.hasFocus()  # back where the reader was
+    assert image_note(store, image) == "ett ok"
+    window.findings.select_finding("Pneumothorax")
+    QTest.keyClick(window.focusWidget(), Qt.Key.Key_P)
+    assert _verdicts(store, image) == {"Pneumothorax": "present"}
+    assert window.findings.note_edit.text() == "ett ok" and image_note(store, image) == "ett ok"
+    # Escape: the unsaved edit is undone and nothing is stored
+    QTest.keyClick(window.worklist, Qt.Key.Key_N)
+    QTest.keyClicks(window.findings.note_edit, " -- typo")
+    QTest.keyClick(window.findings.note_edit, Qt.Key.Key_Escape)
+    assert not window.findings.note_edit.hasFocus()
+    assert window.findings.note_edit.text() == "ett ok"
+    window.actions_by_id["next_study"].trigger()
+    qtbot.wait(50)
+    assert image_note(store, image) == "ett ok"
