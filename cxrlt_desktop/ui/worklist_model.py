@@ -188,6 +188,10 @@ class WorklistModel(QAbstractTableModel):
         page_new = [r for r in page if _get(r, "study_uid") not in known]
         if len(page) < PAGE_SIZE:
             self._exhausted = True
+        if self._inflight:
+            # A background refresh planned for fewer rows would drop this page: redo it.
+            self._generation += 1
+            self._again = True
         if page_new:
             first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(page_new) - 1)
@@ -314,10 +318,11 @@ class WorklistModel(QAbstractTableModel):
         """Like :meth:`refresh`, but a big query (every row loaded) runs in a worker thread.
 
         Small refreshes (a few pages) stay synchronous: they take milliseconds and keep tests
-        deterministic. Results of a query overtaken by a filter change are dropped.
-        ``load_all`` fetches every matching row (for a sort by another column).
+        deterministic. Results of a query overtaken by a filter change or by pages loaded
+        while it ran are dropped, and the refresh runs again. ``load_all`` fetches every
+        matching row (for a sort by another column).
         """
-        if not load_all and not (self._exhausted and len(self._rows) > ASYNC_ROWS):
+        if not load_all and len(self._rows) <= ASYNC_ROWS:
             self.refresh()
             return
         if self._inflight:

@@ -182,3 +182,72 @@ def test_background_refresh_of_a_fully_loaded_list_keeps_selection(view, filled,
         model.fetchMore()
     assert [r.study_uid for r in model.rows()] == in_memory
     model.shutdown()
+
+
+def _select(table, model, row):
+    table.selectionModel().setCurrentIndex(
+        model.index(row, 0),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+
+
+def test_selected_study_leaving_the_filter_stays_until_the_user_moves(view, filled):
+    from cxrlt_desktop.store.models import Study
+    from cxrlt_desktop.worklist import count_worklist
+
+    table, model = view
+    model.set_filters(status="unreviewed")
+    n = count_worklist(filled, status="unreviewed")
+    _select(table, model, 150)
+    uid = model.study_uid(150)
+    with filled.session(write=True) as s, s.begin():
+        s.execute(
+            update(Study)
+            .where(Study.study_uid == uid)
+            .values(reviewed=True, review_status="reviewed")
+        )
+    model.refresh()  # what a verdict triggers
+    assert model.study_uid(table.currentIndex().row()) == uid
+    # Paging goes on as if the kept row were not there: no study skipped, none twice.
+    while model.canFetchMore():
+        model.fetchMore()
+    uids = [r.study_uid for r in model.rows()]
+    assert len(uids) == len(set(uids)) == n  # n - 1 unreviewed + the kept one
+    _select(table, model, 0 if model.study_uid(0) != uid else 1)
+    model.refresh()
+    assert model.row_for_uid(uid) == -1 and model.rowCount() == n - 1
+    # An explicit filter change applies at once, even to the selected study.
+    _select(table, model, 3)
+    other = model.study_uid(3)
+    with filled.session(write=True) as s, s.begin():
+        s.execute(
+            update(Study)
+            .where(Study.study_uid == other)
+            .values(reviewed=True, review_status="reviewed")
+        )
+    model.set_filters(status="unreviewed")
+    assert model.row_for_uid(other) == -1
+
+
+def test_refresh_of_many_scrolled_rows_runs_in_the_worker(qtbot, store):
+    from cxrlt_desktop.ui.worklist_model import ASYNC_ROWS, PAGE_SIZE, WorklistModel
+
+    _fill(store, n=1000)
+    model = WorklistModel(store)
+    model.refresh()
+    while model.rowCount() < 3 * PAGE_SIZE:
+        model.fetchMore()
+    assert model.rowCount() > ASYNC_ROWS and model.canFetchMore()  # scrolled, not exhausted
+    before = [r.study_uid for r in model.rows()]
+    with qtbot.waitSignal(model.refreshed, timeout=30_000):
+        model.refresh_async()
+        assert model._inflight  # the query runs off the GUI thread
+    assert [r.study_uid for r in model.rows()] == before
+    # A page loaded while a background refresh runs is not dropped by its result.
+    with qtbot.waitSignal(model.refreshed, timeout=30_000):
+        model.refresh_async()
+        model.fetchMore()
+        grown = [r.study_uid for r in model.rows()]
+    qtbot.waitUntil(lambda: not model._inflight, timeout=30_000)
+    assert [r.study_uid for r in model.rows()] == grown and len(grown) == 4 * PAGE_SIZE
+    model.shutdown()
