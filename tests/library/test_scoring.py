@@ -322,3 +322,34 @@ def test_retriage_follows_new_thresholds(library, predictor):
         assert s.scalar(select(func.max(Study.rare_score))) == pytest.approx(
             s.scalar(select(func.max(Prediction.rare_score)))
         )
+
+
+def test_completion_switches_images_in_short_transactions(
+    library, predictor, csra_ckpt, monkeypatch
+):
+    """A new model set switches every image at completion: in chunks, not one long lock."""
+    import cxrlt_desktop.scoring as scoring
+
+    _score(library, predictor)
+    monkeypatch.setattr(scoring, "SWITCH_CHUNK", 2)
+    switched: list[int] = []
+    real = scoring._make_current
+
+    def counting(s, *args):
+        n = real(s, *args)
+        switched.append(n)
+        return n
+
+    monkeypatch.setattr(scoring, "_make_current", counting)
+    other = _tiny_predictor(csra_ckpt, normal_alpha=1.0)
+    last = _score(library, other)[-1]
+    assert last.finished
+    # 7 images: chunks of 2, 2, 2, 1, then the completing transaction finds nothing left
+    assert switched == [2, 2, 2, 1, 0]
+    with library.session() as s, s.begin():
+        shown = s.execute(
+            select(Prediction.model_set_id).join(
+                Image, Image.current_prediction_id == Prediction.id
+            )
+        ).all()
+    assert [m for (m,) in shown] == [last.model_set_id] * 7
