@@ -120,12 +120,22 @@ def export_onnx(model: Any, path: Path, image_size: int) -> None:
             os.unlink(tmp)
 
 
+def _private_temp_cache() -> Path:
+    """A cache folder in the temp folder that only this user can write: a shared, predictable
+    path would let another user of the machine plant the model file that gets loaded."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"cxrlt-onnx-{uid if uid is not None else 'user'}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    st = folder.stat()
+    if uid is not None and (st.st_uid != uid or st.st_mode & 0o022):
+        return Path(tempfile.mkdtemp(prefix="cxrlt-onnx-"))  # not ours: a fresh private one
+    return folder
+
+
 def _onnx_file(model: Any, sha256: str, image_size: int, cache_dir: Path | None) -> Path:
     import torch
 
-    folder = (
-        Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / "cxrlt-onnx"
-    )
+    folder = Path(cache_dir) if cache_dir is not None else _private_temp_cache()
     tag = torch.__version__.split("+")[0]
     # "features": the file holds the backbone only (the head runs in PyTorch); whole-model
     # exports of earlier versions have another name and are never reused

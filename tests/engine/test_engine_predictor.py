@@ -245,3 +245,19 @@ def test_auto_backend_prefers_openvino_and_falls_back(tmp_path, arrays, csra_fil
     # asked for by name, the same failure is an error that names the runtime
     with pytest.raises(EngineError, match="openvino cannot run the Task 1 models"):
         Predictor(_config(tmp_path, task1_checkpoints=[csra_file], cpu_backend="openvino"))
+
+
+def test_default_onnx_cache_is_private_to_the_user(tmp_path, monkeypatch):
+    import tempfile
+
+    from engine.onnx_backend import _private_temp_cache
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = _private_temp_cache()
+    assert folder.parent == tmp_path and folder.stat().st_mode & 0o777 == 0o700
+    assert _private_temp_cache() == folder  # reused: the cache works across processes
+    # A folder of that name that others can write (planted, or made by another tool) is not used.
+    folder.chmod(0o777)
+    other = _private_temp_cache()
+    assert other != folder and other.parent == tmp_path
+    assert other.stat().st_mode & 0o777 == 0o700
