@@ -106,7 +106,7 @@ def model_set_key(description: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _register(s: Session, predictor: Any, thresholds: np.ndarray) -> tuple[int, int | None]:
+def _register(s: Session, predictor: Any) -> tuple[int, int | None]:
     """Model versions, model set and the run to use; returns (model_set_id, run_id).
 
     When nothing is pending for this model set and no earlier run of it is unfinished, no run
@@ -128,8 +128,7 @@ def _register(s: Session, predictor: Any, thresholds: np.ndarray) -> tuple[int, 
     )
     resumed = run is not None
     if run is None and not _queue(s, ms.id, set()):
-        _make_current(s, ms.id, thresholds)
-        return ms.id, None
+        return ms.id, None  # score_library still switches the images (in short transactions)
     if run is None:
         run = ScoringRun(model_set_id=ms.id, started_at=utcnow())
         s.add(run)
@@ -401,7 +400,7 @@ def score_library(
     """
     t = threshold_vector(thresholds)
     bs = int(batch_size or getattr(getattr(predictor, "config", None), "batch_size", 8) or 8)
-    model_set_id, run_id = store.write(lambda s: _register(s, predictor, t))
+    model_set_id, run_id = store.write(lambda s: _register(s, predictor))
     skip: set[int] = set()  # failed in this start: not retried until the next one
     with store.session() as s, s.begin():
         # No run: nothing was pending a moment ago; images a scan adds meanwhile wait for the

@@ -353,3 +353,31 @@ def test_completion_switches_images_in_short_transactions(
             )
         ).all()
     assert [m for (m,) in shown] == [last.model_set_id] * 7
+
+
+def test_switching_back_to_a_scored_model_set_is_chunked_too(
+    library, predictor, csra_ckpt, monkeypatch
+):
+    import cxrlt_desktop.scoring as scoring
+
+    first = _score(library, predictor)[-1].model_set_id
+    _score(library, _tiny_predictor(csra_ckpt, normal_alpha=1.0))
+    monkeypatch.setattr(scoring, "SWITCH_CHUNK", 3)
+    switched: list[int] = []
+    real = scoring._make_current
+
+    def counting(s, *args):
+        switched.append(real(s, *args))
+        return switched[-1]
+
+    monkeypatch.setattr(scoring, "_make_current", counting)
+    back = _score(library, predictor)  # nothing to score: only the switch back
+    assert back[-1].finished and back[-1].run_id is None and back[0].total == 0
+    assert switched == [3, 3, 1, 0]
+    with library.session() as s, s.begin():
+        shown = s.execute(
+            select(Prediction.model_set_id).join(
+                Image, Image.current_prediction_id == Prediction.id
+            )
+        ).all()
+    assert [m for (m,) in shown] == [first] * 7
