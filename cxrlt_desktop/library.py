@@ -200,6 +200,7 @@ def _write_batch(
     dups: dict[str, tuple],
     prog: ScanProgress,
     moved_ids: set[int],
+    replaced_ids_scan: set[int],
 ) -> None:
     """Upsert one batch of headers (one transaction, run by Store.write: must be re-runnable)."""
     usable = [r for r in recs if r.usable]
@@ -337,7 +338,7 @@ def _write_batch(
             )
             if old[5] is not None:
                 old_series.add(old[5])
-            prog.replaced += 1
+            replaced_ids_scan.add(old[0])
             old = None
         if old is not None:
             iid, _size, _mtime, version, _missing, old_series_id, _sop = old
@@ -441,6 +442,36 @@ def _write_batch(
         refresh_studies(s, touched)
 
 
+def _promote_duplicates(s: Session, image_ids: set[int]) -> set[int]:
+    """Move each of these (missing) images to the path of a present duplicate of its file."""
+    promoted: dict[int, int | None] = {}  # image id -> its series
+    for chunk in _chunks(sorted(image_ids)):
+        for dup in s.scalars(
+            select(DuplicateFile)
+            .where(DuplicateFile.image_id.in_(chunk), DuplicateFile.missing.is_(False))
+            .order_by(DuplicateFile.id)
+        ).all():
+            if dup.image_id in promoted:
+                continue
+            image = s.get(Image, dup.image_id)
+            s.execute(DuplicateFile.__table__.delete().where(DuplicateFile.id == dup.id))
+            s.flush()
+            image.path, image.size, image.mtime, image.missing = (
+                dup.path,
+                dup.size,
+                dup.mtime,
+                False,
+            )
+            promoted[image.id] = image.series_id
+    s.flush()
+    series = {v for v in promoted.values() if v is not None}
+    if series:
+        refresh_studies(
+            s, s.scalars(select(Series.study_id).where(Series.id.in_(sorted(series)))).all()
+        )
+    return set(promoted)
+
+
 def _once(walk: Iterable[Any]) -> Iterator[Any]:
     """The walk without repeats: overlapping roots (a folder and a folder or file inside it)
     reach the same path twice, and a second row for one path would fail the whole batch."""
@@ -526,6 +557,7 @@ def scan(
         known, dups = load_known(s)
     seen: set[str] = set()
     moved_ids: set[int] = set()
+    replaced_ids: set[int] = set()  # images whose path now holds another image (this scan)
     returned_images: list[int] = []
     returned_dups: list[int] = []
     pending: list[_Rec] = []
@@ -552,7 +584,8 @@ def scan(
             # A retried attempt starts from the same counts.
             prog.__dict__.update({**snapshot, "problems": list(snapshot["problems"])})
             if batch:
-                _write_batch(s, batch, known, dups, prog, moved_ids)
+                _write_batch(s, batch, known, dups, prog, moved_ids, replaced_ids)
+                prog.replaced = len(replaced_ids - moved_ids)
             if back_i:
                 for chunk in _chunks(back_i):
                     s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=False))
@@ -642,6 +675,16 @@ def scan(
                     break
         if pending or returned_images or returned_dups:
             flush()
+        if replaced_ids - moved_ids:
+            # Renamed files (a re-export that shifted names, a swap) whose new path came before
+            # the old one, in an earlier batch, were taken for duplicates of an image still at
+            # its old path; that path then turned out to hold another image. Such an image now
+            # lives at its duplicate's path: it follows it, verdicts and predictions included.
+            promoted = store.write(lambda s: _promote_duplicates(s, replaced_ids - moved_ids))
+            moved_ids.update(promoted)
+            prog.moved += len(promoted)
+            prog.duplicates -= len(promoted)
+            prog.replaced = len(replaced_ids - moved_ids)
         if not cancelled:
             gone_i = [
                 v[0]

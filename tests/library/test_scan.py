@@ -320,3 +320,49 @@ def test_swapped_file_names_keep_each_image_its_verdicts(store, tmp_path, write_
     assert _verdicts(store, first.id) == {"Mass": "present"}
     assert _verdicts(store, second.id) == {"Mass": "absent"}
     assert not any(i.missing for i in imgs.values() if i.path.endswith(".dcm"))
+
+
+@pytest.mark.parametrize("batch_files", [500, 2, 1])
+def test_names_shifted_down_keep_every_image_and_verdict(store, tmp_path, batch_files):
+    """A re-export after a deletion shifts every file one name down; with the new path read in an
+    earlier batch than the old one, the moved file first looks like a duplicate."""
+    from pydicom.uid import generate_uid
+
+    from engine.dicomwrite import write_dicom
+
+    folder = tmp_path / "shift"
+    folder.mkdir()
+    for i in range(6):
+        px = np.random.default_rng(i).integers(0, 4000, (256, 256)).astype(np.uint16)
+        write_dicom(
+            folder / f"im{i:03d}.dcm",
+            px,
+            patient_id=f"P{i}",
+            study_uid=generate_uid(),
+            series_uid=generate_uid(),
+        )
+    _run(store, [folder], batch_files=batch_files)
+    before = {k.split("/")[-1]: v for k, v in _images(store).items()}
+    for name, img in before.items():
+        verdict = "present" if name != "im003.dcm" else "absent"
+        set_verdict(store, img.id, "Mass", verdict, reviewer="dr")
+    (folder / "im000.dcm").unlink()
+    for i in range(1, 6):
+        dst = folder / f"im{i - 1:03d}.dcm"
+        os.rename(folder / f"im{i:03d}.dcm", dst)
+        st = os.stat(dst)
+        os.utime(dst, (st.st_mtime + 10, st.st_mtime + 10))
+    last = _run(store, [folder], batch_files=batch_files)[-1]
+    assert (last.moved, last.replaced, last.duplicates, last.new) == (5, 1, 0, 0)
+    now = _images(store)
+    for i in range(1, 6):  # each image followed its file, with its verdict
+        img = now[f"shift/im{i - 1:03d}.dcm"]
+        assert img.id == before[f"im{i:03d}.dcm"].id and not img.missing
+        want = "absent" if i == 3 else "present"
+        assert _verdicts(store, img.id) == {"Mass": want}
+    with store.session() as s, s.begin():
+        assert s.scalar(select(func.count(DuplicateFile.id))) == 0
+        gone = s.get(Image, before["im000.dcm"].id)  # the deleted file's image: kept, missing
+        assert gone.missing and _verdicts(store, gone.id) == {"Mass": "present"}
+    again = _run(store, [folder], batch_files=batch_files)[-1]
+    assert again.read == 0 and again.moved == 0 and again.missing == 0
