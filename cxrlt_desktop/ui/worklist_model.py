@@ -152,6 +152,7 @@ class WorklistModel(QAbstractTableModel):
         self._generation = 0  # bumped by every synchronous refresh / filter change
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = False
+        self._inflight_all = False  # the query in flight loads every row (a column sort)
         self._again = False
         # Selected studies that no longer match the filters, kept until the user moves away.
         self._kept: set[str] = set()
@@ -188,8 +189,9 @@ class WorklistModel(QAbstractTableModel):
         page_new = [r for r in page if _get(r, "study_uid") not in known]
         if len(page) < PAGE_SIZE:
             self._exhausted = True
-        if self._inflight:
-            # A background refresh planned for fewer rows would drop this page: redo it.
+        if self._inflight and not self._inflight_all:
+            # A background refresh planned for fewer rows would drop this page: redo it. (A
+            # load-everything query holds the page already: its result stays good.)
             self._generation += 1
             self._again = True
         if page_new:
@@ -331,6 +333,7 @@ class WorklistModel(QAbstractTableModel):
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="cxrlt-worklist")
         self._inflight = True
+        self._inflight_all = load_all
         want, pinned = self._refresh_plan(False)
         if load_all:
             want = ALL_ROWS
@@ -353,7 +356,7 @@ class WorklistModel(QAbstractTableModel):
             self._executor = None
 
     def _on_async_done(self, gen: int, rows, want: int) -> None:
-        self._inflight = False
+        self._inflight = self._inflight_all = False
         if isinstance(rows, Exception):
             self.refreshFailed.emit(str(rows))
         elif gen == self._generation:
@@ -382,10 +385,17 @@ class WorklistModel(QAbstractTableModel):
         """The refresh query; returns (rows, window size, UIDs of kept rows)."""
         rows = list(self._query(self._store, limit=want, offset=0, **args))
         # A selected study that slid below the loaded window must stay loaded (and selected):
-        # widen the window until it is back or the list is exhausted.
-        while pinned - {_get(r, "study_uid") for r in rows} and len(rows) >= want:
-            want *= 2
-            rows = list(self._query(self._store, limit=want, offset=0, **args))
+        # widen the window until it is back or the list is exhausted. Only for studies still
+        # in the filter: widening for one that left it would load the whole list.
+        outside = pinned - {_get(r, "study_uid") for r in rows}
+        if outside and len(rows) >= want:
+            found = self._query(
+                self._store, limit=len(outside), offset=0, **args, study_uids=sorted(outside)
+            )
+            in_filter = {_get(r, "study_uid") for r in found}
+            while in_filter - {_get(r, "study_uid") for r in rows} and len(rows) >= want:
+                want *= 2
+                rows = list(self._query(self._store, limit=want, offset=0, **args))
         lost = pinned - {_get(r, "study_uid") for r in rows}
         if not (keep_pinned and lost):
             return rows, want, set()

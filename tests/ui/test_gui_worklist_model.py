@@ -251,3 +251,47 @@ def test_refresh_of_many_scrolled_rows_runs_in_the_worker(qtbot, store):
     qtbot.waitUntil(lambda: not model._inflight, timeout=30_000)
     assert [r.study_uid for r in model.rows()] == grown and len(grown) == 4 * PAGE_SIZE
     model.shutdown()
+
+
+def test_page_loaded_during_a_column_sort_keeps_the_sort(qtbot, store):
+    from cxrlt_desktop.ui.worklist_model import WorklistModel
+
+    _fill(store, n=1000)
+    model = WorklistModel(store)
+    model.refresh()
+    with qtbot.waitSignal(model.refreshed, timeout=30_000):
+        model.sort(2, Qt.SortOrder.AscendingOrder)  # 1,000 rows: loads everything in a worker
+        assert model._inflight
+        model.fetchMore()  # the reader scrolls to the bottom meanwhile
+    qtbot.waitUntil(lambda: not model._inflight, timeout=30_000)
+    dates = [r.study_date for r in model.rows()]
+    assert len(dates) == 1000 and not model.canFetchMore()
+    assert dates == sorted(dates)
+    model.shutdown()
+
+
+def test_study_leaving_the_filter_is_not_searched_for_in_the_whole_list(view, filled):
+    from cxrlt_desktop.store.models import Study
+    from cxrlt_desktop.ui.worklist_model import PAGE_SIZE
+
+    table, model = view
+    model.set_filters(status="unreviewed")
+    _select(table, model, 5)
+    uid = model.study_uid(5)
+    with filled.session(write=True) as s, s.begin():
+        s.execute(
+            update(Study)
+            .where(Study.study_uid == uid)
+            .values(reviewed=True, review_status="reviewed")
+        )
+    limits = []
+    query = model._query
+
+    def counting(*a, **k):
+        limits.append(k["limit"])
+        return query(*a, **k)
+
+    model._query = counting
+    model.refresh()
+    assert model.study_uid(table.currentIndex().row()) == uid
+    assert max(limits) == PAGE_SIZE  # no widening to the whole list on the GUI thread
