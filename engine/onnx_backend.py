@@ -123,13 +123,20 @@ def export_onnx(model: Any, path: Path, image_size: int) -> None:
 def _private_temp_cache() -> Path:
     """A cache folder in the temp folder that only this user can write: a shared, predictable
     path would let another user of the machine plant the model file that gets loaded."""
+    import stat
+
     uid = os.getuid() if hasattr(os, "getuid") else None
     folder = Path(tempfile.gettempdir()) / f"cxrlt-onnx-{uid if uid is not None else 'user'}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    st = folder.stat()
-    if uid is not None and (st.st_uid != uid or st.st_mode & 0o022):
-        return Path(tempfile.mkdtemp(prefix="cxrlt-onnx-"))  # not ours: a fresh private one
-    return folder
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()  # a symlink planted there is not followed
+        ours = stat.S_ISDIR(st.st_mode) and (
+            uid is None or (st.st_uid == uid and not st.st_mode & 0o022)
+        )
+    except OSError:  # a file of that name, or no permission
+        ours = False
+    # Not ours: a fresh private folder (no reuse across processes, but safe).
+    return folder if ours else Path(tempfile.mkdtemp(prefix="cxrlt-onnx-"))
 
 
 def _onnx_file(model: Any, sha256: str, image_size: int, cache_dir: Path | None) -> Path:

@@ -261,3 +261,10 @@ def test_default_onnx_cache_is_private_to_the_user(tmp_path, monkeypatch):
     other = _private_temp_cache()
     assert other != folder and other.parent == tmp_path
     assert other.stat().st_mode & 0o777 == 0o700
+    # A symlink to someone's private folder, or a plain file, in its place is not used either.
+    folder.rmdir()
+    folder.symlink_to(other)
+    assert _private_temp_cache() not in (folder, other)
+    folder.unlink()
+    folder.write_text("x")
+    assert _private_temp_cache() != folder
