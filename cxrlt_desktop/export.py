@@ -564,7 +564,7 @@ _MONTHS = (
 
 def _date_forms(da: str) -> set[str]:
     """A DICOM date (YYYYMMDD) as people write it: 2023-04-17, 17/04/2023, 4/17/23,
-    2023/04/17, 17.4.2023, 17 Apr 2023, April 17, 2023, 17-Apr-23 ..."""
+    2023/04/17, 17.4.2023, 17 Apr 2023, April 17, 2023, 17th April 2023, 17-Apr-23 ..."""
     if not re.fullmatch(r"\d{8}", da):
         return set()
     y4, mm, dd = da[:4], da[4:6], da[6:8]
@@ -578,8 +578,10 @@ def _date_forms(da: str) -> set[str]:
                     out |= {f"{d}{sep}{m}{sep}{y}", f"{m}{sep}{d}{sep}{y}"}
                     if y == y4:
                         out.add(f"{y}{sep}{m}{sep}{d}")
+        day = int(dd)
+        nth = f"{day}{'th' if 11 <= day <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th')}"
         for name in {_MONTHS[int(mm) - 1], _MONTHS[int(mm) - 1][:3]}:
-            for d in {dd, str(int(dd))}:
+            for d in {dd, str(day), nth}:
                 out |= {
                     f"{d} {name} {y}",
                     f"{d}-{name}-{y}",

@@ -230,6 +230,9 @@ def test_scrub_text_removes_known_identifiers_as_words():
         "December 31, 1950",
         "31-dec-50",
         "Apr 17 2023",
+        "17th April 2023",
+        "April 17th, 2023",
+        "31st Dec 1950",
         "4/17/2023",
     ):
         assert scrub_text(f"DOB {born};", ids) == "DOB [removed];", born
