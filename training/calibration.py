@@ -4,7 +4,8 @@ For each class, with ``z = logit(p)`` of the rows that have both a label and a p
 minimises the mean negative log-likelihood ``-mean(y log s(z/T) + (1-y) log(1 - s(z/T)))``
 over ``log T`` in ``[log 0.05, log 20]`` (bounded Brent search; the NLL is smooth and, in
 ``1/T``, convex). A class needs at least one positive and one negative label, otherwise the fit
-is degenerate (T runs to a bound) and the class is skipped. The engine applies the result with
+is degenerate (T runs to a bound) and the class is skipped; so is a class whose fit still ends
+at a bound (scores that separate its few labels perfectly). The engine applies the result with
 :func:`engine.calibration.apply_calibration`.
 """
 
@@ -116,6 +117,15 @@ def fit_calibration(
             result.skipped[name] = "needs both a positive and a negative label"
             continue
         t = fit_temperature(y, p)
+        if min(abs(math.log(t / T_MIN)), abs(math.log(t / T_MAX))) < 1e-3:
+            # The NLL has no minimum inside: typically the scores separate the few labels
+            # perfectly, and T -> 0 would make every future score 0 or 1.
+            result.skipped[name] = (
+                f"the fit runs to its bound (T = {t:.3g}): the {int(y.sum())} positive and "
+                f"{int(y.size - y.sum())} negative labels are separated by the scores; "
+                "review more images of this finding"
+            )
+            continue
         q = temperature_scale(p, t)
         result.temperatures[name] = t
         result.per_class[name] = {

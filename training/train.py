@@ -445,6 +445,14 @@ def _autocast(d: _Dist) -> tuple[Any, bool]:
     return (lambda: torch.autocast("cuda", dtype=dtype)), not bf16
 
 
+def _average_buffers(module: nn.Module, d: _Dist) -> None:
+    """Average the floating-point buffers (BatchNorm statistics) over the processes."""
+    for b in module.buffers():
+        if torch.is_floating_point(b):
+            dist.all_reduce(b)
+            b.div_(d.world)
+
+
 def _forward_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     return out[0] if isinstance(out, tuple) else out
@@ -563,7 +571,11 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
         _check_resume_data(state, data.info, last_path)
         model.load_state_dict(state["model"], strict=True)
         start_epoch = int(state["epoch"])
-        history = list(state["history"])
+        # (a history saved by an earlier version may hold NaN, which JSON refuses)
+        history = [
+            {k: _finite(v) if isinstance(v, float) else v for k, v in rec.items()}
+            for rec in state["history"]
+        ]
         best = dict(state["best"])
         sampler.load_state_dict(state["sampler"])
         if "torch_rng" in state:
@@ -639,7 +651,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
         loader = _loader(data.train, sampler, cfg.batch_size, cfg, d, drop_last=True)
         wrapped.train()
         steps = len(loader)
-        total, n = 0.0, 0
+        total, n, skipped = 0.0, 0, 0
         for step, (x, y, _) in enumerate(loader):
             x = x.to(d.device, non_blocking=True)
             y = y.to(d.device, non_blocking=True)
@@ -663,8 +675,11 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
             if ema is not None:
                 ema.update(model)
             lv = float(loss.detach())
-            total += lv
-            n += 1
+            if math.isfinite(lv) and bool(torch.isfinite(norm)):
+                total += lv
+                n += 1
+            else:  # the step was skipped: its loss does not enter the epoch's mean
+                skipped += 1
             yield {
                 "kind": "step",
                 "epoch": epoch + 1,
@@ -673,22 +688,32 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
                 "loss": lv,
                 "lr": opt.param_groups[0]["lr"],
             }
-        train_loss = total / max(1, n)
+        train_loss = total / n if n else math.nan
         if d.world > 1:
             t = torch.tensor([train_loss], dtype=torch.float64, device=d.device)
             dist.all_reduce(t)
             train_loss = float(t.item()) / d.world
+            if d.device.type != "cuda":
+                # No SyncBatchNorm off CUDA: the processes' BatchNorm statistics drift apart.
+                # Average them, so that every process validates, and rank 0 saves, one model.
+                _average_buffers(model, d)
+                if ema is not None:
+                    _average_buffers(ema.module, d)
 
         eval_model = ema.module if (ema is not None and phase == "finetune") else model
         probs = _predict(eval_model, data.val, cfg, d)
         val_map = mean_average_precision(val_labels, probs)
         val_loss = _val_loss(val_criterion, probs, val_labels)
         score = val_map if has_val_pos else -val_loss
-        improved = best["score"] is None or (math.isfinite(score) and score > best["score"])
+        best_score = best["score"]
+        improved = best_score is None or (
+            math.isfinite(score) and (not math.isfinite(best_score) or score > best_score)
+        )
         record = {
             "epoch": epoch + 1,
             "phase": phase,
-            "train_loss": train_loss,
+            "train_loss": _finite(train_loss),
+            "skipped_steps": skipped,
             "val_mAP": _finite(val_map),
             "val_loss": _finite(val_loss),
             "lr": opt.param_groups[0]["lr"],

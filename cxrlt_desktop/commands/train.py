@@ -112,10 +112,13 @@ def run(args: argparse.Namespace) -> int:
                 if bar is not None:
                     bar.close()
                     bar = None
-                vm = rec["val_mAP"]
+                vm, tl = rec["val_mAP"], rec["train_loss"]
+                skipped = rec.get("skipped_steps") or 0
                 print(
-                    f"epoch {rec['epoch']} ({rec['phase']}): train loss {rec['train_loss']:.4f}, "
+                    f"epoch {rec['epoch']} ({rec['phase']}): train loss "
+                    f"{'n/a' if tl is None else f'{tl:.4f}'}, "
                     f"val mAP {'n/a' if vm is None else f'{vm:.4f}'}"
+                    + (f", {skipped} steps skipped (non-finite loss)" if skipped else "")
                     + (" (best, saved)" if rec["best"] else ""),
                     file=sys.stderr,
                 )

@@ -43,6 +43,18 @@ def test_fit_calibration_skips_one_sided_classes_and_reports_mece():
     assert res.nll_after < res.nll_before
 
 
+def test_fit_calibration_skips_classes_whose_scores_separate_the_labels():
+    # 2 positives scored above 2 negatives: the NLL falls all the way to T -> 0; a fitted
+    # T = 0.05 would turn p = 0.6 into 0.9997 on every new image.
+    labels = np.array([[1.0], [0.0], [1.0], [0.0]])
+    probs = np.array([[0.8], [0.3], [0.6], [0.4]])
+    assert fit_temperature(labels[:, 0], probs[:, 0]) == pytest.approx(0.05, rel=1e-3)
+    res = fit_calibration(labels, probs, ["Mass"])
+    assert res.temperatures == {}
+    assert "separated by the scores" in res.skipped["Mass"]
+    assert res.mece_before is None
+
+
 def test_saved_file_loads_in_the_engine_and_apply_maps_columns(tmp_path):
     path = save_temperatures(tmp_path / "cal.json", {"Mass": 2.0, "goiter": 0.5})
     temps = load_temperatures(path)

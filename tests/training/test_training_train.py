@@ -49,6 +49,23 @@ def _reference_input(path: Path) -> np.ndarray:
     return (g[None] - mean) / std
 
 
+def _independent_map(loaded, val_images: Path, val_labels: np.ndarray) -> float:
+    """The checkpoint's validation mAP with the preprocessing written out and scikit-learn."""
+    n = len(val_labels)
+    x = torch.from_numpy(
+        np.stack([_reference_input(val_images / f"img{i:03d}.png") for i in range(n)])
+    )
+    loaded.model.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(loaded.model(x)[0]).numpy()
+    aps = []
+    for j in range(30):
+        ok = ~np.isnan(val_labels[:, j])
+        if np.any(val_labels[ok, j] == 1):
+            aps.append(average_precision_score(val_labels[ok, j], probs[ok, j]))
+    return float(np.mean(aps))
+
+
 def test_one_epoch_cli_training_writes_a_loadable_checkpoint_and_true_manifest(
     tmp_path, make_set, capsys
 ):
@@ -78,17 +95,9 @@ def test_one_epoch_cli_training_writes_a_loadable_checkpoint_and_true_manifest(
     assert man["metrics"]["epoch"] == 1
 
     # the manifest's validation mAP is the checkpoint's own, recomputed independently
-    x = torch.from_numpy(
-        np.stack([_reference_input(val_images / f"img{i:03d}.png") for i in range(8)])
+    assert man["metrics"]["val_mAP"] == pytest.approx(
+        _independent_map(loaded, val_images, val_labels), abs=1e-5
     )
-    with torch.no_grad():
-        probs = torch.sigmoid(loaded.model(x)[0]).numpy()
-    aps = []
-    for j in range(30):
-        ok = ~np.isnan(val_labels[:, j])
-        if np.any(val_labels[ok, j] == 1):
-            aps.append(average_precision_score(val_labels[ok, j], probs[ok, j]))
-    assert man["metrics"]["val_mAP"] == pytest.approx(float(np.mean(aps)), abs=1e-5)
 
     # safetensors metadata says what it is, too
     from safetensors import safe_open
@@ -230,21 +239,29 @@ def test_init_loads_a_published_layout_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path, make_set):
     csv_path, images, _ = make_set(tmp_path / "data", n=16, seed=5)
+    val_csv, val_images, val_labels = make_set(tmp_path / "val", n=8, seed=6)
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "cxrlt_desktop", "train", "--labels", str(csv_path), "--images", str(images),
-        "--out", str(out), "--epochs", "2", "--warmup-epochs", "1", "--val-fraction", "0.25",
+        "--val-labels", str(val_csv), "--val-images", str(val_images),
+        "--out", str(out), "--epochs", "3", "--warmup-epochs", "1", "--head", "csra",
         "--batch-size", "2", *COMMON[:4], "--device", "cpu", "--workers", "0",
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     man = json.loads((out / "manifest.json").read_text())
     assert man["world_size"] == 2
-    assert load_task1_model(out / "best.safetensors", arch=None).arch == "convnextv2_atto"
+    loaded = load_task1_model(out / "best.safetensors", arch=None)
+    assert loaded.arch == "convnextv2_atto" and loaded.head == "csra"
+    # The CSRA head's BatchNorm statistics are averaged over the two processes (no SyncBatchNorm
+    # off CUDA), so the mAP they validated together is the saved checkpoint's own.
+    assert man["metrics"]["val_mAP"] == pytest.approx(
+        _independent_map(loaded, val_images, val_labels), abs=1e-5
+    )
     history = json.loads((out / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
     # the result line is printed once (rank 0 only)
     assert proc.stdout.count("best epoch") == 1
 
@@ -257,3 +274,35 @@ def test_one_epoch_on_cuda_with_amp(tmp_path, make_set):
     records = [r for r in train(cfg) if r["kind"] == "epoch"]
     assert len(records) == 2 and all(np.isfinite(r["train_loss"]) for r in records)
     assert load_task1_model(tmp_path / "gpu" / "best.safetensors", arch=None).head == "csra"
+
+
+def test_a_non_finite_step_is_skipped_and_a_resume_survives_old_nan_history(
+    tmp_path, make_set, monkeypatch
+):
+    import training.train as tr
+
+    csv_path, images, _ = make_set(tmp_path / "data", n=16, seed=3)
+    real = tr.DistributionBalancedLoss.forward
+    calls = [0]
+
+    def forward(self, *a, **k):
+        calls[0] += 1
+        out = real(self, *a, **k)
+        return out * float("nan") if calls[0] == 2 else out  # one NaN training step
+
+    monkeypatch.setattr(tr.DistributionBalancedLoss, "forward", forward)
+    recs = list(train(_cfg(tmp_path, csv_path, images, "n", epochs=2)))
+    epochs = [r for r in recs if r["kind"] == "epoch"]
+    assert epochs[0]["skipped_steps"] == 1 and np.isfinite(epochs[0]["train_loss"])
+    assert epochs[1]["skipped_steps"] == 0
+    history = json.loads((tmp_path / "n" / "history.json").read_text())
+    assert [h["skipped_steps"] for h in history] == [1, 0]
+    # A state saved by an earlier version with NaN in its history resumes (JSON gets null).
+    state = torch.load(tmp_path / "n" / "last.pt", weights_only=True)
+    state["history"][0]["train_loss"] = float("nan")
+    torch.save(state, tmp_path / "n" / "last.pt")
+    monkeypatch.setattr(tr.DistributionBalancedLoss, "forward", real)
+    resumed = list(train(_cfg(tmp_path, csv_path, images, "n", epochs=3, resume=True)))
+    assert [r["epoch"] for r in resumed if r["kind"] == "epoch"] == [3]
+    history = json.loads((tmp_path / "n" / "history.json").read_text())
+    assert history[0]["train_loss"] is None and len(history) == 3
