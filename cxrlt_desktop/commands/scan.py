@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, StoreError) as e:
         print(f"cxrlt scan: error: {e}", file=sys.stderr)
         return 2
+    from sqlalchemy.exc import OperationalError
+
     problems: list[dict[str, str]] = []
     last = None
     try:
@@ -70,10 +72,15 @@ def run(args: argparse.Namespace) -> int:
                     f"scan: {prog.seen} files, {prog.rate:.0f} files/s, {prog.new} new, "
                     f"{prog.updated} changed, {prog.unchanged} unchanged, {prog.unusable} unusable, "
                     f"{prog.duplicates} duplicates"
+                    + (f", {prog.moved} moved" if prog.moved else "")
+                    + (f", {prog.replaced} replaced" if prog.replaced else "")
                     + (f", {prog.missing} missing" if prog.done else ""),
                     file=sys.stderr,
                     flush=True,
                 )
+    except OperationalError as e:  # a read-only database file, a full disk
+        print(f"cxrlt scan: error: cannot write to {store!r}: {e.orig}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     if args.json and last is not None:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         predictor = Predictor(config)
-    except (CheckpointError, ZeroShotError, EngineError) as e:
+    except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
         print(f"cxrlt score-library: error: {e}", file=sys.stderr)
         store.close()
         return 1
@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             "cxrlt score-library: stopping after this batch (Ctrl-C again to abort)",
             file=sys.stderr,
         )
+
+    from sqlalchemy.exc import OperationalError
 
     old = signal.signal(signal.SIGINT, _on_sigint)
     last = None
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+    except OperationalError as e:  # a read-only database file, a full disk
+        print(f"cxrlt score-library: error: cannot write to {store!r}: {e.orig}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGINT, old)
         store.close()

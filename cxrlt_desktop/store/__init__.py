@@ -38,7 +38,10 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = T
     StoreError
         The URL is not usable (the message names it and says why).
     """
-    url = url or default_url()
+    try:
+        url = url or default_url()
+    except OSError as exc:  # the user data folder cannot be created
+        raise StoreError(f"cannot use the user data folder: {exc}") from exc
     store = Store(url, make_engine(url, create=create))
     if migrate:
         try:

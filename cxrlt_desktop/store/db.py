@@ -75,7 +75,12 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             f"the database {str(path)!r} does not exist (nothing has been scanned into it); "
             "check --db, or create it with `cxrlt scan FOLDER`"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the folder {str(path.parent)!r} for the database: {exc.strerror or exc}"
+        ) from exc
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

@@ -70,20 +70,26 @@ def create_main_window(
 
 def run_gui(db_url: str | None = None, folders: list[Path] | None = None) -> int:
     """Open the store and the window, start scanning ``folders``, run the event loop."""
-    from cxrlt_desktop.settings import Settings, SettingsError
+    from cxrlt_desktop.settings import Settings, SettingsError, default_path
     from cxrlt_desktop.store import StoreError, open_store
 
     app = ensure_app()
+    # A settings file that cannot be used stops the start: running on defaults would open
+    # another database (verdicts stored where nobody looks), another reviewer name and
+    # thresholds, and the first save would overwrite the user's file.
     try:
         settings = Settings.load()
+        problem = keymap_problem(settings.shortcuts or None)
+        if problem:
+            raise SettingsError([problem], str(default_path()))
     except SettingsError as exc:
-        print(f"cxrlt gui: {exc}; starting with default settings", file=sys.stderr)
-        settings = Settings()
+        return _cannot_start(
+            f"{exc}\n\nFix or remove the settings file, then start again. Nothing was changed."
+        )
     try:
         store = open_store(db_url or settings.database)
     except StoreError as exc:
-        print(f"cxrlt gui: {exc}", file=sys.stderr)
-        return 2
+        return _cannot_start(str(exc))
     window = create_main_window(store, settings)
     window.show()
     gc.freeze()  # start-up objects live as long as the app: keep them out of full collections
@@ -94,4 +100,44 @@ def run_gui(db_url: str | None = None, folders: list[Path] | None = None) -> int
     return int(code)
 
 
-__all__ = ["create_main_window", "ensure_app", "run_gui"]
+def keymap_problem(overrides: dict[str, str] | None) -> str | None:
+    """Why the user's shortcuts cannot be used, or None: an unknown action, a key Qt cannot
+    read ("PgDn"), or two actions on one key (compared as Qt reads them: Shift+Ctrl+R is
+    Ctrl+Shift+R)."""
+    from PySide6.QtGui import QKeySequence
+
+    from cxrlt_desktop.ui.shortcuts import merged_keymap
+
+    try:
+        keymap = merged_keymap(overrides)
+    except ValueError as exc:
+        return str(exc)
+    seen: dict[str, str] = {}
+    for action, key in keymap.items():
+        seq = QKeySequence.fromString(key, QKeySequence.SequenceFormat.PortableText)
+        text = seq.toString(QKeySequence.SequenceFormat.PortableText)
+        if (
+            seq.isEmpty()
+            or not text
+            or any(int(seq[i].toCombined()) == 0 for i in range(seq.count()))
+        ):
+            return f"shortcuts.{action}: {key!r} is not a key Qt knows (e.g. PgDown, Ctrl+Shift+R)"
+        if text in seen:
+            return f"shortcuts.{action}: key {key!r} is already used by {seen[text]!r}"
+        seen[text] = action
+    return None
+
+
+def _cannot_start(message: str) -> int:
+    """Say why the app cannot start, on stderr and (with a display) in a dialog; exit 2."""
+    print(f"cxrlt gui: {message}", file=sys.stderr)
+    from PySide6.QtGui import QGuiApplication
+
+    if QGuiApplication.platformName() not in ("offscreen", "minimal"):
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "CXR-LT Desktop cannot start", message)
+    return 2
+
+
+__all__ = ["create_main_window", "ensure_app", "keymap_problem", "run_gui"]

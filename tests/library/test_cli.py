@@ -182,3 +182,14 @@ def test_worklist_show_phi_on_an_ascii_console(tmp_path, monkeypatch):
     )
     assert proc.returncode == 0, proc.stderr.decode("ascii", "replace")
     assert "M\\xdcLLER" in proc.stdout.decode("ascii")
+
+
+def test_database_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (tmp_path / "in").mkdir()
+    db = f"sqlite:///{blocker / 'sub' / 'cxrlt.db'}"
+    assert main(["scan", str(tmp_path / "in"), "--db", db]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the folder '{blocker / 'sub'}'" in err and "Traceback" not in err

@@ -62,3 +62,34 @@ def test_gui_refuses_a_missing_folder(tmp_path):
     )
     assert proc.returncode == 2
     assert "nope: no such file or folder" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (
+            'database = "sqlite:////somewhere/my.db"\nreviewer = "Dr R"\n[engine]\nbatch_size = 0\n',
+            "engine.batch_size",
+        ),
+        ('[shortcuts]\nverdict_present = "A"\n', "already used by 'verdict_present'"),
+        ('[shortcuts]\nnext_study = "PgDn"\n', "'PgDn' is not a key Qt knows"),
+    ],
+)
+def test_gui_refuses_to_start_on_a_settings_file_it_cannot_use(tmp_path, content, fragment):
+    # It used to start on defaults (another database, reviewer and thresholds) and overwrite
+    # the file on the first OK, or crash with a traceback for a shortcut clash.
+    env = _env(tmp_path)
+    cfg = tmp_path / "settings.toml"
+    cfg.write_text(content)
+    env["CXRLT_CONFIG"] = str(cfg)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrlt_desktop", "gui"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    err = proc.stdout + proc.stderr
+    assert proc.returncode == 2, err
+    assert str(cfg) in err and fragment in err and "Traceback" not in err
+    assert cfg.read_text() == content  # untouched
