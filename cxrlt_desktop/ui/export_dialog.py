@@ -106,6 +106,7 @@ class ExportJob(QObject):
         self._options = dict(options)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()  # set just before ``finished`` is emitted
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cxrlt-export", daemon=True)
@@ -114,6 +115,9 @@ class ExportJob(QObject):
     def cancel(self) -> None:
         self._stop.set()
 
+    def is_running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
+
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
@@ -121,6 +125,7 @@ class ExportJob(QObject):
     def _run(self) -> None:
         fn = export_function()
         if fn is None:
+            self._done.set()
             self.finished.emit(None, "export is not available in this build")
             return
         params = inspect.signature(fn).parameters
@@ -134,8 +139,10 @@ class ExportJob(QObject):
         try:
             result = fn(self._store, self._out, **kwargs)
         except Exception as exc:  # ExportError and friends carry the user message
+            self._done.set()
             self.finished.emit(None, str(exc))
             return
+        self._done.set()
         self.finished.emit(result, "")
 
 

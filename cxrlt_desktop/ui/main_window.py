@@ -1121,9 +1121,16 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_paths([folder])
 
+    def export_running(self) -> bool:
+        job = getattr(self, "_export_job", None)
+        return job is not None and job.is_running()
+
     def _on_export(self) -> None:
         from cxrlt_desktop.ui.export_dialog import ExportDialog
 
+        if self.export_running():
+            self._report_error("An export is running: wait for it to finish.")
+            return
         dlg = ExportDialog(self)
         if dlg.exec() != QDialog.DialogCode.Accepted or not dlg.folder.text().strip():
             return
@@ -1136,6 +1143,9 @@ class MainWindow(QMainWindow):
         """
         from cxrlt_desktop.ui.export_dialog import ExportJob
 
+        if self.export_running():  # one at a time: closing waits for (and cancels) only one
+            self._report_error("An export is running: wait for it to finish.")
+            return None
         options.setdefault("demo", self.is_demo())
         options.setdefault("thresholds", self.settings.thresholds or None)
         job = ExportJob(self.store, out_dir, options, self)
@@ -1143,10 +1153,15 @@ class MainWindow(QMainWindow):
         job.finished.connect(self._on_export_finished)
         self._export_job = job
         self.statusBar().showMessage(f"Exporting to {out_dir}...")
+        self.export_action.setEnabled(False)
         job.start()
         return job
 
     def _on_export_finished(self, result, error: str) -> None:
+        self.export_action.setEnabled(_export_function() is not None)
+        if self._close_when_idle:
+            self.close()
+            return
         if error:
             self._report_error(f"Export failed: {error}")
             return
@@ -1179,7 +1194,23 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if self.jobs.is_running():
+        if self.export_running() and not self._close_when_idle:
+            # Waiting for a long export here froze the window; ask, then cancel it (the export
+            # removes what it wrote) and close when it has stopped.
+            if not _offscreen():
+                answer = QMessageBox.question(
+                    self,
+                    APP_TITLE,
+                    "An export is running. Cancel it and close?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                )
+                if answer != QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return
+            self._close_when_idle = True
+            self._export_job.cancel()
+            self.statusBar().showMessage("Cancelling the export, then closing...")
+        if self.jobs.is_running() or self.export_running():
             # Cancel, let the batch in flight finish and be written, then close for real.
             self._close_when_idle = True
             self.cancel_jobs()

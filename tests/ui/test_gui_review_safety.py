@@ -138,3 +138,25 @@ def test_enter_in_the_note_gives_the_keys_back_and_escape_undoes(qtbot, scored_w
     window.actions_by_id["next_study"].trigger()
     qtbot.wait(50)
     assert image_note(store, image) == "ett ok"
+
+
+def test_one_export_at_a_time_and_closing_cancels_it(qtbot, scored_window, tmp_path):
+    from cxrlt_desktop.ui.main_window import _export_function
+
+    window = scored_window
+    if _export_function() is None:
+        pytest.skip("export is not installed")
+    with qtbot.waitSignal(window.imageDisplayed, timeout=30_000):
+        window.select_row(0)
+    window.findings.agree_button.click()
+    out = tmp_path / "export"
+    job = window.export_to(out, copy_images=True, sr=True)
+    assert job is not None and window.export_running()
+    assert not window.export_action.isEnabled()
+    assert window.export_to(tmp_path / "second") is None  # refused while one runs
+    window.close()  # returns at once: the export is cancelled, the window closes after it
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert not window.export_running()
+    assert not (tmp_path / "second").exists()
+    # cancelled exports remove what they wrote; one that finished first is complete
+    assert not out.exists() or (out / "README.txt").is_file()
