@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
     jobFinished = Signal(object)
     worklistRefreshed = Signal()
     _imageDecoded = Signal(int, int, object, object)  # token, image id, DisplayImage, error
+    retriaged = Signal(str)  # after new thresholds re-sorted the library: "" or the error
 
     def __init__(
         self,
@@ -154,6 +155,7 @@ class MainWindow(QMainWindow):
         self.jobs.finished.connect(self._on_job_finished)
         self.jobs.started.connect(self._on_job_started)
         self._imageDecoded.connect(self._on_image_decoded)
+        self.retriaged.connect(self._on_retriaged)
 
         self._build_central()
         self._build_docks()
@@ -782,6 +784,24 @@ class MainWindow(QMainWindow):
         if changed_current:
             self._show_findings(self._images[self._image_index])
 
+    def _retriage_job(self, thresholds: dict[str, float]) -> None:
+        # Runs in the decoder's thread (one job at a time, shut down and waited for at close).
+        from cxrlt_desktop.triage import retriage
+
+        try:
+            retriage(self.store, thresholds)
+        except Exception as exc:  # reported on the GUI thread
+            self.retriaged.emit(str(exc) or type(exc).__name__)
+            return
+        self.retriaged.emit("")
+
+    def _on_retriaged(self, error: str) -> None:
+        if error:
+            self._report_error(f"The worklist was not re-sorted for the new thresholds: {error}")
+            return
+        self.statusBar().showMessage("Worklist re-sorted for the new thresholds", 5000)
+        self.refresh_worklist()
+
     def _request_decode(self, entry: ImageEntry) -> None:
         self._decode_token += 1
         token = self._decode_token
@@ -1098,6 +1118,7 @@ class MainWindow(QMainWindow):
         new = dlg.result_settings
         if new is None:
             return
+        thresholds_changed = dict(new.thresholds or {}) != dict(self.settings.thresholds or {})
         self.settings = new
         try:
             new.save(self._settings_path)
@@ -1105,6 +1126,11 @@ class MainWindow(QMainWindow):
             self._report_error(f"Settings not saved: {exc}")
         self._apply_keymap(merged_keymap(new.shortcuts or None))
         self.jobs.thresholds = dict(new.thresholds or {})
+        if thresholds_changed:
+            # The worklist's priority, flags and finding filter derive from the thresholds:
+            # recompute them for the whole library, off the GUI thread.
+            self.statusBar().showMessage("Re-sorting the worklist for the new thresholds...")
+            self._decoder.submit(self._retriage_job, dict(new.thresholds or {}))
         if settings_have_models(new):
             self.predictors.put(dlg.loaded_predictor, self._settings_predictor_factory(new))
         else:

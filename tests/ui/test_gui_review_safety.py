@@ -160,3 +160,42 @@ def test_one_export_at_a_time_and_closing_cancels_it(qtbot, scored_window, tmp_p
     assert not (tmp_path / "second").exists()
     # cancelled exports remove what they wrote; one that finished first is complete
     assert not out.exists() or (out / "README.txt").is_file()
+
+
+def test_new_thresholds_re_sort_the_worklist(qtbot, scored_window, store):
+    """Priority, flags and the finding filter follow thresholds changed in Settings."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import Image, Prediction, Series, Study, probs_to_array
+    from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
+
+    window = scored_window
+    new = {"Mass": 0.001, "Pneumothorax": 0.002}
+    dlg = window.open_settings()
+    for name, value in new.items():
+        dlg._threshold_spins[name].setValue(value)
+    with qtbot.waitSignal(window.retriaged, timeout=120_000) as done:
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    assert done.args == [""]
+    t = {**DEFAULT_THRESHOLDS, **new}
+    with store.session() as s, s.begin():
+        want: dict[str, float] = {}
+        for uid, blob in s.execute(
+            select(Study.study_uid, Prediction.probs)
+            .join(Series, Series.study_id == Study.id)
+            .join(Image, Image.series_id == Series.id)
+            .join(Prediction, Prediction.id == Image.current_prediction_id)
+        ).all():
+            p = probs_to_array(blob)
+            score = max(
+                p[ALL_CLASSES.index(c)] / t[c]
+                for c in RARE_CLASSES
+                if not np.isnan(p[ALL_CLASSES.index(c)])
+            )
+            want[uid] = max(want.get(uid, score), score)
+    shown = {r.study_uid: r.rare_score for r in window.worklist_model.rows()}
+    assert shown.keys() == want.keys()
+    for uid, score in want.items():
+        assert shown[uid] == pytest.approx(score, rel=1e-5)
+    assert max(shown.values()) > 10  # p / 0.001: the new thresholds are in force
