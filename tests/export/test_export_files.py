@@ -183,17 +183,25 @@ def test_cli_export(store, library, tmp_path, monkeypatch, capsys):
     assert rc == 1 and "not empty" in capsys.readouterr().err
 
 
-def test_scrub_text_removes_known_identifiers_as_words():
-    from cxrlt_desktop.export import _identifiers, _ImageRec, scrub_text
+def _image_rec(**fields):
+    """An export image record: nothing known about the patient but ``fields``."""
+    from cxrlt_desktop.export import _ImageRec
 
-    rec = _ImageRec(
-        id=1,
+    base = dict.fromkeys(
+        ("sop_uid", "sop_class_uid", "patient_id", "patient_name", "birth_date", "sex",
+         "study_uid", "series_uid", "study_date", "study_time", "accession", "institution",
+         "modality", "current_prediction_id")
+    )  # fmt: skip
+    base.update(id=1, path="/d/x.dcm", is_dicom=True, image_key="k", patient_key="k", meta={})
+    return _ImageRec(**{**base, "verdicts": {}, **fields})
+
+
+def test_scrub_text_removes_known_identifiers_as_words():
+    from cxrlt_desktop.export import _identifiers, scrub_text
+
+    rec = _image_rec(
         path="/data/Lee_Ann/scan1.dcm",
         sop_uid="1.2.3.4",
-        sop_class_uid=None,
-        is_dicom=True,
-        image_key="1.2.3.4",
-        patient_key="id:MRN123",
         patient_id="MRN123",
         patient_name="Lee^Ann",
         birth_date="19501231",
@@ -201,13 +209,9 @@ def test_scrub_text_removes_known_identifiers_as_words():
         study_uid="1.2.3",
         series_uid="1.2.3.9",
         study_date="20230417",
-        study_time=None,
         accession="ACC1",
         institution="Saint Testington",
         modality="CR",
-        meta={},
-        current_prediction_id=None,
-        verdicts={},
     )
     ids = _identifiers(rec)
     text = "ann lee (mrn123, ACC1) at saint testington 2023-04-17, born 31/12/1950; fleet annular 1.2.34"
@@ -242,31 +246,9 @@ def test_scrub_text_removes_known_identifiers_as_words():
 def test_scrub_text_name_groups_and_ideographic_parts():
     from dataclasses import replace
 
-    from cxrlt_desktop.export import _identifiers, _ImageRec, scrub_text
+    from cxrlt_desktop.export import _identifiers, scrub_text
 
-    rec = _ImageRec(
-        id=1,
-        path="/d/x.dcm",
-        sop_uid=None,
-        sop_class_uid=None,
-        is_dicom=True,
-        image_key="k",
-        patient_key="k",
-        patient_id=None,
-        patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう",
-        birth_date=None,
-        sex=None,
-        study_uid=None,
-        series_uid=None,
-        study_date=None,
-        study_time=None,
-        accession=None,
-        institution=None,
-        modality=None,
-        meta={},
-        current_prediction_id=None,
-        verdicts={},
-    )
+    rec = _image_rec(patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう")
     ids = _identifiers(rec)
     assert scrub_text("Tarou Yamada, 山田太郎さん, やまだ たろう; yamadas", ids) == (
         "[removed], [removed][removed]さん, [removed]; yamadas"

@@ -107,3 +107,42 @@ def make_study_folder(
         (folder / "broken").mkdir()
         write_undecodable_j2k(folder / "broken" / "broken_j2k.dcm")
     return folder
+
+
+def stored_verdicts(store, image_id: int) -> dict[str, str]:
+    """The image's verdicts as the store holds them: {finding: verdict}."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import Review
+
+    with store.session() as s, s.begin():
+        return dict(
+            s.execute(
+                select(Review.finding, Review.verdict).where(Review.image_id == image_id)
+            ).all()
+        )
+
+
+def independent_study_scores(store, thresholds=None) -> dict[str, float | None]:
+    """Rare-finding score per study recomputed from the stored probabilities (not from triage):
+    max over the study's images and the rare classes of p / threshold."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import Image, Prediction, Series, Study, probs_to_array
+    from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
+
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    rare = [ALL_CLASSES.index(c) for c in RARE_CLASSES]
+    t = np.array([th[ALL_CLASSES[i]] for i in rare])
+    out: dict[str, float | None] = {}
+    with store.session() as s, s.begin():
+        for uid, blob in s.execute(
+            select(Study.study_uid, Prediction.probs)
+            .join(Series, Series.study_id == Study.id)
+            .join(Image, Image.series_id == Series.id)
+            .outerjoin(Prediction, Prediction.id == Image.current_prediction_id)
+        ).all():
+            score = None if blob is None else float(np.nanmax(probs_to_array(blob)[rare] / t))
+            prev = out.get(uid)
+            out[uid] = score if prev is None else (prev if score is None else max(prev, score))
+    return out

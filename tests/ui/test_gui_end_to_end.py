@@ -13,12 +13,11 @@ import time
 
 import numpy as np
 import pytest
-from gui_helpers import drag, make_study_folder
+from gui_helpers import drag, independent_study_scores, make_study_folder, stored_verdicts
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
-from sqlalchemy import select
 
-from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
+from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS
 
 JOB_TIMEOUT_MS = 600_000
 
@@ -57,37 +56,6 @@ class Heartbeat:
         }
 
 
-def _independent_study_scores(store) -> dict[str, float | None]:
-    """Rare-finding score per study recomputed from the stored probabilities (not from triage)."""
-    from cxrlt_desktop.store.models import Image, Prediction, Series, Study, probs_to_array
-
-    rare = [ALL_CLASSES.index(c) for c in RARE_CLASSES]
-    t = np.array([DEFAULT_THRESHOLDS[ALL_CLASSES[i]] for i in rare])
-    out: dict[str, float | None] = {}
-    with store.session() as s, s.begin():
-        for uid, blob in s.execute(
-            select(Study.study_uid, Prediction.probs)
-            .join(Series, Series.study_id == Study.id)
-            .join(Image, Image.series_id == Series.id)
-            .outerjoin(Prediction, Prediction.id == Image.current_prediction_id)
-        ).all():
-            score = None if blob is None else float(np.nanmax(probs_to_array(blob)[rare] / t))
-            prev = out.get(uid)
-            out[uid] = score if prev is None else (prev if score is None else max(prev, score))
-    return out
-
-
-def _stored_verdicts(store, image_id: int) -> dict[str, str]:
-    from cxrlt_desktop.store.models import Review
-
-    with store.session() as s, s.begin():
-        return dict(
-            s.execute(
-                select(Review.finding, Review.verdict).where(Review.image_id == image_id)
-            ).all()
-        )
-
-
 def test_open_triage_review_end_to_end(
     qtbot, make_window, model_settings, store, tmp_path, rg1_uncr
 ):
@@ -123,7 +91,7 @@ def test_open_triage_review_end_to_end(
 
     # --- the worklist is ordered by the rare-finding score, recomputed independently
     model = window.worklist_model
-    expected = _independent_study_scores(store)
+    expected = independent_study_scores(store)
     shown = [(r.study_uid, r.rare_score) for r in model.rows()]
     assert len(shown) == len(expected)
     for uid, score in shown:
@@ -159,7 +127,7 @@ def test_open_triage_review_end_to_end(
     QTest.keyClick(window.worklist, Qt.Key.Key_Down)
     with qtbot.waitSignal(window.verdictCommitted, timeout=5000):
         QTest.keyClick(window.worklist, Qt.Key.Key_U)
-    assert _stored_verdicts(store, entry.image_id) == {
+    assert stored_verdicts(store, entry.image_id) == {
         "Normal": "present",
         ALL_CLASSES[1]: "absent",
         ALL_CLASSES[2]: "uncertain",
@@ -241,7 +209,7 @@ def test_agree_with_all_and_note_are_stored(qtbot, make_window, model_settings, 
         window.select_row(0)
     entry = window.current_image()
     window.findings.agree_button.click()
-    stored = _stored_verdicts(store, entry.image_id)
+    stored = stored_verdicts(store, entry.image_id)
     th = DEFAULT_THRESHOLDS
     want = {
         c: ("present" if entry.probs[i] >= th[c] else "absent")

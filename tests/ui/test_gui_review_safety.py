@@ -8,26 +8,13 @@ keeping the keyboard after Enter. Real store, real scan and scoring, real widget
 from __future__ import annotations
 
 import pytest
-from gui_helpers import make_study_folder
+from gui_helpers import independent_study_scores, make_study_folder, stored_verdicts
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from cxrlt_desktop.reviews import image_note
 
 JOB_TIMEOUT_MS = 600_000
-
-
-def _verdicts(store, image_id: int) -> dict[str, str]:
-    from sqlalchemy import select
-
-    from cxrlt_desktop.store.models import Review
-
-    with store.session() as s, s.begin():
-        return dict(
-            s.execute(
-                select(Review.finding, Review.verdict).where(Review.image_id == image_id)
-            ).all()
-        )
 
 
 @pytest.fixture
@@ -78,7 +65,7 @@ def test_open_study_stays_under_the_unreviewed_filter(qtbot, scored_window, stor
     QTest.keyClick(window.worklist, Qt.Key.Key_A)
     _settle(qtbot, window)
     assert window.current_image().image_id == entry.image_id
-    assert _verdicts(store, entry.image_id) == {"Pneumothorax": "absent"}
+    assert stored_verdicts(store, entry.image_id) == {"Pneumothorax": "absent"}
     from sqlalchemy import func, select
 
     from cxrlt_desktop.store.models import Review
@@ -127,7 +114,7 @@ def test_enter_in_the_note_gives_the_keys_back_and_escape_undoes(qtbot, scored_w
     assert image_note(store, image) == "ett ok"
     window.findings.select_finding("Pneumothorax")
     QTest.keyClick(window.focusWidget(), Qt.Key.Key_P)
-    assert _verdicts(store, image) == {"Pneumothorax": "present"}
+    assert stored_verdicts(store, image) == {"Pneumothorax": "present"}
     assert window.findings.note_edit.text() == "ett ok" and image_note(store, image) == "ett ok"
     # Escape: the unsaved edit is undone and nothing is stored
     QTest.keyClick(window.worklist, Qt.Key.Key_N)
@@ -164,11 +151,6 @@ def test_one_export_at_a_time_and_closing_cancels_it(qtbot, scored_window, tmp_p
 
 def test_new_thresholds_re_sort_the_worklist(qtbot, scored_window, store):
     """Priority, flags and the finding filter follow thresholds changed in Settings."""
-    import numpy as np
-    from sqlalchemy import select
-
-    from cxrlt_desktop.store.models import Image, Prediction, Series, Study, probs_to_array
-    from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
 
     window = scored_window
     new = {"Mass": 0.001, "Pneumothorax": 0.002}
@@ -178,22 +160,7 @@ def test_new_thresholds_re_sort_the_worklist(qtbot, scored_window, store):
     with qtbot.waitSignal(window.retriaged, timeout=120_000) as done:
         dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
     assert done.args == [""]
-    t = {**DEFAULT_THRESHOLDS, **new}
-    with store.session() as s, s.begin():
-        want: dict[str, float] = {}
-        for uid, blob in s.execute(
-            select(Study.study_uid, Prediction.probs)
-            .join(Series, Series.study_id == Study.id)
-            .join(Image, Image.series_id == Series.id)
-            .join(Prediction, Prediction.id == Image.current_prediction_id)
-        ).all():
-            p = probs_to_array(blob)
-            score = max(
-                p[ALL_CLASSES.index(c)] / t[c]
-                for c in RARE_CLASSES
-                if not np.isnan(p[ALL_CLASSES.index(c)])
-            )
-            want[uid] = max(want.get(uid, score), score)
+    want = independent_study_scores(store, new)
     shown = {r.study_uid: r.rare_score for r in window.worklist_model.rows()}
     assert shown.keys() == want.keys()
     for uid, score in want.items():

@@ -184,6 +184,17 @@ def test_background_refresh_of_a_fully_loaded_list_keeps_selection(view, filled,
     model.shutdown()
 
 
+def _mark_reviewed(store, study_uid: str) -> None:
+    from cxrlt_desktop.store.models import Study
+
+    with store.session(write=True) as s, s.begin():
+        s.execute(
+            update(Study)
+            .where(Study.study_uid == study_uid)
+            .values(reviewed=True, review_status="reviewed")
+        )
+
+
 def _select(table, model, row):
     table.selectionModel().setCurrentIndex(
         model.index(row, 0),
@@ -192,7 +203,6 @@ def _select(table, model, row):
 
 
 def test_selected_study_leaving_the_filter_stays_until_the_user_moves(view, filled):
-    from cxrlt_desktop.store.models import Study
     from cxrlt_desktop.worklist import count_worklist
 
     table, model = view
@@ -200,12 +210,7 @@ def test_selected_study_leaving_the_filter_stays_until_the_user_moves(view, fill
     n = count_worklist(filled, status="unreviewed")
     _select(table, model, 150)
     uid = model.study_uid(150)
-    with filled.session(write=True) as s, s.begin():
-        s.execute(
-            update(Study)
-            .where(Study.study_uid == uid)
-            .values(reviewed=True, review_status="reviewed")
-        )
+    _mark_reviewed(filled, uid)
     model.refresh()  # what a verdict triggers
     assert model.study_uid(table.currentIndex().row()) == uid
     # Paging goes on as if the kept row were not there: no study skipped, none twice.
@@ -219,12 +224,7 @@ def test_selected_study_leaving_the_filter_stays_until_the_user_moves(view, fill
     # An explicit filter change applies at once, even to the selected study.
     _select(table, model, 3)
     other = model.study_uid(3)
-    with filled.session(write=True) as s, s.begin():
-        s.execute(
-            update(Study)
-            .where(Study.study_uid == other)
-            .values(reviewed=True, review_status="reviewed")
-        )
+    _mark_reviewed(filled, other)
     model.set_filters(status="unreviewed")
     assert model.row_for_uid(other) == -1
 
@@ -271,19 +271,13 @@ def test_page_loaded_during_a_column_sort_keeps_the_sort(qtbot, store):
 
 
 def test_study_leaving_the_filter_is_not_searched_for_in_the_whole_list(view, filled):
-    from cxrlt_desktop.store.models import Study
     from cxrlt_desktop.ui.worklist_model import PAGE_SIZE
 
     table, model = view
     model.set_filters(status="unreviewed")
     _select(table, model, 5)
     uid = model.study_uid(5)
-    with filled.session(write=True) as s, s.begin():
-        s.execute(
-            update(Study)
-            .where(Study.study_uid == uid)
-            .values(reviewed=True, review_status="reviewed")
-        )
+    _mark_reviewed(filled, uid)
     limits = []
     query = model._query
 
