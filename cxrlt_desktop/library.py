@@ -442,17 +442,19 @@ def _write_batch(
         refresh_studies(s, touched)
 
 
-def _promote_duplicates(s: Session, image_ids: set[int]) -> set[int]:
-    """Move each of these (missing) images to the path of a present duplicate of its file."""
+def _promote_duplicates(s: Session, image_ids: set[int]) -> dict[int, str]:
+    """Move each of these (missing) images to the path of a duplicate of its file that is on
+    disk; returns {image id: the duplicate's path}."""
     promoted: dict[int, int | None] = {}  # image id -> its series
+    paths: dict[int, str] = {}
     for chunk in _chunks(sorted(image_ids)):
         for dup in s.scalars(
             select(DuplicateFile)
             .where(DuplicateFile.image_id.in_(chunk), DuplicateFile.missing.is_(False))
             .order_by(DuplicateFile.id)
         ).all():
-            if dup.image_id in promoted:
-                continue
+            if dup.image_id in promoted or not os.path.exists(dup.path):
+                continue  # (a duplicate deleted since: the sweep for gone files follows)
             image = s.get(Image, dup.image_id)
             s.execute(DuplicateFile.__table__.delete().where(DuplicateFile.id == dup.id))
             s.flush()
@@ -463,13 +465,14 @@ def _promote_duplicates(s: Session, image_ids: set[int]) -> set[int]:
                 False,
             )
             promoted[image.id] = image.series_id
+            paths[image.id] = dup.path
     s.flush()
     series = {v for v in promoted.values() if v is not None}
     if series:
         refresh_studies(
             s, s.scalars(select(Series.study_id).where(Series.id.in_(sorted(series)))).all()
         )
-    return set(promoted)
+    return paths
 
 
 def _once(walk: Iterable[Any]) -> Iterator[Any]:
@@ -683,7 +686,8 @@ def scan(
             promoted = store.write(lambda s: _promote_duplicates(s, replaced_ids - moved_ids))
             moved_ids.update(promoted)
             prog.moved += len(promoted)
-            prog.duplicates -= len(promoted)
+            # (only the duplicates this scan found were counted in it)
+            prog.duplicates -= sum(1 for p in promoted.values() if p in seen and p not in dups)
             prog.replaced = len(replaced_ids - moved_ids)
         if not cancelled:
             gone_i = [

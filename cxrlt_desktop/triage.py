@@ -17,7 +17,7 @@ also keeps the number of distinct findings (any class but Normal) at or above th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,52 +228,64 @@ def refresh_studies(session: Session, study_ids: Iterable[int]) -> None:
             session.execute(update(Study), params)
 
 
-def retriage(store, thresholds: Mapping[str, float] | None = None) -> int:  # noqa: ANN001
+# Images re-triaged per write transaction: the whole library in one held the write lock for
+# ~4 s at 30,000 images, and a verdict clicked meanwhile waited.
+RETRIAGE_CHUNK = 500
+
+
+def retriage(
+    store,  # noqa: ANN001
+    thresholds: Mapping[str, float] | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
     """Recompute every current prediction's triage columns and hits for new thresholds.
 
     The probabilities stay as they are (predictions are immutable); the rare score, the count
     above threshold, the top findings and ``finding_hit`` are derived from them and follow the
-    thresholds in force. Returns the number of predictions updated.
+    thresholds in force. Runs in transactions of ``RETRIAGE_CHUNK`` images; ``should_stop`` is
+    checked between them. Returns the number of predictions updated.
     """
-    from cxrlt_desktop.store.models import FindingHit, Image, Prediction, Series, probs_to_array
+    from cxrlt_desktop.store.models import Image
 
     t = threshold_vector(thresholds)
+    with store.session() as s, s.begin():
+        image_ids = list(
+            s.scalars(
+                select(Image.id).where(Image.current_prediction_id.is_not(None)).order_by(Image.id)
+            ).all()
+        )
+    done = 0
+    for i in range(0, len(image_ids), RETRIAGE_CHUNK):
+        if should_stop is not None and should_stop():
+            break
+        chunk = image_ids[i : i + RETRIAGE_CHUNK]
+        done += store.write(lambda s, c=chunk: _retriage_images(s, c, t))
+    return done
 
-    def work(s: Session) -> int:
-        rows = s.execute(
-            select(Prediction.id, Prediction.image_id, Prediction.probs, Series.study_id)
-            .join(Image, Image.current_prediction_id == Prediction.id)
-            .outerjoin(Series, Series.id == Image.series_id)
-        ).all()
-        s.execute(delete(FindingHit))
-        updates = []
-        for pid, image_id, blob, study_id in rows:
-            summary = summarize(probs_to_array(blob), t)
-            updates.append(
-                {
-                    "id": pid,
-                    "rare_score": summary.rare_score,
-                    "n_above": summary.n_above,
-                    "top_findings": summary.top_findings,
-                }
-            )
-            if study_id is not None:
-                s.add_all(
-                    FindingHit(
-                        prediction_id=pid,
-                        image_id=image_id,
-                        study_id=study_id,
-                        finding=f,
-                        probability=p,
-                        threshold=th,
-                    )
-                    for f, p, th in summary.hits
-                )
-        if updates:
-            s.execute(update(Prediction), updates)
-        from cxrlt_desktop.store.models import Study
 
-        refresh_studies(s, s.scalars(select(Study.id)).all())
-        return len(updates)
+def _retriage_images(s: Session, image_ids: list[int], t: np.ndarray) -> int:
+    from cxrlt_desktop.store.models import Image, Prediction, Series, probs_to_array
 
-    return store.write(work)
+    rows = s.execute(
+        select(Prediction.id, Prediction.image_id, Prediction.probs, Series.study_id)
+        .join(Image, Image.current_prediction_id == Prediction.id)
+        .outerjoin(Series, Series.id == Image.series_id)
+        .where(Image.id.in_(image_ids))
+    ).all()
+    updates = []
+    for pid, image_id, blob, study_id in rows:
+        summary = summarize(probs_to_array(blob), t)
+        updates.append(
+            {
+                "id": pid,
+                "rare_score": summary.rare_score,
+                "n_above": summary.n_above,
+                "top_findings": summary.top_findings,
+            }
+        )
+        replace_hits(s, image_id, study_id, pid, summary)
+    if updates:
+        s.execute(update(Prediction), updates)
+    refresh_studies(s, {r[3] for r in rows if r[3] is not None})
+    return len(updates)

@@ -652,11 +652,13 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
         wrapped.train()
         steps = len(loader)
         total, n, skipped = 0.0, 0, 0
+        buffers = [b for b in model.buffers() if torch.is_floating_point(b)]
         for step, (x, y, _) in enumerate(loader):
             x = x.to(d.device, non_blocking=True)
             y = y.to(d.device, non_blocking=True)
             if d.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
+            saved = [b.detach().clone() for b in buffers]  # BatchNorm statistics
             with autocast():
                 logits = _forward_logits(wrapped, x)
             loss = criterion(logits.float(), y)
@@ -672,10 +674,17 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
             elif torch.isfinite(norm):
                 # Gradients are already averaged over ranks, so every rank makes the same call.
                 opt.step()
+            lv = float(loss.detach())
+            finite = math.isfinite(lv) and bool(torch.isfinite(norm))
+            if not finite:
+                # A non-finite forward pass also wrote its statistics into BatchNorm's running
+                # buffers, which would stay NaN for good: put them back.
+                with torch.no_grad():
+                    for b, v in zip(buffers, saved, strict=True):
+                        b.copy_(v)
             if ema is not None:
                 ema.update(model)
-            lv = float(loss.detach())
-            if math.isfinite(lv) and bool(torch.isfinite(norm)):
+            if finite:
                 total += lv
                 n += 1
             else:  # the step was skipped: its loss does not enter the epoch's mean
@@ -706,8 +715,9 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
         val_loss = _val_loss(val_criterion, probs, val_labels)
         score = val_map if has_val_pos else -val_loss
         best_score = best["score"]
-        improved = best_score is None or (
-            math.isfinite(score) and (not math.isfinite(best_score) or score > best_score)
+        # Only a finite score can be best: a checkpoint whose validation gave NaN is not saved.
+        improved = math.isfinite(score) and (
+            best_score is None or not math.isfinite(best_score) or score > best_score
         )
         record = {
             "epoch": epoch + 1,
@@ -753,6 +763,11 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
         _barrier(d)
         yield {"kind": "epoch", **record, "best": improved}
 
+    if best["epoch"] is None:
+        raise TrainError(
+            f"{out}: no epoch gave a finite validation {score_name}, so no checkpoint was "
+            "written (see history.json; the inputs or the learning rate may be at fault)"
+        )
     yield {
         "kind": "done",
         "best_epoch": best["epoch"],

@@ -106,7 +106,10 @@ class ExportJob(QObject):
         self._options = dict(options)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._done = threading.Event()  # set just before ``finished`` is emitted
+        # Set when ``finished`` reaches the GUI thread (this object lives there, and this is
+        # its first slot), so "running" holds until the window has seen the outcome.
+        self._done = False
+        self.finished.connect(self._mark_done)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cxrlt-export", daemon=True)
@@ -116,7 +119,10 @@ class ExportJob(QObject):
         self._stop.set()
 
     def is_running(self) -> bool:
-        return self._thread is not None and not self._done.is_set()
+        return self._thread is not None and not self._done
+
+    def _mark_done(self, *_args) -> None:  # noqa: ANN002
+        self._done = True
 
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -125,7 +131,6 @@ class ExportJob(QObject):
     def _run(self) -> None:
         fn = export_function()
         if fn is None:
-            self._done.set()
             self.finished.emit(None, "export is not available in this build")
             return
         params = inspect.signature(fn).parameters
@@ -139,10 +144,8 @@ class ExportJob(QObject):
         try:
             result = fn(self._store, self._out, **kwargs)
         except Exception as exc:  # ExportError and friends carry the user message
-            self._done.set()
             self.finished.emit(None, str(exc))
             return
-        self._done.set()
         self.finished.emit(result, "")
 
 

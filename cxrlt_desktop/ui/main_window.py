@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import inspect
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -136,6 +137,11 @@ class MainWindow(QMainWindow):
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrlt-decode")
         self._close_when_idle = False
         self._closing_done = False
+        # Re-sorting the library for new thresholds: its own thread, stopped (not waited for)
+        # at close; redone after a scoring job that started with the old thresholds.
+        self._retriage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrlt-retriage")
+        self._retriage_stop = threading.Event()
+        self._retriage_after_job = False
         self._problem_keys: set[tuple[str, str]] = set()
         self.last_job: JobResult | None = None
 
@@ -784,18 +790,24 @@ class MainWindow(QMainWindow):
         if changed_current:
             self._show_findings(self._images[self._image_index])
 
+    def _start_retriage(self) -> None:
+        self.statusBar().showMessage("Re-sorting the worklist for the new thresholds...")
+        self._retriage_pool.submit(self._retriage_job, dict(self.settings.thresholds or {}))
+
     def _retriage_job(self, thresholds: dict[str, float]) -> None:
-        # Runs in the decoder's thread (one job at a time, shut down and waited for at close).
+        # Runs in the retriage thread, in short transactions, until done or the window closes.
         from cxrlt_desktop.triage import retriage
 
         try:
-            retriage(self.store, thresholds)
+            retriage(self.store, thresholds, should_stop=self._retriage_stop.is_set)
         except Exception as exc:  # reported on the GUI thread
             self.retriaged.emit(str(exc) or type(exc).__name__)
             return
         self.retriaged.emit("")
 
     def _on_retriaged(self, error: str) -> None:
+        if self._closing_done:
+            return
         if error:
             self._report_error(f"The worklist was not re-sorted for the new thresholds: {error}")
             return
@@ -1050,6 +1062,9 @@ class MainWindow(QMainWindow):
 
     def _on_job_finished(self, result: JobResult) -> None:
         self.last_job = result
+        if self._retriage_after_job and not self._close_when_idle:
+            self._retriage_after_job = False
+            self._start_retriage()
         self.progress_bar.setVisible(False)
         self.cancel_button.setVisible(False)
         if result.error:
@@ -1128,9 +1143,10 @@ class MainWindow(QMainWindow):
         self.jobs.thresholds = dict(new.thresholds or {})
         if thresholds_changed:
             # The worklist's priority, flags and finding filter derive from the thresholds:
-            # recompute them for the whole library, off the GUI thread.
-            self.statusBar().showMessage("Re-sorting the worklist for the new thresholds...")
-            self._decoder.submit(self._retriage_job, dict(new.thresholds or {}))
+            # recompute them for the whole library, off the GUI thread. A scoring job that is
+            # running writes its batches with the old ones: redo it when that job ends.
+            self._start_retriage()
+            self._retriage_after_job = self.jobs.is_running()
         if settings_have_models(new):
             self.predictors.put(dlg.loaded_predictor, self._settings_predictor_factory(new))
         else:
@@ -1171,6 +1187,9 @@ class MainWindow(QMainWindow):
 
         if self.export_running():  # one at a time: closing waits for (and cancels) only one
             self._report_error("An export is running: wait for it to finish.")
+            return None
+        if self._close_when_idle:
+            self._report_error("The window is closing: no new export.")
             return None
         options.setdefault("demo", self.is_demo())
         options.setdefault("thresholds", self.settings.thresholds or None)
@@ -1234,8 +1253,9 @@ class MainWindow(QMainWindow):
                     event.ignore()
                     return
             self._close_when_idle = True
-            self._export_job.cancel()
             self.statusBar().showMessage("Cancelling the export, then closing...")
+        if self.export_running():
+            self._export_job.cancel()
         if self.jobs.is_running() or self.export_running():
             # Cancel, let the batch in flight finish and be written, then close for real.
             self._close_when_idle = True
@@ -1245,6 +1265,8 @@ class MainWindow(QMainWindow):
         if not self._closing_done:
             self._closing_done = True
             self._refresh_timer.stop()
+            self._retriage_stop.set()  # stops between two short transactions
+            self._retriage_pool.shutdown(wait=False, cancel_futures=True)
             self._decoder.shutdown(wait=True, cancel_futures=True)
             self.worklist_model.shutdown()
             job = getattr(self, "_export_job", None)

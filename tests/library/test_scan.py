@@ -366,3 +366,21 @@ def test_names_shifted_down_keep_every_image_and_verdict(store, tmp_path, batch_
         assert gone.missing and _verdicts(store, gone.id) == {"Mass": "present"}
     again = _run(store, [folder], batch_files=batch_files)[-1]
     assert again.read == 0 and again.moved == 0 and again.missing == 0
+
+
+def test_replaced_image_does_not_move_to_a_deleted_duplicate(store, tmp_path, write_study):
+    folder = tmp_path / "d"
+    first = write_study(folder, 1, patient_id="PAT-A")[0]
+    shutil.copy2(first, folder / "zcopy.dcm")  # a duplicate of the same image
+    other = write_study(tmp_path / "elsewhere", 1, patient_id="PAT-B")[0]
+    _run(store, [folder])
+    a = _images(store)["d/im000.dcm"]
+    (folder / "zcopy.dcm").unlink()
+    shutil.copyfile(other, first)
+    os.utime(first, (a.mtime + 10, a.mtime + 10))
+    last = _run(store, [folder])[-1]
+    assert (last.moved, last.replaced, last.duplicates, last.missing) == (0, 1, 0, 1)
+    with store.session() as s, s.begin():
+        old = s.get(Image, a.id)
+        assert old.missing and old.path.endswith(f"(replaced image {a.id})")
+        assert s.scalar(select(DuplicateFile.missing)) is True

@@ -293,9 +293,12 @@ def test_finding_and_status_filters(library, predictor, monkeypatch):
         query_worklist(library, finding="unicorn")
 
 
-def test_retriage_follows_new_thresholds(library, predictor):
+@pytest.mark.parametrize("chunk", [500, 3])  # one transaction, or three short ones
+def test_retriage_follows_new_thresholds(library, predictor, chunk, monkeypatch):
+    import cxrlt_desktop.triage as triage
     from cxrlt_desktop.triage import retriage
 
+    monkeypatch.setattr(triage, "RETRIAGE_CHUNK", chunk)
     _score(library, predictor)
     with library.session() as s, s.begin():
         before = {p.id: p.probabilities() for p in s.scalars(select(Prediction)).all()}

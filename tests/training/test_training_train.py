@@ -306,3 +306,31 @@ def test_a_non_finite_step_is_skipped_and_a_resume_survives_old_nan_history(
     assert [r["epoch"] for r in resumed if r["kind"] == "epoch"] == [3]
     history = json.loads((tmp_path / "n" / "history.json").read_text())
     assert history[0]["train_loss"] is None and len(history) == 3
+
+
+def test_a_non_finite_forward_pass_leaves_batchnorm_statistics_finite(
+    tmp_path, make_set, monkeypatch
+):
+    """An overflowing activation in one step would write NaN into the CSRA head's BatchNorm
+    running statistics for good (every later validation NaN, a NaN checkpoint saved)."""
+    import training.train as tr
+
+    csv_path, images, _ = make_set(tmp_path / "data", n=16, seed=3)
+    real = tr._forward_logits
+    calls = [0]
+
+    def forward(model, x):
+        if model.training:
+            calls[0] += 1
+            if calls[0] == 2:
+                x = x.clone()
+                x[0, 0, 0, 0] = float("inf")
+        return real(model, x)
+
+    monkeypatch.setattr(tr, "_forward_logits", forward)
+    recs = list(train(_cfg(tmp_path, csv_path, images, "bn", epochs=2, head="csra")))
+    epochs = [r for r in recs if r["kind"] == "epoch"]
+    assert epochs[0]["skipped_steps"] == 1
+    assert all(r["val_mAP"] is not None for r in epochs)
+    best = load_file(tmp_path / "bn" / "best.safetensors")
+    assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
