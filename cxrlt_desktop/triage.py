@@ -246,9 +246,10 @@ def retriage(
     thresholds in force. Runs in transactions of ``RETRIAGE_CHUNK`` images; ``should_stop`` is
     checked between them. Returns the number of predictions updated.
     """
-    from cxrlt_desktop.store.models import Image
+    from cxrlt_desktop.store.models import AuditEvent, Image
 
     t = threshold_vector(thresholds)
+    mark_retriage_pending(store, thresholds)  # until the last chunk is written
     with store.session() as s, s.begin():
         image_ids = list(
             s.scalars(
@@ -258,10 +259,37 @@ def retriage(
     done = 0
     for i in range(0, len(image_ids), RETRIAGE_CHUNK):
         if should_stop is not None and should_stop():
-            break
+            return done  # still pending: the next start resumes it (retriage_pending)
         chunk = image_ids[i : i + RETRIAGE_CHUNK]
         done += store.write(lambda s, c=chunk: _retriage_images(s, c, t))
+    store.write(lambda s: s.add(AuditEvent(action=_RETRIAGE_END, new={"images": done})))
     return done
+
+
+_RETRIAGE_START, _RETRIAGE_END = "retriage_start", "retriage_end"
+
+
+def mark_retriage_pending(store, thresholds: Mapping[str, float] | None = None) -> None:  # noqa: ANN001
+    """Record that the library must be re-sorted (a retriage started or is owed)."""
+    from cxrlt_desktop.store.models import AuditEvent
+
+    new = {"thresholds": dict(thresholds or {})}
+    store.write(lambda s: s.add(AuditEvent(action=_RETRIAGE_START, new=new)))
+
+
+def retriage_pending(store) -> bool:  # noqa: ANN001
+    """True when the last retriage started (or was owed) but did not finish: a window closed
+    in the middle leaves part of the library sorted with the old thresholds."""
+    from cxrlt_desktop.store.models import AuditEvent
+
+    with store.session() as s, s.begin():
+        last = s.scalar(
+            select(AuditEvent.action)
+            .where(AuditEvent.action.in_((_RETRIAGE_START, _RETRIAGE_END)))
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        )
+    return last == _RETRIAGE_START
 
 
 def _retriage_images(s: Session, image_ids: list[int], t: np.ndarray) -> int:

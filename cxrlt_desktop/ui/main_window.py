@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import inspect
+import sys
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -179,6 +180,7 @@ class MainWindow(QMainWindow):
         self._update_demo_banner()
         self._load_recorded_problems()
         self.refresh_worklist()
+        self._resume_retriage()
         if first_start_dialog and not self.predictors.configured:
             QTimer.singleShot(0, lambda: self.open_settings(first_start=True))
 
@@ -790,6 +792,18 @@ class MainWindow(QMainWindow):
         if changed_current:
             self._show_findings(self._images[self._image_index])
 
+    def _resume_retriage(self) -> None:
+        """A re-sort for new thresholds cut short by a close (or owed after a scoring job that
+        still used the old ones) is finished now, with the thresholds in force."""
+        from cxrlt_desktop.triage import retriage_pending
+
+        try:
+            pending = retriage_pending(self.store)
+        except Exception:  # noqa: BLE001 - a store problem shows elsewhere; the window opens
+            return
+        if pending:
+            self._start_retriage()
+
     def _start_retriage(self) -> None:
         self.statusBar().showMessage("Re-sorting the worklist for the new thresholds...")
         self._retriage_pool.submit(self._retriage_job, dict(self.settings.thresholds or {}))
@@ -1265,8 +1279,15 @@ class MainWindow(QMainWindow):
         if not self._closing_done:
             self._closing_done = True
             self._refresh_timer.stop()
-            self._retriage_stop.set()  # stops between two short transactions
+            self._retriage_stop.set()  # stops between two short transactions (still pending)
             self._retriage_pool.shutdown(wait=False, cancel_futures=True)
+            if self._retriage_after_job:  # owed: the job wrote batches with the old thresholds
+                from cxrlt_desktop.triage import mark_retriage_pending
+
+                try:
+                    mark_retriage_pending(self.store, self.settings.thresholds)
+                except Exception as exc:  # noqa: BLE001 - closing goes on
+                    print(f"cxrlt gui: {exc}", file=sys.stderr)
             self._decoder.shutdown(wait=True, cancel_futures=True)
             self.worklist_model.shutdown()
             job = getattr(self, "_export_job", None)

@@ -384,3 +384,23 @@ def test_switching_back_to_a_scored_model_set_is_chunked_too(
             )
         ).all()
     assert [m for (m,) in shown] == [first] * 7
+
+
+def test_retriage_cut_short_stays_pending_until_finished(library, predictor, monkeypatch):
+    import cxrlt_desktop.triage as triage
+
+    _score(library, predictor)
+    assert not triage.retriage_pending(library)
+    monkeypatch.setattr(triage, "RETRIAGE_CHUNK", 3)
+    asked = []
+
+    def after_one_chunk() -> bool:  # asked before each chunk: let the first one run
+        asked.append(1)
+        return len(asked) > 1
+
+    assert triage.retriage(library, {"Mass": 0.01}, should_stop=after_one_chunk) == 3
+    assert triage.retriage_pending(library)  # stopped after the first of three chunks
+    assert triage.retriage(library, {"Mass": 0.01}) == 7
+    assert not triage.retriage_pending(library)
+    triage.mark_retriage_pending(library)  # owed (a job wrote with old thresholds)
+    assert triage.retriage_pending(library)

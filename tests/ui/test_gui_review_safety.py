@@ -166,3 +166,14 @@ def test_new_thresholds_re_sort_the_worklist(qtbot, scored_window, store):
     for uid, score in want.items():
         assert shown[uid] == pytest.approx(score, rel=1e-5)
     assert max(shown.values()) > 10  # p / 0.001: the new thresholds are in force
+
+
+def test_a_re_sort_cut_short_is_finished_at_the_next_start(
+    qtbot, scored_window, make_window, model_settings, store
+):
+    from cxrlt_desktop.triage import mark_retriage_pending, retriage_pending
+
+    scored_window.close()
+    mark_retriage_pending(store)  # as a close in the middle of a re-sort leaves it
+    make_window(model_settings)  # the re-sort runs in the background from the start
+    qtbot.waitUntil(lambda: not retriage_pending(store), timeout=60_000)
