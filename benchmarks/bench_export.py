@@ -96,7 +96,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("CXRLT_DATA_DIR", tmp)
-        from cxrlt_desktop.export import export_feedback
+        from cxrlt_desktop.export.feedback import export_feedback
         from cxrlt_desktop.store import open_store
 
         tmp_path = Path(tmp)
@@ -125,8 +125,8 @@ def main() -> int:
         store.close()
 
         if args.png:
-            from cxrlt_desktop.library import scan
-            from cxrlt_desktop.reviews import set_verdict
+            from cxrlt_desktop.library.reviews import set_verdict
+            from cxrlt_desktop.library.scanning import scan
             from engine.dicomwrite import write_dicom
 
             folder = tmp_path / "dicoms"

@@ -1,6 +1,6 @@
 """Library benchmarks (run by hand, not in CI).
 
-1. Scan throughput: ``cxrlt_desktop.library.scan`` over N synthetic DICOM files (256 x 256,
+1. Scan throughput: ``cxrlt_desktop.library.scanning.scan`` over N synthetic DICOM files (256 x 256,
    RLE-compressed blank pixels so 10,000 files fit in ~60 MB; the scan reads headers only),
    first scan (every header read and inserted) and rescan (nothing changed). Target >= 1,000
    files/s on 2 cores.
@@ -69,7 +69,7 @@ def bench_scan(work: Path, n: int) -> None:
 
 
 def _scan_twice(store, folder: Path, workers: int) -> None:  # noqa: ANN001
-    from cxrlt_desktop.library import scan
+    from cxrlt_desktop.library.scanning import scan
 
     for label in (f"first scan, workers={workers}", "rescan (unchanged)"):
         t0 = time.perf_counter()
@@ -85,6 +85,7 @@ def fill_store(store, n_images: int, n_studies: int, seed: int = 0) -> None:  # 
     """Bulk-insert patients, studies, series, images, one scoring run and its predictions."""
     from sqlalchemy import insert, select
 
+    from cxrlt_desktop.library.triage import refresh_studies, summarize, threshold_vector
     from cxrlt_desktop.store.models import (
         FindingHit,
         Image,
@@ -95,7 +96,6 @@ def fill_store(store, n_images: int, n_studies: int, seed: int = 0) -> None:  # 
         Series,
         Study,
     )
-    from cxrlt_desktop.triage import refresh_studies, summarize, threshold_vector
 
     rng = np.random.default_rng(seed)
     t = threshold_vector()
@@ -212,9 +212,9 @@ def fill_store(store, n_images: int, n_studies: int, seed: int = 0) -> None:  # 
 def bench_worklist(work: Path, n_images: int, n_studies: int) -> None:
     from sqlalchemy import func, literal, select
 
+    from cxrlt_desktop.library.worklist import query_worklist
     from cxrlt_desktop.store import open_store
     from cxrlt_desktop.store.models import FindingHit, Image, Prediction, Series
-    from cxrlt_desktop.worklist import query_worklist
 
     db = work / "worklist.db"
     for suffix in ("", "-wal", "-shm"):

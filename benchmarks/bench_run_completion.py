@@ -52,8 +52,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=3000)
     args = ap.parse_args()
-    import cxrlt_desktop.scoring as scoring
-    from cxrlt_desktop.library import scan
+    import cxrlt_desktop.library.scoring as scoring
+    from cxrlt_desktop.library.scanning import scan
     from cxrlt_desktop.store import open_store
     from engine.dicomwrite import write_dicom
 

@@ -57,8 +57,8 @@ def prepare(
     """
     from cxrlt_desktop.demo.models import build_demo_models, engine_config, model_paths
     from cxrlt_desktop.demo.phantoms import read_labels_csv, write_demo_data
-    from cxrlt_desktop.library import scan
-    from cxrlt_desktop.scoring import score_library
+    from cxrlt_desktop.library.scanning import scan
+    from cxrlt_desktop.library.scoring import score_library
     from cxrlt_desktop.settings import Settings
     from cxrlt_desktop.store import open_store
     from engine.predictor import Predictor
@@ -140,7 +140,7 @@ def study_truth(store, labels: dict[str, frozenset[str]], data: Path) -> dict[st
 
 def headless(ctx: dict, top: int, log=_say) -> int:
     """Print the worklist top with the ground truth; 0 when drawn rare findings lead it."""
-    from cxrlt_desktop.worklist import query_worklist
+    from cxrlt_desktop.library.worklist import query_worklist
     from engine.classes import RARE_CLASSES
 
     store = ctx["store"]

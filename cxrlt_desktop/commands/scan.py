@@ -41,7 +41,7 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     from cxrlt_desktop.commands._model_options import load_settings, resolve_db
-    from cxrlt_desktop.library import scan
+    from cxrlt_desktop.library.scanning import scan
     from cxrlt_desktop.settings import SettingsError
     from cxrlt_desktop.store import StoreError, open_store
 

@@ -38,7 +38,7 @@ def _eta(sec: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cxrlt_desktop.commands._model_options import config_from_args, load_settings, resolve_db
-    from cxrlt_desktop.scoring import score_library
+    from cxrlt_desktop.library.scoring import score_library
     from cxrlt_desktop.settings import SettingsError
     from cxrlt_desktop.store import StoreError, open_store
 

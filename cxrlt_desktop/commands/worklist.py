@@ -45,9 +45,9 @@ def _fmt_score(x: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cxrlt_desktop.commands._model_options import load_settings, resolve_db
+    from cxrlt_desktop.library.worklist import query_worklist, resolve_finding
     from cxrlt_desktop.settings import SettingsError
     from cxrlt_desktop.store import StoreError, open_store
-    from cxrlt_desktop.worklist import query_worklist, resolve_finding
 
     if args.limit < 1:
         print("cxrlt worklist: error: --limit must be >= 1", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""File > Export: options, then ``cxrlt_desktop.export`` in a worker thread.
+"""File > Export: options, then ``cxrlt_desktop.export.feedback`` in a worker thread.
 
 The export writes labels.csv (CXR-LT training format), disagreements.csv and optionally images,
 DICOM SR, de-identified unless asked otherwise. It runs off the GUI thread; progress and the
@@ -32,11 +32,11 @@ from PySide6.QtWidgets import (
 
 def export_function():
     """The export service: ``export_labels`` (as first agreed) or ``export_feedback``; None
-    when ``cxrlt_desktop.export`` is not installed."""
-    if importlib.util.find_spec("cxrlt_desktop.export") is None:
+    when ``cxrlt_desktop.export.feedback`` is not installed."""
+    if importlib.util.find_spec("cxrlt_desktop.export.feedback") is None:
         return None
     try:
-        mod = importlib.import_module("cxrlt_desktop.export")
+        mod = importlib.import_module("cxrlt_desktop.export.feedback")
     except Exception:  # a half-installed export must not stop the GUI
         return None
     return getattr(mod, "export_labels", None) or getattr(mod, "export_feedback", None)

@@ -3,7 +3,7 @@
 Everything slow happens elsewhere: scanning, model loading and scoring in
 :class:`~cxrlt_desktop.ui.workers.BackgroundJobs` (a QThread), image decoding in a one-thread
 executor whose result comes back as a signal. Store reads on the GUI thread are single indexed
-queries (a few ms); each verdict is committed by ``cxrlt_desktop.reviews`` at once.
+queries (a few ms); each verdict is committed by ``cxrlt_desktop.library.reviews`` at once.
 """
 
 from __future__ import annotations
@@ -444,7 +444,7 @@ class MainWindow(QMainWindow):
         if export_fn is None:
             self.export_action.setEnabled(False)
             self.export_action.setToolTip(
-                "Export is not available in this build (cxrlt_desktop.export is missing)"
+                "Export is not available in this build (cxrlt_desktop.export.feedback is missing)"
             )
         file_menu.addSeparator()
         self.settings_action = file_menu.addAction("Se&ttings...", self.open_settings)
@@ -795,7 +795,7 @@ class MainWindow(QMainWindow):
     def _resume_retriage(self) -> None:
         """A re-sort for new thresholds cut short by a close (or owed after a scoring job that
         still used the old ones) is finished now, with the thresholds in force."""
-        from cxrlt_desktop.triage import retriage_pending
+        from cxrlt_desktop.library.triage import retriage_pending
 
         try:
             pending = retriage_pending(self.store)
@@ -810,7 +810,7 @@ class MainWindow(QMainWindow):
 
     def _retriage_job(self, thresholds: dict[str, float]) -> None:
         # Runs in the retriage thread, in short transactions, until done or the window closes.
-        from cxrlt_desktop.triage import retriage
+        from cxrlt_desktop.library.triage import retriage
 
         try:
             retriage(self.store, thresholds, should_stop=self._retriage_stop.is_set)
@@ -905,7 +905,7 @@ class MainWindow(QMainWindow):
         entry = self.current_image()
         if entry is None:
             return
-        from cxrlt_desktop import reviews
+        from cxrlt_desktop.library import reviews
 
         try:
             reviews.set_verdict(
@@ -930,7 +930,7 @@ class MainWindow(QMainWindow):
             self._save_note(self._note_image_id, text)
 
     def _save_note(self, image_id: int, note: str) -> None:
-        from cxrlt_desktop import reviews
+        from cxrlt_desktop.library import reviews
 
         try:
             reviews.set_image_note(self.store, image_id, note, reviewer=self.reviewer())
@@ -963,7 +963,7 @@ class MainWindow(QMainWindow):
         entry = self.current_image()
         if entry is None or entry.probs is None:
             return
-        from cxrlt_desktop import reviews
+        from cxrlt_desktop.library import reviews
 
         kwargs: dict[str, Any] = {"reviewer": self.reviewer()}
         if "thresholds" in inspect.signature(reviews.agree_with_all).parameters:
@@ -1282,7 +1282,7 @@ class MainWindow(QMainWindow):
             self._retriage_stop.set()  # stops between two short transactions (still pending)
             self._retriage_pool.shutdown(wait=False, cancel_futures=True)
             if self._retriage_after_job:  # owed: the job wrote batches with the old thresholds
-                from cxrlt_desktop.triage import mark_retriage_pending
+                from cxrlt_desktop.library.triage import mark_retriage_pending
 
                 try:
                     mark_retriage_pending(self.store, self.settings.thresholds)

@@ -178,7 +178,7 @@ def run_self_test(
             if entry is not None:
                 finding = window.findings.current_finding() or "Normal"
                 window.findings.request_verdict("present")
-                from cxrlt_desktop.reviews import image_verdicts
+                from cxrlt_desktop.library.reviews import image_verdicts
 
                 stored = image_verdicts(store, entry.image_id).get(finding)
                 step(

@@ -1,7 +1,7 @@
 """Background work: scan, load models, score, off the GUI thread.
 
 The worker drives the same generators the command line uses
-(``cxrlt_desktop.library.scan`` and ``cxrlt_desktop.scoring.score_library``) in a QThread and
+(``cxrlt_desktop.library.scanning.scan`` and ``cxrlt_desktop.library.scoring.score_library``) in a QThread and
 turns their progress records into signals. Cancellation sets an event that the scoring service
 checks between batches; the thread then finishes on its own and :class:`BackgroundJobs` emits
 ``finished``.
@@ -211,7 +211,7 @@ class PipelineWorker(QObject):
         self.finished.emit(result)
 
     def _scan(self, result: JobResult) -> None:
-        from cxrlt_desktop.library import scan
+        from cxrlt_desktop.library.scanning import scan
 
         self.progress.emit(Progress("scan", 0, 0, text="Scanning..."))
         seen_problems: set[str] = set()
@@ -242,7 +242,7 @@ class PipelineWorker(QObject):
         self.scanFinished.emit(result.scanned)
 
     def _score(self, result: JobResult) -> None:
-        from cxrlt_desktop.scoring import score_library
+        from cxrlt_desktop.library.scoring import score_library
 
         if not self._predictors.configured:
             return

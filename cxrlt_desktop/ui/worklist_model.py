@@ -1,4 +1,4 @@
-"""The worklist table model: studies from ``cxrlt_desktop.worklist.query_worklist``, lazily.
+"""The worklist table model: studies from ``cxrlt_desktop.library.worklist.query_worklist``, lazily.
 
 Rows are fetched a page at a time (``canFetchMore``/``fetchMore``), filtered at query level
 (status, finding, free text) and ordered by the rare-finding score as the query returns them;
@@ -120,7 +120,7 @@ class WorklistModel(QAbstractTableModel):
     store
         The open store (``cxrlt_desktop.store.open_store``).
     query
-        The query function; ``cxrlt_desktop.worklist.query_worklist`` by default (tests and the
+        The query function; ``cxrlt_desktop.library.worklist.query_worklist`` by default (tests and the
         benchmark may pass another with the same keywords).
 
     Signals
@@ -138,7 +138,7 @@ class WorklistModel(QAbstractTableModel):
     def __init__(self, store, query=None, parent=None) -> None:
         super().__init__(parent)
         if query is None:
-            from cxrlt_desktop.worklist import query_worklist as query
+            from cxrlt_desktop.library.worklist import query_worklist as query
         self._store = store
         self._query = query
         self._rows: list[Any] = []

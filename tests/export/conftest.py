@@ -103,7 +103,7 @@ def write_phi_library(folder: Path) -> tuple[list[Path], list[str]]:
 def scan_folder(store, folder: Path) -> dict[Path, int]:
     from sqlalchemy import select
 
-    from cxrlt_desktop.library import scan
+    from cxrlt_desktop.library.scanning import scan
     from cxrlt_desktop.store.models import Image
 
     for _ in scan(store, [folder]):

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrlt_desktop.export import (
+from cxrlt_desktop.export.feedback import (
     DISAGREEMENT_COLUMNS,
     LABEL_COLUMNS,
     ExportError,
     date_shift_days,
     export_feedback,
 )
-from cxrlt_desktop.pseudonym import pseudonym
-from cxrlt_desktop.reviews import set_verdict
+from cxrlt_desktop.library.pseudonym import pseudonym
+from cxrlt_desktop.library.reviews import set_verdict
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS
 
 from .conftest import PHI, SECOND_PATIENT, insert_prediction, probs_with

@@ -10,13 +10,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from cxrlt_desktop.export import (
+from cxrlt_desktop.export.feedback import (
     export_feedback,
     image_pseudonym,
     pseudonymous_uid,
 )
-from cxrlt_desktop.pseudonym import pseudonym
-from cxrlt_desktop.reviews import set_image_note, set_verdict
+from cxrlt_desktop.library.pseudonym import pseudonym
+from cxrlt_desktop.library.reviews import set_image_note, set_verdict
 from engine.classes import ALL_CLASSES
 
 from .conftest import PHI, SECOND_PATIENT, all_bytes
@@ -25,7 +25,7 @@ SCT = {"present": "52101004", "absent": "272519000", "uncertain": "64957009"}
 
 
 def score(store, predictor):
-    from cxrlt_desktop.scoring import score_library
+    from cxrlt_desktop.library.scoring import score_library
 
     records = list(score_library(store, predictor))
     last = records[-1] if records else None

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cxrlt_desktop.export import (
+from cxrlt_desktop.export.feedback import (
     ExportCancelled,
     ExportError,
     atomic_write,
@@ -17,7 +17,7 @@ from cxrlt_desktop.export import (
     iter_export,
     source_to_png_array,
 )
-from cxrlt_desktop.reviews import set_verdict
+from cxrlt_desktop.library.reviews import set_verdict
 
 from .conftest import PHI, all_bytes, scan_folder
 
@@ -185,7 +185,7 @@ def test_cli_export(store, library, tmp_path, monkeypatch, capsys):
 
 def _image_rec(**fields):
     """An export image record: nothing known about the patient but ``fields``."""
-    from cxrlt_desktop.export import _ImageRec
+    from cxrlt_desktop.export.feedback import _ImageRec
 
     base = dict.fromkeys(
         ("sop_uid", "sop_class_uid", "patient_id", "patient_name", "birth_date", "sex",
@@ -197,7 +197,7 @@ def _image_rec(**fields):
 
 
 def test_scrub_text_removes_known_identifiers_as_words():
-    from cxrlt_desktop.export import _identifiers, scrub_text
+    from cxrlt_desktop.export.feedback import _identifiers, scrub_text
 
     rec = _image_rec(
         path="/data/Lee_Ann/scan1.dcm",
@@ -246,7 +246,7 @@ def test_scrub_text_removes_known_identifiers_as_words():
 def test_scrub_text_name_groups_and_ideographic_parts():
     from dataclasses import replace
 
-    from cxrlt_desktop.export import _identifiers, scrub_text
+    from cxrlt_desktop.export.feedback import _identifiers, scrub_text
 
     rec = _image_rec(patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう")
     ids = _identifiers(rec)
@@ -259,7 +259,7 @@ def test_scrub_text_name_groups_and_ideographic_parts():
 def test_is_demo_model(tmp_path):
     import json
 
-    from cxrlt_desktop.export import is_demo_model
+    from cxrlt_desktop.export.feedback import is_demo_model
 
     ckpt = tmp_path / "a" / "best.safetensors"
     ckpt.parent.mkdir()

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pydicom
 
-from cxrlt_desktop.export_sr import SRInput, build_sr, sr_bytes
+from cxrlt_desktop.export.sr import SRInput, build_sr, sr_bytes
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cxrlt_desktop.pseudonym import get_salt, pseudonym
+from cxrlt_desktop.library.pseudonym import get_salt, pseudonym
 
 
 def test_stable_and_salted(tmp_path):

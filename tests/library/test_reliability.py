@@ -18,9 +18,9 @@ import pytest
 from library_helpers import cli_cmd, model_args, write_bad_inputs
 from sqlalchemy import func, select
 
-from cxrlt_desktop.library import scan
-from cxrlt_desktop.reviews import image_verdicts, set_verdict
-from cxrlt_desktop.scoring import score_library
+from cxrlt_desktop.library.reviews import image_verdicts, set_verdict
+from cxrlt_desktop.library.scanning import scan
+from cxrlt_desktop.library.scoring import score_library
 from cxrlt_desktop.store import open_store
 from cxrlt_desktop.store.models import Image, ModelSet, Prediction, ScoreFailure
 

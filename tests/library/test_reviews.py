@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from cxrlt_desktop.library import scan
-from cxrlt_desktop.reviews import (
+from cxrlt_desktop.library.reviews import (
     ReviewError,
     agree_with_all,
     image_note,
@@ -15,7 +14,8 @@ from cxrlt_desktop.reviews import (
     set_image_note,
     set_verdict,
 )
-from cxrlt_desktop.scoring import score_library
+from cxrlt_desktop.library.scanning import scan
+from cxrlt_desktop.library.scoring import score_library
 from cxrlt_desktop.store.models import AuditEvent, Image, Prediction, Review
 from engine.classes import ALL_CLASSES
 

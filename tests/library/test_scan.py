@@ -11,8 +11,8 @@ import pytest
 from library_helpers import write_bad_inputs
 from sqlalchemy import func, select
 
-from cxrlt_desktop.library import scan
-from cxrlt_desktop.reviews import set_verdict
+from cxrlt_desktop.library.reviews import set_verdict
+from cxrlt_desktop.library.scanning import scan
 from cxrlt_desktop.store.models import DuplicateFile, Image, Patient, Review, Series, Study
 
 
@@ -169,7 +169,7 @@ def test_real_radiographs(store):
 
 
 def test_worker_processes_give_the_same_library(tmp_path, write_study, monkeypatch):
-    import cxrlt_desktop.library as library
+    import cxrlt_desktop.library.scanning as library
     from cxrlt_desktop.store import open_store
 
     monkeypatch.setattr(library, "POOL_MIN_FILES", 1)  # use the pool even for a few files

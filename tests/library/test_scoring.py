@@ -9,8 +9,9 @@ import pytest
 from library_helpers import write_bad_inputs
 from sqlalchemy import func, select
 
-from cxrlt_desktop.library import scan
-from cxrlt_desktop.scoring import score_library
+from cxrlt_desktop.library.scanning import scan
+from cxrlt_desktop.library.scoring import score_library
+from cxrlt_desktop.library.worklist import query_worklist
 from cxrlt_desktop.store.models import (
     FindingHit,
     Image,
@@ -20,7 +21,6 @@ from cxrlt_desktop.store.models import (
     Series,
     Study,
 )
-from cxrlt_desktop.worklist import query_worklist
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, RARE_CLASSES
 
 
@@ -155,7 +155,7 @@ def test_failures_retried_once_then_left(store, tmp_path, write_study, predictor
         f = s.scalars(select(ScoreFailure)).one()
         assert f.attempts == 1 and f.reason.startswith("truncated pixel data")
         assert s.scalar(select(func.sum(Study.n_failed))) == 1
-    from cxrlt_desktop.worklist import problem_files, study_images
+    from cxrlt_desktop.library.worklist import problem_files, study_images
 
     with store.session() as s, s.begin():
         bad_study = s.scalar(
@@ -253,7 +253,7 @@ def test_newest_complete_run_is_current(library, predictor, csra_ckpt):
 
 
 def test_finding_and_status_filters(library, predictor, monkeypatch):
-    from cxrlt_desktop.reviews import set_verdict
+    from cxrlt_desktop.library.reviews import set_verdict
 
     _score(library, predictor)
     with library.session() as s, s.begin():
@@ -275,7 +275,7 @@ def test_finding_and_status_filters(library, predictor, monkeypatch):
     got = query_worklist(library, finding=finding)
     assert {r.study_uid for r in got} == want and len(got) == n
     # The index-walk plan used for frequent findings gives the same rows in the same order.
-    import cxrlt_desktop.worklist as wl
+    import cxrlt_desktop.library.worklist as wl
 
     monkeypatch.setattr(wl, "DENSE_HITS", 1)
     assert [r.study_uid for r in query_worklist(library, finding=finding)] == [
@@ -295,8 +295,8 @@ def test_finding_and_status_filters(library, predictor, monkeypatch):
 
 @pytest.mark.parametrize("chunk", [500, 3])  # one transaction, or three short ones
 def test_retriage_follows_new_thresholds(library, predictor, chunk, monkeypatch):
-    import cxrlt_desktop.triage as triage
-    from cxrlt_desktop.triage import retriage
+    import cxrlt_desktop.library.triage as triage
+    from cxrlt_desktop.library.triage import retriage
 
     monkeypatch.setattr(triage, "RETRIAGE_CHUNK", chunk)
     _score(library, predictor)
@@ -331,7 +331,7 @@ def test_completion_switches_images_in_short_transactions(
     library, predictor, csra_ckpt, monkeypatch
 ):
     """A new model set switches every image at completion: in chunks, not one long lock."""
-    import cxrlt_desktop.scoring as scoring
+    import cxrlt_desktop.library.scoring as scoring
 
     _score(library, predictor)
     monkeypatch.setattr(scoring, "SWITCH_CHUNK", 2)
@@ -361,7 +361,7 @@ def test_completion_switches_images_in_short_transactions(
 def test_switching_back_to_a_scored_model_set_is_chunked_too(
     library, predictor, csra_ckpt, monkeypatch
 ):
-    import cxrlt_desktop.scoring as scoring
+    import cxrlt_desktop.library.scoring as scoring
 
     first = _score(library, predictor)[-1].model_set_id
     _score(library, _tiny_predictor(csra_ckpt, normal_alpha=1.0))
@@ -387,7 +387,7 @@ def test_switching_back_to_a_scored_model_set_is_chunked_too(
 
 
 def test_retriage_cut_short_stays_pending_until_finished(library, predictor, monkeypatch):
-    import cxrlt_desktop.triage as triage
+    import cxrlt_desktop.library.triage as triage
 
     _score(library, predictor)
     assert not triage.retriage_pending(library)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cxrlt_desktop.triage import merge_top_findings, rare_score, summarize, threshold_vector
+from cxrlt_desktop.library.triage import merge_top_findings, rare_score, summarize, threshold_vector
 from engine.classes import ALL_CLASSES, RARE_CLASSES, TASK2_CLASSES
 
 IDX = {c: i for i, c in enumerate(ALL_CLASSES)}

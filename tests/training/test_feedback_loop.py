@@ -2,7 +2,7 @@
 
 Everything is real: DICOMs written with PHI, a SQLite store filled by the library scan, a
 random-weight convnextv2_atto checkpoint scored by the engine at 64 px, verdicts set through
-:func:`cxrlt_desktop.reviews.set_verdict`, then the ``cxrlt`` commands as a user runs them.
+:func:`cxrlt_desktop.library.reviews.set_verdict`, then the ``cxrlt`` commands as a user runs them.
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def test_verdicts_export_train_score_eval_calibrate(tmp_path, monkeypatch, capsy
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from cxrlt_desktop.cli import main
-    from cxrlt_desktop.library import scan
-    from cxrlt_desktop.reviews import set_verdict
-    from cxrlt_desktop.scoring import score_library
+    from cxrlt_desktop.library.reviews import set_verdict
+    from cxrlt_desktop.library.scanning import scan
+    from cxrlt_desktop.library.scoring import score_library
     from cxrlt_desktop.store import open_store
     from cxrlt_desktop.store.models import Image
     from engine.calibration import load_temperatures, temperature_scale

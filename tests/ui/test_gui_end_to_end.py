@@ -199,7 +199,7 @@ def _study_has(store, study_uid: str, filename: str) -> bool:
 
 
 def test_agree_with_all_and_note_are_stored(qtbot, make_window, model_settings, store, tmp_path):
-    from cxrlt_desktop.reviews import image_note
+    from cxrlt_desktop.library.reviews import image_note
 
     folder = make_study_folder(tmp_path / "in", None, n_phantoms=2, broken=False)
     window = make_window(model_settings)

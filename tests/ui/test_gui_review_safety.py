@@ -12,7 +12,7 @@ from gui_helpers import independent_study_scores, make_study_folder, stored_verd
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from cxrlt_desktop.reviews import image_note
+from cxrlt_desktop.library.reviews import image_note
 
 JOB_TIMEOUT_MS = 600_000
 
@@ -171,7 +171,7 @@ def test_new_thresholds_re_sort_the_worklist(qtbot, scored_window, store):
 def test_a_re_sort_cut_short_is_finished_at_the_next_start(
     qtbot, scored_window, make_window, model_settings, store
 ):
-    from cxrlt_desktop.triage import mark_retriage_pending, retriage_pending
+    from cxrlt_desktop.library.triage import mark_retriage_pending, retriage_pending
 
     scored_window.close()
     mark_retriage_pending(store)  # as a close in the middle of a re-sort leaves it

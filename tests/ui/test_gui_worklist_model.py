@@ -203,7 +203,7 @@ def _select(table, model, row):
 
 
 def test_selected_study_leaving_the_filter_stays_until_the_user_moves(view, filled):
-    from cxrlt_desktop.worklist import count_worklist
+    from cxrlt_desktop.library.worklist import count_worklist
 
     table, model = view
     model.set_filters(status="unreviewed")

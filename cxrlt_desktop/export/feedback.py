@@ -11,12 +11,12 @@ An export is a folder holding
 - ``images/<ImageID>.png`` (``copy_images``): each image's source array
   (:func:`engine.imageio.read_source`), lossless where possible, see :func:`source_to_png_array`.
 - ``sr/<ImageID>.dcm`` (``sr``): one DICOM Structured Report (TID 1500) per image, see
-  :mod:`cxrlt_desktop.export_sr`.
+  :mod:`cxrlt_desktop.export.sr`.
 - ``README.txt``: the options used, counts, the models (sha256) and whether they were DEMO
   models, and the per-image problems (by ImageID, never by path).
 
 De-identification (unless ``include_phi``): ImageID and PatientID are salted SHA-256 pseudonyms
-(:mod:`cxrlt_desktop.pseudonym`; the salt is per installation, so pseudonyms are stable across
+(:mod:`cxrlt_desktop.library.pseudonym`; the salt is per installation, so pseudonyms are stable across
 exports); no patient name, birth date, accession number, institution, path or original UID is
 written; free-text notes have the patient's known identifiers replaced by ``[removed]``; with
 ``shift_dates`` every date of a patient (study date, review time) moves by the same offset of
@@ -164,16 +164,16 @@ def patient_pseudonym(
     """The exported PatientID: the pseudonym the worklist shows for the patient.
 
     Salted SHA-256 of the PatientID, or of the store's patient key (``study:<UID>``,
-    ``folder:<path>``) when the file had none (as ``cxrlt_desktop.worklist.patient_label``).
+    ``folder:<path>``) when the file had none (as ``cxrlt_desktop.library.worklist.patient_label``).
     """
-    from cxrlt_desktop.pseudonym import pseudonym
+    from cxrlt_desktop.library.pseudonym import pseudonym
 
     return pseudonym(patient_id or patient_key, kind="patient", salt=salt)
 
 
 def image_pseudonym(image_key: str, *, salt: bytes | None = None) -> str:
     """The exported ImageID of an image (``image_key``: its SOPInstanceUID, else its path)."""
-    from cxrlt_desktop.pseudonym import pseudonym
+    from cxrlt_desktop.library.pseudonym import pseudonym
 
     return pseudonym(image_key, kind="image", salt=salt)
 
@@ -184,14 +184,14 @@ def pseudonymous_uid(uid: str, *, salt: bytes | None = None) -> str:
     The same original UID always maps to the same pseudonymous UID on this installation, so
     SRs of two exports reference the same (pseudonymous) study, series and image.
     """
-    from cxrlt_desktop.pseudonym import pseudonym
+    from cxrlt_desktop.library.pseudonym import pseudonym
 
     return "2.25." + str(int(pseudonym(uid, kind="uid", salt=salt, length=32), 16))
 
 
 def date_shift_days(patient_key: str, *, salt: bytes | None = None) -> int:
     """The per-patient date offset: -1 to -``MAX_SHIFT_DAYS`` days, never 0."""
-    from cxrlt_desktop.pseudonym import pseudonym
+    from cxrlt_desktop.library.pseudonym import pseudonym
 
     h = int(pseudonym(patient_key, kind="date-shift", salt=salt, length=12), 16)
     return -(1 + h % MAX_SHIFT_DAYS)
@@ -681,7 +681,7 @@ def iter_export(
     generator's return value) or call :func:`export_feedback`. Closing the generator before the
     last record (``stage == "done"``) removes what it wrote, like a cancellation.
     """
-    from cxrlt_desktop.triage import threshold_vector
+    from cxrlt_desktop.library.triage import threshold_vector
 
     try:
         th = dict(zip(ALL_CLASSES, (float(v) for v in threshold_vector(thresholds)), strict=True))
@@ -783,7 +783,7 @@ def iter_export(
         # -- sr/ -----------------------------------------------------------------------------
         if sr:
             from cxrlt_desktop import __version__
-            from cxrlt_desktop.export_sr import SRInput, build_sr, sr_bytes
+            from cxrlt_desktop.export.sr import SRInput, build_sr, sr_bytes
 
             sr_dir = out / SR_DIR
             sr_dir.mkdir()

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from cxrlt_desktop.library.triage import refresh_studies
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import (
     AuditEvent,
@@ -44,7 +45,6 @@ from cxrlt_desktop.store.models import (
     Study,
     utcnow,
 )
-from cxrlt_desktop.triage import refresh_studies
 
 BATCH_FILES = 500
 POOL_MIN_FILES = 100  # per worker: below this a process pool costs more than it saves

@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cxrlt_desktop.library.triage import refresh_studies, threshold_vector
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import (
     VERDICTS,
@@ -30,7 +31,6 @@ from cxrlt_desktop.store.models import (
     probs_to_array,
     utcnow,
 )
-from cxrlt_desktop.triage import refresh_studies, threshold_vector
 from engine.classes import ALL_CLASSES
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Select, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from cxrlt_desktop.pseudonym import pseudonym
+from cxrlt_desktop.library.pseudonym import pseudonym
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import FindingHit, Image, Patient, ScoreFailure, Series, Study
 from engine.classes import ALL_CLASSES, DISPLAY_NAMES

@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from cxrlt_desktop.library.triage import refresh_studies, replace_hits, summarize, threshold_vector
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import (
     AuditEvent,
@@ -51,7 +52,6 @@ from cxrlt_desktop.store.models import (
     probs_to_array,
     utcnow,
 )
-from cxrlt_desktop.triage import refresh_studies, replace_hits, summarize, threshold_vector
 
 MAX_ATTEMPTS = 2
 # predictor.settings keys that do not change the numbers beyond noise: not part of the model set.

@@ -1,0 +1,89 @@
+"""The image library: what is in it, how it is scored, sorted and reviewed.
+
+Every function takes a :class:`cxrlt_desktop.store.Store` and works in short transactions, so the
+GUI, the command line and (later) worker processes share one database safely.
+
+- :mod:`.scanning` - :func:`scan`: walk folders, read headers, record images, series, studies and
+  problems (a generator of :class:`ScanProgress`).
+- :mod:`.scoring` - :func:`score_library`: run a predictor over unscored images and store the
+  predictions of one model set (a generator of :class:`ScoreProgress`).
+- :mod:`.triage` - rare-finding score, finding hits and study ordering; :func:`retriage` after a
+  threshold change.
+- :mod:`.reviews` - the radiologist's verdicts and notes.
+- :mod:`.worklist` - the sorted, filtered worklist and a study's images, read-only.
+- :mod:`.pseudonym` - the per-installation salted pseudonyms shown instead of patient IDs.
+"""
+
+from cxrlt_desktop.library.pseudonym import get_salt, pseudonym
+from cxrlt_desktop.library.reviews import (
+    ReviewError,
+    ReviewResult,
+    Verdict,
+    agree_with_all,
+    image_note,
+    image_verdicts,
+    set_image_note,
+    set_verdict,
+)
+from cxrlt_desktop.library.scanning import ScanProgress, scan
+from cxrlt_desktop.library.scoring import (
+    ScoreProgress,
+    current_predictions,
+    model_set_description,
+    model_set_key,
+    score_library,
+)
+from cxrlt_desktop.library.triage import (
+    TriageSummary,
+    mark_retriage_pending,
+    rare_score,
+    retriage,
+    retriage_pending,
+    summarize,
+    threshold_vector,
+)
+from cxrlt_desktop.library.worklist import (
+    ImageRow,
+    WorklistRow,
+    count_worklist,
+    patient_label,
+    problem_files,
+    query_worklist,
+    resolve_finding,
+    study_images,
+)
+
+__all__ = [
+    "ImageRow",
+    "ReviewError",
+    "ReviewResult",
+    "ScanProgress",
+    "ScoreProgress",
+    "TriageSummary",
+    "Verdict",
+    "WorklistRow",
+    "agree_with_all",
+    "count_worklist",
+    "current_predictions",
+    "get_salt",
+    "image_note",
+    "image_verdicts",
+    "mark_retriage_pending",
+    "model_set_description",
+    "model_set_key",
+    "patient_label",
+    "problem_files",
+    "pseudonym",
+    "query_worklist",
+    "rare_score",
+    "resolve_finding",
+    "retriage",
+    "retriage_pending",
+    "scan",
+    "score_library",
+    "set_image_note",
+    "set_verdict",
+    "study_images",
+    "summarize",
+    "threshold_vector",
+]
