@@ -1,0 +1,129 @@
+"""The GUI's one mechanism for background work: superqt workers, run in named lanes.
+
+Every piece of work that must not run on the GUI thread (scan, model load, scoring, export,
+retriage, worklist refresh, image decode, settings validation) is a plain function or generator
+from the services, wrapped in a superqt :class:`~superqt.utils.FunctionWorker` or
+:class:`~superqt.utils.GeneratorWorker` by :func:`superqt.utils.create_worker` and started in a
+:class:`Lane`. A lane is a private :class:`QThreadPool` with a fixed number of threads (one by
+default: the store wants one writer, the decoder one image at a time), so work of one kind
+queues behind itself and never waits behind work of another kind in Qt's global pool.
+
+Stopping: a generator service that takes ``should_stop`` gets a :class:`threading.Event` from
+:meth:`Lane.run` (pass ``stop=True``); :meth:`Lane.quit` sets it and the service ends at its next
+check, returning normally, so its ``returned`` signal still reports what was done. Work without a
+stop event gets superqt's ``quit()`` (a generator stops at its next ``yield``). Closing the
+window is :func:`quit_all` then :func:`wait_all`.
+
+No other module in ``cxrlt_desktop.ui`` creates threads, thread pools or executors
+(``tests/ui/test_background.py`` checks this).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase, create_worker
+
+__all__ = ["Lane", "quit_all", "wait_all"]
+
+_LANES: weakref.WeakSet[Lane] = weakref.WeakSet()
+
+
+class Lane(QObject):
+    """A queue of superqt workers running on ``threads`` threads of their own.
+
+    ``idle`` is emitted (on the GUI thread) when the last running worker of the lane finished.
+    """
+
+    idle = Signal()
+
+    def __init__(self, name: str, threads: int = 1, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(threads)
+        self._pool.setObjectName(f"cxrlt-{name}")
+        self._lock = threading.Lock()
+        self._workers: dict[WorkerBase, threading.Event | None] = {}
+        _LANES.add(self)
+
+    def run(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        stop: bool = False,
+        connect: dict[str, Callable[..., Any] | list[Callable[..., Any]]] | None = None,
+        **kwargs: Any,
+    ) -> FunctionWorker | GeneratorWorker:
+        """Run ``func(*args, **kwargs)`` in this lane; returns the started worker.
+
+        ``stop=True`` passes a fresh :class:`threading.Event` as ``should_stop`` (the services'
+        cancellation argument). ``connect`` maps signal names (``yielded``, ``returned``,
+        ``errored``, ``finished``, ...) to slots, connected before the work starts. Errors go
+        to ``errored``; work without an ``errored`` slot has its exception re-raised on the GUI
+        thread (superqt's default), so nothing fails silently.
+        """
+        event = threading.Event() if stop else None
+        if event is not None:
+            kwargs["should_stop"] = event
+        worker = create_worker(func, *args, _start_thread=False, _connect=connect, **kwargs)
+        self.start(worker, event)
+        return worker
+
+    def start(self, worker: WorkerBase, stop: threading.Event | None = None) -> WorkerBase:
+        """Start an already built superqt worker in this lane."""
+        with self._lock:
+            self._workers[worker] = stop
+        # Connected with this QObject as context: runs on the GUI thread after the worker's own
+        # ``finished`` slots.
+        worker.signals.finished.connect(self._on_finished)
+        self._pool.start(worker)
+        return worker
+
+    def _on_finished(self) -> None:
+        sender = self.sender()
+        with self._lock:
+            for worker in [w for w in self._workers if w.signals is sender]:
+                del self._workers[worker]
+            empty = not self._workers
+        if empty:
+            self.idle.emit()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a worker of this lane is queued or running."""
+        with self._lock:
+            return bool(self._workers)
+
+    def workers(self) -> list[WorkerBase]:
+        with self._lock:
+            return list(self._workers)
+
+    def quit(self) -> None:
+        """Ask every queued or running worker of this lane to stop (does not wait)."""
+        with self._lock:
+            items = list(self._workers.items())
+        for worker, event in items:
+            if event is not None:
+                event.set()
+            else:
+                worker.quit()
+
+    def wait(self, msecs: int = -1) -> bool:
+        """Block until the lane's threads are done (``msecs=-1``: no limit); True when they are."""
+        return self._pool.waitForDone(msecs)
+
+
+def quit_all() -> None:
+    """Ask the workers of every lane to stop."""
+    for lane in list(_LANES):
+        lane.quit()
+
+
+def wait_all(msecs: int = -1) -> bool:
+    """Wait for every lane's threads; True when all are done within ``msecs`` each."""
+    return all(lane.wait(msecs) for lane in list(_LANES))
