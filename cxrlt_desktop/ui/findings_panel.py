@@ -67,6 +67,27 @@ class FindingResult:
         return self.ungated > 0 and self.probability < 0.5 * self.ungated  # type: ignore[operator]
 
 
+def image_title(entry) -> str:
+    """The panel title for an image (``store_access.ImageEntry``): file name, view and series,
+    and "not scored yet" while it has no prediction."""
+    from pathlib import Path
+
+    title = Path(entry.path).name
+    extra = [
+        x
+        for x in (
+            entry.view_position,
+            f"series {entry.series_number}" if entry.series_number is not None else None,
+        )
+        if x
+    ]
+    if extra:
+        title += f" ({', '.join(extra)})"
+    if entry.probs is None:
+        title += " - not scored yet"
+    return title
+
+
 def results_from_prediction(
     probs, thresholds: dict[str, float], ungated=None, attention_present: bool = False
 ) -> list[FindingResult]:
@@ -471,4 +492,10 @@ class FindingsPanel(QWidget):
             self.noteEdited.emit(text)
 
 
-__all__ = ["FindingResult", "FindingsPanel", "ProbabilityBar", "results_from_prediction"]
+__all__ = [
+    "FindingResult",
+    "FindingsPanel",
+    "ProbabilityBar",
+    "image_title",
+    "results_from_prediction",
+]

@@ -200,7 +200,7 @@ def run_self_test(
             ok = window.grab().save(str(screenshots / "main_window.png"))
             if window.current_image() is not None:
                 window.findings.select_finding(_first_task1_finding(window))
-                window.overlay_box.setChecked(True)
+                window.image_panel.overlay_box.setChecked(True)
             app.processEvents()
             ok = window.grab().save(str(screenshots / "main_window_overlay.png")) and ok
             step("screenshots", ok, str(screenshots))

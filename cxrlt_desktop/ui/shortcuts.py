@@ -1,7 +1,13 @@
-"""Keyboard shortcuts: the actions, their default keys, and the help text that lists them.
+"""Every action of the window as data: its id, text, handler, default key, tool-bar text, and
+the menus that list it.
 
-The key map is a plain ``{action: key sequence}`` dict so that settings can store and edit it;
-:func:`merged_keymap` validates a user's overrides against the defaults.
+An :class:`ActionSpec` is one declaration; :data:`ALL_ACTIONS` holds them all and :data:`MENUS`
+says which menu lists which action, in order (``"-"`` is a separator, ``"dock:NAME"`` the show /
+hide action of the window's dock ``NAME``). The window builds its QActions, menus and image tool
+row from these tables. :data:`ACTIONS` are the actions with an editable key: the Shortcuts tab of
+the settings dialog and Help > Keyboard and scores list them, and the key map is a plain
+``{action: key sequence}`` dict so that settings can store and edit it; :func:`merged_keymap`
+validates a user's overrides against the defaults.
 """
 
 from __future__ import annotations
@@ -10,42 +16,136 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class ShortcutAction:
-    """One keyboard action: its id (settings key), default key sequence and help text."""
+class ActionSpec:
+    """One action of the window.
+
+    ``id`` is the settings key and the QAction's name (``action_<id>``); ``text`` what the action
+    does (menus, Help and the Shortcuts tab); ``handler`` the window attribute (dotted path)
+    called with ``args``; ``default`` the default key, editable in Settings ("" for an action
+    without an editable key); ``toolbar`` the short text of the image tool row, which the menus
+    then show too; ``standard_key`` a platform key (a ``QKeySequence.StandardKey`` name), fixed.
+    """
 
     id: str
-    default: str
     text: str
+    handler: str
+    default: str = ""
+    args: tuple = ()
+    toolbar: str | None = None
+    standard_key: str | None = None
 
 
-ACTIONS: tuple[ShortcutAction, ...] = (
-    ShortcutAction("next_study", "PgDown", "Next study in the worklist"),
-    ShortcutAction("previous_study", "PgUp", "Previous study in the worklist"),
-    ShortcutAction("next_image", "Right", "Next image of the study (across series)"),
-    ShortcutAction("previous_image", "Left", "Previous image of the study"),
-    ShortcutAction("next_series", "Ctrl+Right", "First image of the next series"),
-    ShortcutAction("previous_series", "Ctrl+Left", "First image of the previous series"),
-    ShortcutAction("next_finding", "Down", "Next finding"),
-    ShortcutAction("previous_finding", "Up", "Previous finding"),
-    ShortcutAction("verdict_present", "P", "Current finding: present"),
-    ShortcutAction("verdict_absent", "A", "Current finding: absent"),
-    ShortcutAction("verdict_uncertain", "U", "Current finding: uncertain"),
-    ShortcutAction("agree_all", "Ctrl+Return", "Agree with all AI findings of this image"),
-    ShortcutAction("toggle_overlay", "O", "Show / hide the attention overlay"),
-    ShortcutAction("reset_window", "R", "Reset window/level to the header window"),
-    ShortcutAction("invert", "I", "Invert the display"),
-    ShortcutAction("fit", "F", "Fit the image to the view"),
-    ShortcutAction("one_to_one", "1", "One image pixel per screen pixel"),
-    ShortcutAction("rotate", "Ctrl+R", "Rotate the display 90 degrees clockwise"),
-    ShortcutAction("flip", "H", "Flip the display horizontally"),
-    ShortcutAction("preset_lung", "F2", "Window preset: lung"),
-    ShortcutAction("preset_mediastinum", "F3", "Window preset: mediastinum"),
-    ShortcutAction("preset_bone", "F4", "Window preset: bone"),
-    ShortcutAction("note", "N", "Edit the note of this image"),
+_A = ActionSpec
+ALL_ACTIONS: tuple[ActionSpec, ...] = (
+    _A("next_study", "Next study in the worklist", "next_study", "PgDown"),
+    _A("previous_study", "Previous study in the worklist", "previous_study", "PgUp"),
+    _A("next_image", "Next image of the study (across series)", "session.next_image", "Right"),
+    _A("previous_image", "Previous image of the study", "session.previous_image", "Left"),
+    _A("next_series", "First image of the next series", "session.next_series", "Ctrl+Right"),
+    _A(
+        "previous_series",
+        "First image of the previous series",
+        "session.previous_series",
+        "Ctrl+Left",
+    ),
+    _A("next_finding", "Next finding", "findings.next_finding", "Down"),
+    _A("previous_finding", "Previous finding", "findings.previous_finding", "Up"),
+    _A(
+        "verdict_present", "Current finding: present", "findings.request_verdict", "P", ("present",)
+    ),
+    _A("verdict_absent", "Current finding: absent", "findings.request_verdict", "A", ("absent",)),
+    _A(
+        "verdict_uncertain",
+        "Current finding: uncertain",
+        "findings.request_verdict",
+        "U",
+        ("uncertain",),
+    ),
+    _A("agree_all", "Agree with all AI findings of this image", "agree_with_all", "Ctrl+Return"),
+    _A(
+        "toggle_overlay", "Show / hide the attention overlay", "image_panel.overlay_box.toggle", "O"
+    ),
+    _A(
+        "reset_window",
+        "Reset window/level to the header window",
+        "viewer.reset_window",
+        "R",
+        toolbar="Reset W/L",
+    ),
+    _A("invert", "Invert the display", "viewer.toggle_invert", "I", toolbar="Invert"),
+    _A("fit", "Fit the image to the view", "viewer.fit", "F", toolbar="Fit"),
+    _A("one_to_one", "One image pixel per screen pixel", "viewer.one_to_one", "1", toolbar="1:1"),
+    _A(
+        "rotate",
+        "Rotate the display 90 degrees clockwise",
+        "viewer.rotate",
+        "Ctrl+R",
+        (1,),
+        toolbar="Rotate",
+    ),
+    _A("flip", "Flip the display horizontally", "viewer.flip_horizontal", "H", toolbar="Flip"),
+    _A("preset_lung", "Window preset: lung", "image_panel.apply_named_preset", "F2", ("Lung",)),
+    _A(
+        "preset_mediastinum",
+        "Window preset: mediastinum",
+        "image_panel.apply_named_preset",
+        "F3",
+        ("Mediastinum",),
+    ),
+    _A("preset_bone", "Window preset: bone", "image_panel.apply_named_preset", "F4", ("Bone",)),
+    _A("note", "Edit the note of this image", "focus_note", "N"),
+    # Menu actions without an editable key
+    _A("open", "&Open folder...", "choose_folder", standard_key="Open"),
+    _A("score", "&Score pending images", "score_pending"),
+    _A("export", "&Export labels...", "choose_export"),
+    _A("settings", "Se&ttings...", "open_settings", standard_key="Preferences"),
+    _A("quit", "&Quit", "close", standard_key="Quit"),
+    _A("help", "&Keyboard and scores", "show_help"),
+    _A("about", "&About", "show_about"),
 )
+del _A
+
+# The actions whose key the user can change (the settings dialog and Help read this).
+ACTIONS: tuple[ActionSpec, ...] = tuple(a for a in ALL_ACTIONS if a.default)
+
+MENUS: dict[str, list[str]] = {
+    "&File": ["open", "score", "-", "export", "-", "settings", "-", "quit"],
+    "&View": [
+        "toggle_overlay",
+        "reset_window",
+        "invert",
+        "fit",
+        "one_to_one",
+        "rotate",
+        "flip",
+        "-",
+        "preset_lung",
+        "preset_mediastinum",
+        "preset_bone",
+        "-",
+        "dock:tags_dock",
+        "dock:problems_dock",
+    ],
+    "&Navigate": [
+        "next_study",
+        "previous_study",
+        "next_image",
+        "previous_image",
+        "next_series",
+        "previous_series",
+        "next_finding",
+        "previous_finding",
+    ],
+    "&Review": ["verdict_present", "verdict_absent", "verdict_uncertain", "agree_all", "note"],
+    "&Help": ["help", "about"],
+}
+
+# The image tool row, left to right (presets and the overlay have their own row).
+VIEW_TOOLS: tuple[str, ...] = ("invert", "rotate", "flip", "fit", "one_to_one", "reset_window")
 
 DEFAULT_KEYMAP: dict[str, str] = {a.id: a.default for a in ACTIONS}
 ACTION_TEXT: dict[str, str] = {a.id: a.text for a in ACTIONS}
+ShortcutAction = ActionSpec  # the name the key map had before every action was declared here
 
 
 def merged_keymap(overrides: dict[str, str] | None) -> dict[str, str]:
@@ -100,6 +200,27 @@ drag: pan. Wheel or right drag: zoom.</p>
 """
 
 
+def help_dialog(parent, keymap: dict[str, str]):
+    """Help > Keyboard and scores as a non-modal dialog (deleted on close); returns it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout
+
+    dlg = QDialog(parent)
+    dlg.setWindowTitle("Keyboard and scores")
+    dlg.resize(640, 640)
+    text = QTextBrowser()
+    text.setObjectName("helpText")
+    text.setHtml(help_html(keymap))
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dlg.reject)
+    lay = QVBoxLayout(dlg)
+    lay.addWidget(text)
+    lay.addWidget(buttons)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dlg.show()
+    return dlg
+
+
 def help_html(keymap: dict[str, str]) -> str:
     """The Help > Keyboard and scores page: every shortcut and the rare-finding formula."""
     rows = "".join(
@@ -116,9 +237,14 @@ def help_html(keymap: dict[str, str]) -> str:
 __all__ = [
     "ACTIONS",
     "ACTION_TEXT",
+    "ALL_ACTIONS",
     "DEFAULT_KEYMAP",
+    "MENUS",
     "RARE_SCORE_HELP",
+    "VIEW_TOOLS",
+    "ActionSpec",
     "ShortcutAction",
+    "help_dialog",
     "help_html",
     "merged_keymap",
 ]

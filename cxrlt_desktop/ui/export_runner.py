@@ -1,0 +1,84 @@
+"""File > Export labels from the window's side: the options dialog, one export at a time in the
+background (:class:`~cxrlt_desktop.ui.export_dialog.ExportJob`, which runs
+``cxrlt_desktop.export.export_feedback``), its outcome in the status bar, cancel at close.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QDialog, QWidget
+
+
+class ExportRunner(QObject):
+    """Signals: ``message(text, ms)`` for the status bar, ``error(text)``, ``runningChanged(bool)``
+    (False once the export ended, whatever the outcome)."""
+
+    message = Signal(str, int)
+    error = Signal(str)
+    runningChanged = Signal(bool)
+
+    def __init__(self, store, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.job = None
+        self.closing = False  # no new export; the outcome of a cancelled one is not reported
+
+    def running(self) -> bool:
+        return self.job is not None and self.job.is_running()
+
+    def choose(self, parent: QWidget) -> tuple[Path, dict[str, Any]] | None:
+        """The options dialog: (folder, options), or None when cancelled or refused."""
+        from cxrlt_desktop.ui.export_dialog import ExportDialog
+
+        if self.running():
+            self.error.emit("An export is running: wait for it to finish.")
+            return None
+        dlg = ExportDialog(parent)
+        if dlg.exec() != QDialog.DialogCode.Accepted or not dlg.folder.text().strip():
+            return None
+        return Path(dlg.folder.text().strip()), dlg.options()
+
+    def start(self, out_dir: Path, options: dict[str, Any]):
+        """Start an export into ``out_dir``; returns the job, or None when refused.
+
+        The job's ``finished(result, error)`` signal reports the outcome; the status bar too.
+        """
+        from cxrlt_desktop.ui.export_dialog import ExportJob
+
+        if self.running():  # one at a time: closing waits for (and cancels) only one
+            self.error.emit("An export is running: wait for it to finish.")
+            return None
+        if self.closing:
+            self.error.emit("The window is closing: no new export.")
+            return None
+        job = ExportJob(self.store, out_dir, options, self)
+        job.progress.connect(lambda text: self.message.emit(text, 3000))
+        job.finished.connect(self._on_finished)
+        self.job = job
+        self.message.emit(f"Exporting to {out_dir}...", 0)
+        self.runningChanged.emit(True)
+        job.start()
+        return job
+
+    def cancel(self) -> None:
+        """Cancel a running export (it removes what it wrote)."""
+        if self.running():
+            self.job.cancel()
+
+    def _on_finished(self, result, error: str) -> None:
+        if not self.closing:
+            if error:
+                self.error.emit(f"Export failed: {error}")
+            else:
+                n = getattr(result, "n_images", None)
+                where = getattr(result, "out_dir", "")
+                self.message.emit(
+                    f"Exported {n if n is not None else ''} reviewed images to {where}", 15000
+                )
+        self.runningChanged.emit(False)
+
+
+__all__ = ["ExportRunner"]

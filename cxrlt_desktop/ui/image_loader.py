@@ -1,0 +1,95 @@
+"""Decoding images for the viewer off the GUI thread: a one-thread lane, a small cache, a request
+token so that only the latest request is shown, and prefetch of the next image.
+
+:meth:`ImageLoader.request` returns the decoded image at once when it is cached; otherwise the
+decode runs in the ``decode`` :class:`~cxrlt_desktop.ui.background.Lane` and ``loaded`` (or
+``failed``) follows on the GUI thread, for the latest request or a prefetch only, never for a
+request the reader has already moved past.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from functools import partial
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from cxrlt_desktop.ui.background import Lane
+
+IMAGE_CACHE_SIZE = 6
+PREFETCH = -1  # the token of a prefetch: never stale
+
+
+def _decode(path: str, should_stop: threading.Event) -> Any | None:
+    # Runs in the decode lane; a close skips what is still queued.
+    if should_stop.is_set():
+        return None
+    from engine.imageio import read_display
+
+    return read_display(path)
+
+
+class ImageLoader(QObject):
+    """Signals: ``loaded(image_id, display)``, ``failed(image_id, error text)``."""
+
+    loaded = Signal(int, object)
+    failed = Signal(int, str)
+
+    def __init__(self, parent: QObject | None = None, cache_size: int = IMAGE_CACHE_SIZE) -> None:
+        super().__init__(parent)
+        self.lane = Lane("decode", parent=self)
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._token = 0
+
+    def request(self, image_id: int, path: str) -> Any | None:
+        """Ask for an image: the cached display image now, or None and ``loaded`` later."""
+        self._token += 1
+        cached = self._cache.get(image_id)
+        if cached is not None:
+            self._cache.move_to_end(image_id)
+            return cached
+        self._start(self._token, image_id, path)
+        return None
+
+    def prefetch(self, image_id: int, path: str) -> None:
+        """Decode an image the reader is likely to open next, into the cache."""
+        if image_id not in self._cache:
+            self._start(PREFETCH, image_id, path)
+
+    def cached(self, image_id: int) -> bool:
+        return image_id in self._cache
+
+    def _start(self, token: int, image_id: int, path: str) -> None:
+        self.lane.run(
+            _decode,
+            path,
+            stop=True,
+            connect={
+                "returned": partial(self._on_returned, token, image_id),
+                "errored": partial(self._on_errored, token, image_id),
+            },
+        )
+
+    def _current(self, token: int) -> bool:
+        return token in (self._token, PREFETCH)
+
+    def _on_returned(self, token: int, image_id: int, display: Any | None) -> None:
+        if display is None:  # skipped at close
+            return
+        self._cache[image_id] = display
+        self._cache.move_to_end(image_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        if self._current(token):
+            self.loaded.emit(image_id, display)
+
+    def _on_errored(self, token: int, image_id: int, exc: BaseException) -> None:
+        # ImageReadError or anything a broken file raises
+        if self._current(token):
+            self.failed.emit(image_id, str(exc))
+
+
+__all__ = ["IMAGE_CACHE_SIZE", "ImageLoader"]
