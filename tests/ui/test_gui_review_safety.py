@@ -47,7 +47,9 @@ def _settle(qtbot, window) -> None:
 def test_open_study_stays_under_the_unreviewed_filter(qtbot, scored_window, store):
     window = scored_window
     n = window.worklist_model.rowCount()
-    window.worklist_panel.status_filter.setCurrentIndex(window.worklist_panel.status_filter.findData("unreviewed"))
+    window.worklist_panel.status_filter.setCurrentIndex(
+        window.worklist_panel.status_filter.findData("unreviewed")
+    )
     qtbot.waitUntil(lambda: window.worklist_model.rowCount() == n)
     with qtbot.waitSignal(window.imageDisplayed, timeout=30_000):
         window.select_row(_one_image_row(window))
