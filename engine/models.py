@@ -1,7 +1,7 @@
 """Task 1 classifiers: a timm ConvNeXtV2 backbone with a CSRA or an MLP head.
 
 The module and parameter names are the state-dict layout of the published weights and of the
-authors' training checkpoints (DESIGN.md, "Model files"), so both load with ``strict=True``:
+authors' training checkpoints, so both load with ``strict=True``:
 
 - CSRA: ``backbone.*`` (timm, ``global_pool=""``), ``bn.*`` (BatchNorm2d), ``head.classifier.*``
   (Linear(C, 30)), ``head.conv_att.weight`` (bias-free 1x1 conv, 30 output channels);

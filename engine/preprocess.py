@@ -1,4 +1,4 @@
-"""Preprocessing of the source array, exactly as the published weights were trained (issue 3).
+"""Preprocessing of the source array, exactly as the published weights were trained.
 
 Task 1: non-uint8 arrays are stretched to uint8 between the 0.5th and 99.5th percentiles of a
 strided sample of ~2000 pixels; grey -> 3 identical channels; ``cv2.resize`` to 512 x 512

@@ -14,7 +14,7 @@ class does not divide by zero), logit ``z_c`` and label ``y_c`` in {0, 1}:
   effective-number weight) without its 1e-6 guards;
 * ``loss = mean over known (image, class) cells of w_c * BCEWithLogits(z'_c, y_c)``. Unknown labels
   (NaN in the target, or 0 in an explicit mask) are left out of both the sum and the count, so
-  with every label known this is exactly the plain mean of the issue's formula.
+  with every label known this is exactly the plain mean over all (image, class) cells.
 """
 
 from __future__ import annotations

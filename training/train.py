@@ -1,6 +1,6 @@
 """Fine-tune a Task 1 model (``cxrlt train``): DB loss, class-aware sampling, EMA, DDP.
 
-Recipe (the authors' training code, issue 6):
+Recipe (the authors' training code):
 
 * model: :func:`engine.models.build_model` (CSRA or MLP head, published state-dict layout),
   optionally initialised from ``--init`` (a published or training checkpoint; tensors whose name

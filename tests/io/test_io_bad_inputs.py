@@ -353,7 +353,7 @@ def test_fast_header_values_equal_pydicom_conversion(testdata, write, make_ramp)
     # The header read converts simple raw values itself for speed; it must agree with pydicom.
     import pydicom
 
-    from engine.imageio import _dicom_meta, _dicom_meta_slow
+    from engine.imageio.meta import dicom_meta, dicom_meta_slow
 
     latin = write(
         "latin.dcm",
@@ -363,7 +363,7 @@ def test_fast_header_values_equal_pydicom_conversion(testdata, write, make_ramp)
     )
     names = ["RG1_UNCR.dcm", "RG1_J2KI.dcm", "CT_small.dcm", "MR_small_bigendian.dcm"]
     for path in [*(testdata(n) for n in names), latin]:
-        fast = _dicom_meta(pydicom.dcmread(path, stop_before_pixels=True))
-        slow = _dicom_meta_slow(pydicom.dcmread(path, stop_before_pixels=True))
+        fast = dicom_meta(pydicom.dcmread(path, stop_before_pixels=True))
+        slow = dicom_meta_slow(pydicom.dcmread(path, stop_before_pixels=True))
         assert fast == slow, path
     assert imageio.read_header(latin).meta["PatientName"] == "Müller^Jürgen"

@@ -1,4 +1,4 @@
-"""File-format sniffing and the non-DICOM readers (PNG, JPEG, TIFF) behind engine.imageio.
+"""File-format sniffing and the non-DICOM readers (PNG, JPEG, TIFF) of the input layer.
 
 Formats are recognised by their content, never by the file name: a ``.png`` that holds text is
 rejected as text, a DICOM file called ``image.jpg`` is read as DICOM.
