@@ -8,9 +8,10 @@ from the services, wrapped in a superqt :class:`~superqt.utils.FunctionWorker` o
 default: the store wants one writer, the decoder one image at a time), so work of one kind
 queues behind itself and never waits behind work of another kind in Qt's global pool.
 
-Stopping: a generator service that takes ``should_stop`` gets a :class:`threading.Event` from
-:meth:`Lane.run` (pass ``stop=True``); :meth:`Lane.quit` sets it and the service ends at its next
-check, returning normally, so its ``returned`` signal still reports what was done. Work without a
+Stopping: a generator service that takes ``should_stop`` gets a :class:`StopEvent` from
+:meth:`Lane.run` (pass ``stop=True``): a :class:`threading.Event` that can also be called, so it
+is the services' ``should_stop`` callable as it is. :meth:`Lane.quit` sets it and the service ends
+at its next check, returning normally, so its ``returned`` signal still reports what was done. Work without a
 stop event gets superqt's ``quit()`` (a generator stops at its next ``yield``). Closing the
 window is :func:`quit_all` then :func:`wait_all`.
 
@@ -20,6 +21,7 @@ No other module in ``cxrlt_desktop.ui`` creates threads, thread pools or executo
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Callable
@@ -28,9 +30,45 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase, create_worker
 
-__all__ = ["Lane", "quit_all", "wait_all"]
+__all__ = ["Lane", "StopEvent", "quit_all", "wait_all"]
 
 _LANES: weakref.WeakSet[Lane] = weakref.WeakSet()
+
+
+class StopEvent(threading.Event):
+    """The ``should_stop`` of work run with ``stop=True``: an event, and ``stop()`` is ``is_set()``
+    (the services take a callable)."""
+
+    def __call__(self) -> bool:
+        return self.is_set()
+
+
+class _Generator(GeneratorWorker):
+    """superqt's :class:`GeneratorWorker`, except that a ``RuntimeError`` raised by the generator
+    reaches ``errored``.
+
+    superqt takes any ``RuntimeError`` out of the generator for a deleted worker: it emits
+    neither ``errored`` nor ``finished``, so the lane would stay busy for ever (and torch raises
+    ``RuntimeError`` for many model problems).
+    """
+
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(func, *args, **kwargs)
+        self._raised: RuntimeError | None = None
+        self._gen = self._guarded(self._gen)
+
+    def _guarded(self, gen):  # noqa: ANN001, ANN202
+        try:
+            return (yield from gen)
+        except RuntimeError as exc:
+            self._raised = exc
+            return None
+
+    def work(self) -> Any:
+        result = super().work()
+        if self._raised is not None:
+            raise self._raised  # WorkerBase.run emits errored, then finished
+        return result
 
 
 class Lane(QObject):
@@ -61,16 +99,24 @@ class Lane(QObject):
     ) -> FunctionWorker | GeneratorWorker:
         """Run ``func(*args, **kwargs)`` in this lane; returns the started worker.
 
-        ``stop=True`` passes a fresh :class:`threading.Event` as ``should_stop`` (the services'
+        ``stop=True`` passes a fresh :class:`StopEvent` as ``should_stop`` (the services'
         cancellation argument). ``connect`` maps signal names (``yielded``, ``returned``,
         ``errored``, ``finished``, ...) to slots, connected before the work starts. Errors go
         to ``errored``; work without an ``errored`` slot has its exception re-raised on the GUI
         thread (superqt's default), so nothing fails silently.
         """
-        event = threading.Event() if stop else None
+        event = StopEvent() if stop else None
         if event is not None:
             kwargs["should_stop"] = event
-        worker = create_worker(func, *args, _start_thread=False, _connect=connect, **kwargs)
+        worker_class = _Generator if inspect.isgeneratorfunction(func) else FunctionWorker
+        worker = create_worker(
+            func,
+            *args,
+            _start_thread=False,
+            _connect=connect,
+            _worker_class=worker_class,
+            **kwargs,
+        )
         self.start(worker, event)
         return worker
 

@@ -135,6 +135,34 @@ def test_errors_reach_the_errored_slot(qtbot):
     assert len(errors) == 1 and str(errors[0]) == "bad file"
 
 
+def test_a_runtime_error_of_a_generator_reaches_errored_and_the_lane_goes_idle(qtbot):
+    # superqt alone takes it for a deleted worker and emits neither errored nor finished.
+    lane = Lane("err")
+    errors, finished = [], []
+
+    def broken():
+        yield 1
+        raise RuntimeError("size mismatch for head.weight")
+
+    lane.run(broken, connect={"errored": errors.append, "finished": lambda: finished.append(1)})
+    qtbot.waitUntil(lambda: not lane.busy, timeout=10_000)
+    assert [str(e) for e in errors] == ["size mismatch for head.weight"]
+    assert isinstance(errors[0], RuntimeError) and finished == [1]
+
+
+def test_should_stop_is_an_event_and_a_callable(qtbot):
+    lane = Lane("stop")
+    seen = []
+
+    def service(should_stop):  # the services poll ``should_stop()``
+        seen.append((should_stop(), should_stop.is_set()))
+        yield 0
+
+    lane.run(service, stop=True)
+    qtbot.waitUntil(lambda: not lane.busy, timeout=10_000)
+    assert seen == [(False, False)]
+
+
 @pytest.fixture(autouse=True)
 def _drain():
     yield
