@@ -35,7 +35,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,14 @@ from training.data import (
 )
 from training.losses import DB_ALPHA, DB_BETA, DB_MAX_MARGIN, DistributionBalancedLoss
 from training.metrics import evaluate, mean_average_precision
+from training.progress import (
+    EpochRecord,
+    TrainDone,
+    TrainEpoch,
+    TrainInfo,
+    TrainRecord,
+    TrainStep,
+)
 from training.sampler import CAS_MAX_REPEAT, CAS_T, RepeatFactorSampler, repeat_factors
 
 BEST_FILE = "best.safetensors"
@@ -503,13 +511,13 @@ def _val_loss(criterion: DistributionBalancedLoss, probs: np.ndarray, labels: np
     return float(criterion(logits, torch.from_numpy(labels).float()))
 
 
-def train(cfg: TrainConfig) -> Iterator[dict[str, Any]]:
+def train(cfg: TrainConfig) -> Iterator[TrainRecord]:
     """Run (or resume) a training; yields progress records.
 
-    Records are dicts with ``kind``: ``"info"`` (``message``), ``"step"`` (``epoch``, ``step``,
-    ``steps``, ``loss``, ``lr``), ``"epoch"`` (``epoch``, ``phase``, ``train_loss``, ``val_mAP``,
-    ``val_loss``, ``best``, ``seconds``) and finally ``"done"`` (``best_epoch``, ``best_mAP``,
-    ``checkpoint``, ``manifest``). Every rank yields them; only rank 0 writes files.
+    Records (:mod:`training.progress`): :class:`TrainInfo` (a message), :class:`TrainStep` (one
+    optimiser step), :class:`TrainEpoch` (one epoch: losses, validation mAP, whether it is the
+    best so far) and finally :class:`TrainDone` (best epoch, checkpoint and manifest paths).
+    Every rank yields them; only rank 0 writes files.
 
     Raises
     ------
@@ -524,7 +532,119 @@ def train(cfg: TrainConfig) -> Iterator[dict[str, Any]]:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
+@dataclass
+class _Run:
+    """What the steps of one training share: inputs, model, optimiser state, history."""
+
+    cfg: TrainConfig
+    d: _Dist
+    out: Path
+    data: _Data
+    model: nn.Module
+    criterion: DistributionBalancedLoss
+    val_criterion: DistributionBalancedLoss
+    sampler: RepeatFactorSampler
+    start_epoch: int = 0
+    warmup: int = 0
+    finetune_epochs: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"epoch": None, "score": None, "mAP": None}
+    )
+    state: dict[str, Any] | None = None  # the resumed last.pt
+    autocast: Any = None
+    scaler: Any = None
+    use_scaler: bool = False
+    ema: EMA | None = None
+    phase: str | None = None
+    opt: torch.optim.Optimizer | None = None
+    wrapped: nn.Module | None = None
+    val_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    has_val_pos: bool = False
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / LAST_FILE
+
+    @property
+    def score_name(self) -> str:
+        return "mAP" if self.has_val_pos else "-val_loss"
+
+
+def _train(cfg: TrainConfig, d: _Dist) -> Iterator[TrainRecord]:
+    out = _check_config(cfg, d)
+    torch.manual_seed(cfg.seed)
+    data = _load_data(cfg)
+    for p in data.problems:
+        yield TrainInfo(p)
+
+    model = _build(cfg)
+    if cfg.init is not None and not cfg.resume:
+        yield TrainInfo(_init_from(model, Path(cfg.init)))
+    run = _Run(
+        cfg,
+        d,
+        out,
+        data,
+        model,
+        criterion=DistributionBalancedLoss(
+            data.counts, cfg.db_beta, cfg.db_alpha, cfg.db_max_margin
+        ),
+        val_criterion=DistributionBalancedLoss(
+            data.counts, cfg.db_beta, cfg.db_alpha, cfg.db_max_margin
+        ),
+        sampler=_make_sampler(cfg, d, data),
+    )
+    if cfg.resume:
+        yield from _resume(run)
+    yield from _plan_phases(run)
+    _to_device(run)
+    yield from _choose_validation_score(run)
+
+    for epoch in range(run.start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        _prepare_epoch(run, epoch)
+        train_loss, skipped = yield from _train_epoch(run, epoch)
+        eval_model, probs, val_map, val_loss, score = _validate(run)
+        improved = _improves(score, run.best["score"])
+        assert run.opt is not None and run.phase is not None
+        record = EpochRecord(
+            epoch=epoch + 1,
+            phase=run.phase,
+            train_loss=_finite(train_loss),
+            skipped_steps=skipped,
+            val_mAP=_finite(val_map),
+            val_loss=_finite(val_loss),
+            lr=run.opt.param_groups[0]["lr"],
+            seconds=round(time.perf_counter() - t0, 3),
+        )
+        run.history.append(record.to_json())
+        if improved:
+            run.best = {"epoch": epoch + 1, "score": float(score), "mAP": _finite(val_map)}
+        if d.main:
+            if improved:
+                _write_best(
+                    cfg, out, eval_model, data, probs, run.val_labels, record, run.score_name
+                )
+            _save_state(run, epoch)
+        _barrier(d)
+        yield TrainEpoch(**record.to_json(), best=improved)
+
+    if run.best["epoch"] is None:
+        raise TrainError(
+            f"{out}: no epoch gave a finite validation {run.score_name}, so no checkpoint was "
+            "written (see history.json; the inputs or the learning rate may be at fault)"
+        )
+    yield TrainDone(
+        best_epoch=run.best["epoch"],
+        best_mAP=run.best["mAP"],
+        checkpoint=str(out / BEST_FILE),
+        manifest=str(out / MANIFEST_FILE),
+    )
+
+
+def _check_config(cfg: TrainConfig, d: _Dist) -> Path:
+    """Refuse bad settings and an output folder that would be overwritten; create it."""
     if cfg.head not in ("csra", "mlp"):
         raise TrainError(f"--head must be csra or mlp, not {cfg.head!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.image_size < 32:
@@ -540,19 +660,10 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     _barrier(d)
+    return out
 
-    torch.manual_seed(cfg.seed)
-    data = _load_data(cfg)
-    for p in data.problems:
-        yield {"kind": "info", "message": p}
 
-    model = _build(cfg)
-    if cfg.init is not None and not cfg.resume:
-        yield {"kind": "info", "message": _init_from(model, Path(cfg.init))}
-    criterion = DistributionBalancedLoss(data.counts, cfg.db_beta, cfg.db_alpha, cfg.db_max_margin)
-    val_criterion = DistributionBalancedLoss(
-        data.counts, cfg.db_beta, cfg.db_alpha, cfg.db_max_margin
-    )
+def _make_sampler(cfg: TrainConfig, d: _Dist, data: _Data) -> RepeatFactorSampler:
     sampler = RepeatFactorSampler(data.factors, num_replicas=d.world, rank=d.rank, seed=cfg.seed)
     per_rank = math.ceil(data.factors.sum() / d.world)
     if per_rank < cfg.batch_size:
@@ -560,221 +671,218 @@ def _train(cfg: TrainConfig, d: _Dist) -> Iterator[dict[str, Any]]:
             f"--batch-size {cfg.batch_size} is larger than the ~{per_rank:.0f} training samples per "
             "process and epoch; lower it"
         )
+    return sampler
 
-    start_epoch = 0
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": None, "score": None, "mAP": None}
-    state: dict[str, Any] | None = None
-    if cfg.resume:
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        _check_resume(state, cfg, last_path)
-        _check_resume_data(state, data.info, last_path)
-        model.load_state_dict(state["model"], strict=True)
-        start_epoch = int(state["epoch"])
-        # (a history saved by an earlier version may hold NaN, which JSON refuses)
-        history = [
-            {k: _finite(v) if isinstance(v, float) else v for k, v in rec.items()}
-            for rec in state["history"]
-        ]
-        best = dict(state["best"])
-        sampler.load_state_dict(state["sampler"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        yield {"kind": "info", "message": f"resuming {last_path} after epoch {start_epoch}"}
-    if state is not None:
+
+def _resume(run: _Run) -> Iterator[TrainRecord]:
+    """Load ``last.pt``: weights, epoch, history, best epoch, sampler and RNG state."""
+    last_path = run.last_path
+    state = torch.load(last_path, map_location="cpu", weights_only=True)
+    _check_resume(state, run.cfg, last_path)
+    _check_resume_data(state, run.data.info, last_path)
+    run.model.load_state_dict(state["model"], strict=True)
+    run.start_epoch = int(state["epoch"])
+    # (a history saved by an earlier version may hold NaN, which JSON refuses)
+    run.history = [
+        {k: _finite(v) if isinstance(v, float) else v for k, v in rec.items()}
+        for rec in state["history"]
+    ]
+    run.best = dict(state["best"])
+    run.sampler.load_state_dict(state["sampler"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    run.state = state
+    yield TrainInfo(f"resuming {last_path} after epoch {run.start_epoch}")
+
+
+def _plan_phases(run: _Run) -> Iterator[TrainRecord]:
+    """Set the head warm-up length and the number of fine-tuning epochs."""
+    cfg = run.cfg
+    if run.state is not None:
         # the phase boundary of the run being resumed stays where it was
-        warmup = int(state["scheduler"]["warmup_epochs"])
+        run.warmup = int(run.state["scheduler"]["warmup_epochs"])
     else:
-        warmup = max(0, min(cfg.warmup_epochs, cfg.epochs - 1))
-        if warmup != cfg.warmup_epochs:
-            yield {
-                "kind": "info",
-                "message": f"head warm-up shortened to {warmup} of {cfg.epochs} epochs",
-            }
-    finetune_epochs = max(1, cfg.epochs - warmup)
-    if start_epoch >= cfg.epochs:
-        yield {"kind": "info", "message": f"already trained {start_epoch} of {cfg.epochs} epochs"}
+        run.warmup = max(0, min(cfg.warmup_epochs, cfg.epochs - 1))
+        if run.warmup != cfg.warmup_epochs:
+            yield TrainInfo(f"head warm-up shortened to {run.warmup} of {cfg.epochs} epochs")
+    run.finetune_epochs = max(1, cfg.epochs - run.warmup)
+    if run.start_epoch >= cfg.epochs:
+        yield TrainInfo(f"already trained {run.start_epoch} of {cfg.epochs} epochs")
 
-    model.to(d.device)
-    criterion.to(d.device)
+
+def _to_device(run: _Run) -> None:
+    """Move model and loss to the device; set up autocast and the gradient scaler."""
+    d = run.d
+    run.model.to(d.device)
+    run.criterion.to(d.device)
     if d.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        run.model = run.model.to(memory_format=torch.channels_last)
         if d.world > 1:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    autocast, use_scaler = _autocast(d)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    if state is not None and state.get("scaler") and use_scaler:
-        scaler.load_state_dict(state["scaler"])
+            run.model = nn.SyncBatchNorm.convert_sync_batchnorm(run.model)
+    run.autocast, run.use_scaler = _autocast(d)
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.use_scaler)
+    if run.state is not None and run.state.get("scaler") and run.use_scaler:
+        run.scaler.load_state_dict(run.state["scaler"])
+    run.wrapped = run.model
 
-    ema: EMA | None = None
-    phase: str | None = None
-    opt: torch.optim.Optimizer | None = None
-    wrapped: nn.Module = model
-    val_labels = data.val.table.labels.astype(np.float64)
-    has_val_pos = bool(np.any(np.nan_to_num(val_labels) > 0.5))
-    score_name = "mAP" if has_val_pos else "-val_loss"
-    if not has_val_pos:
-        yield {
-            "kind": "info",
-            "message": "the validation set has no positive label: the best epoch is chosen by validation loss",
-        }
 
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        want = "warmup" if epoch < warmup else "finetune"
-        if want != phase:
-            phase = want
-            opt = _make_optimizer(model, cfg, phase)
-            if state is not None and state.get("phase") == phase and epoch == start_epoch:
-                opt.load_state_dict(state["optimizer"])
-            if phase == "finetune":
-                ema = EMA(model, cfg.ema_decay)
-                if state is not None and state.get("ema") is not None and epoch == start_epoch:
-                    ema.load_state_dict(state["ema"])
-            if d.world > 1:
-                from torch.nn.parallel import DistributedDataParallel as DDP
-
-                # a new wrapper per phase: DDP registers the parameters that need gradients when
-                # it is built, and phase 2 unfreezes the backbone
-                wrapped = model
-                wrapped = DDP(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
-            else:
-                wrapped = model
-        assert opt is not None
-        if phase == "finetune":
-            f = lr_factor(epoch - warmup, finetune_epochs)
-            for g in opt.param_groups:
-                g["lr"] = g["initial_lr"] * f
-
-        sampler.set_epoch(epoch)
-        data.train.reseed(cfg.seed + 7919 * epoch + 104729 * d.rank)
-        loader = _loader(data.train, sampler, cfg.batch_size, cfg, d, drop_last=True)
-        wrapped.train()
-        steps = len(loader)
-        total, n, skipped = 0.0, 0, 0
-        buffers = [b for b in model.buffers() if torch.is_floating_point(b)]
-        for step, (x, y, _) in enumerate(loader):
-            x = x.to(d.device, non_blocking=True)
-            y = y.to(d.device, non_blocking=True)
-            if d.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            saved = [b.detach().clone() for b in buffers]  # BatchNorm statistics
-            with autocast():
-                logits = _forward_logits(wrapped, x)
-            loss = criterion(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
-            )
-            if use_scaler:
-                scaler.step(opt)  # skips the step itself on inf/NaN gradients
-                scaler.update()
-            elif torch.isfinite(norm):
-                # Gradients are already averaged over ranks, so every rank makes the same call.
-                opt.step()
-            lv = float(loss.detach())
-            finite = math.isfinite(lv) and bool(torch.isfinite(norm))
-            if not finite:
-                # A non-finite forward pass also wrote its statistics into BatchNorm's running
-                # buffers, which would stay NaN for good: put them back.
-                with torch.no_grad():
-                    for b, v in zip(buffers, saved, strict=True):
-                        b.copy_(v)
-            if ema is not None:
-                ema.update(model)
-            if finite:
-                total += lv
-                n += 1
-            else:  # the step was skipped: its loss does not enter the epoch's mean
-                skipped += 1
-            yield {
-                "kind": "step",
-                "epoch": epoch + 1,
-                "step": step + 1,
-                "steps": steps,
-                "loss": lv,
-                "lr": opt.param_groups[0]["lr"],
-            }
-        train_loss = total / n if n else math.nan
-        if d.world > 1:
-            t = torch.tensor([train_loss], dtype=torch.float64, device=d.device)
-            dist.all_reduce(t)
-            train_loss = float(t.item()) / d.world
-            if d.device.type != "cuda":
-                # No SyncBatchNorm off CUDA: the processes' BatchNorm statistics drift apart.
-                # Average them, so that every process validates, and rank 0 saves, one model.
-                _average_buffers(model, d)
-                if ema is not None:
-                    _average_buffers(ema.module, d)
-
-        eval_model = ema.module if (ema is not None and phase == "finetune") else model
-        probs = _predict(eval_model, data.val, cfg, d)
-        val_map = mean_average_precision(val_labels, probs)
-        val_loss = _val_loss(val_criterion, probs, val_labels)
-        score = val_map if has_val_pos else -val_loss
-        best_score = best["score"]
-        # Only a finite score can be best: a checkpoint whose validation gave NaN is not saved.
-        improved = math.isfinite(score) and (
-            best_score is None or not math.isfinite(best_score) or score > best_score
+def _choose_validation_score(run: _Run) -> Iterator[TrainRecord]:
+    """Validation mAP picks the best epoch, or validation loss when no label is positive."""
+    run.val_labels = run.data.val.table.labels.astype(np.float64)
+    run.has_val_pos = bool(np.any(np.nan_to_num(run.val_labels) > 0.5))
+    if not run.has_val_pos:
+        yield TrainInfo(
+            "the validation set has no positive label: the best epoch is chosen by validation loss"
         )
-        record = {
+
+
+def _prepare_epoch(run: _Run, epoch: int) -> None:
+    """Enter the epoch's phase (new optimiser, EMA, DDP wrapper) and set its learning rate."""
+    cfg, d, state = run.cfg, run.d, run.state
+    want = "warmup" if epoch < run.warmup else "finetune"
+    if want != run.phase:
+        run.phase = want
+        run.opt = _make_optimizer(run.model, cfg, run.phase)
+        if state is not None and state.get("phase") == run.phase and epoch == run.start_epoch:
+            run.opt.load_state_dict(state["optimizer"])
+        if run.phase == "finetune":
+            run.ema = EMA(run.model, cfg.ema_decay)
+            if state is not None and state.get("ema") is not None and epoch == run.start_epoch:
+                run.ema.load_state_dict(state["ema"])
+        if d.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # a new wrapper per phase: DDP registers the parameters that need gradients when
+            # it is built, and phase 2 unfreezes the backbone
+            device_ids = [d.local_rank] if d.device.type == "cuda" else None
+            run.wrapped = DDP(run.model, device_ids=device_ids)
+        else:
+            run.wrapped = run.model
+    assert run.opt is not None
+    if run.phase == "finetune":
+        f = lr_factor(epoch - run.warmup, run.finetune_epochs)
+        for g in run.opt.param_groups:
+            g["lr"] = g["initial_lr"] * f
+
+
+def _train_epoch(run: _Run, epoch: int) -> Generator[TrainRecord, None, tuple[float, int]]:
+    """One pass over the epoch's samples; returns (mean finite loss over ranks, skipped steps)."""
+    cfg, d, data = run.cfg, run.d, run.data
+    assert run.wrapped is not None and run.opt is not None
+    run.sampler.set_epoch(epoch)
+    data.train.reseed(cfg.seed + 7919 * epoch + 104729 * d.rank)
+    loader = _loader(data.train, run.sampler, cfg.batch_size, cfg, d, drop_last=True)
+    run.wrapped.train()
+    steps = len(loader)
+    total, n, skipped = 0.0, 0, 0
+    buffers = [b for b in run.model.buffers() if torch.is_floating_point(b)]
+    for step, (x, y, _) in enumerate(loader):
+        lv, finite = _train_step(run, x, y, buffers)
+        if finite:
+            total += lv
+            n += 1
+        else:  # the step was skipped: its loss does not enter the epoch's mean
+            skipped += 1
+        yield TrainStep(epoch + 1, step + 1, steps, lv, run.opt.param_groups[0]["lr"])
+    train_loss = total / n if n else math.nan
+    if d.world > 1:
+        t = torch.tensor([train_loss], dtype=torch.float64, device=d.device)
+        dist.all_reduce(t)
+        train_loss = float(t.item()) / d.world
+        if d.device.type != "cuda":
+            # No SyncBatchNorm off CUDA: the processes' BatchNorm statistics drift apart.
+            # Average them, so that every process validates, and rank 0 saves, one model.
+            _average_buffers(run.model, d)
+            if run.ema is not None:
+                _average_buffers(run.ema.module, d)
+    return train_loss, skipped
+
+
+def _train_step(
+    run: _Run, x: torch.Tensor, y: torch.Tensor, buffers: list[torch.Tensor]
+) -> tuple[float, bool]:
+    """Forward, backward, clip and step; returns (loss, whether loss and gradients are finite)."""
+    d, opt, scaler = run.d, run.opt, run.scaler
+    assert opt is not None and run.wrapped is not None
+    x = x.to(d.device, non_blocking=True)
+    y = y.to(d.device, non_blocking=True)
+    if d.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    saved = [b.detach().clone() for b in buffers]  # BatchNorm statistics
+    with run.autocast():
+        logits = _forward_logits(run.wrapped, x)
+    loss = run.criterion(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    norm = torch.nn.utils.clip_grad_norm_(
+        [p for p in run.model.parameters() if p.requires_grad], run.cfg.grad_clip
+    )
+    if run.use_scaler:
+        scaler.step(opt)  # skips the step itself on inf/NaN gradients
+        scaler.update()
+    elif torch.isfinite(norm):
+        # Gradients are already averaged over ranks, so every rank makes the same call.
+        opt.step()
+    lv = float(loss.detach())
+    finite = math.isfinite(lv) and bool(torch.isfinite(norm))
+    if not finite:
+        # A non-finite forward pass also wrote its statistics into BatchNorm's running
+        # buffers, which would stay NaN for good: put them back.
+        with torch.no_grad():
+            for b, v in zip(buffers, saved, strict=True):
+                b.copy_(v)
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return lv, finite
+
+
+def _validate(run: _Run) -> tuple[nn.Module, np.ndarray, float, float, float]:
+    """Predict the validation set (EMA weights in phase 2): (model, probs, mAP, loss, score)."""
+    ema = run.ema
+    eval_model = ema.module if (ema is not None and run.phase == "finetune") else run.model
+    probs = _predict(eval_model, run.data.val, run.cfg, run.d)
+    val_map = mean_average_precision(run.val_labels, probs)
+    val_loss = _val_loss(run.val_criterion, probs, run.val_labels)
+    score = val_map if run.has_val_pos else -val_loss
+    return eval_model, probs, val_map, val_loss, score
+
+
+def _improves(score: float, best_score: float | None) -> bool:
+    # Only a finite score can be best: a checkpoint whose validation gave NaN is not saved.
+    return math.isfinite(score) and (
+        best_score is None or not math.isfinite(best_score) or score > best_score
+    )
+
+
+def _save_state(run: _Run, epoch: int) -> None:
+    """Write ``last.pt`` (everything ``--resume`` needs) and ``history.json``."""
+    assert run.opt is not None
+    _save_torch(
+        run.last_path,
+        {
+            "format": STATE_FORMAT,
             "epoch": epoch + 1,
-            "phase": phase,
-            "train_loss": _finite(train_loss),
-            "skipped_steps": skipped,
-            "val_mAP": _finite(val_map),
-            "val_loss": _finite(val_loss),
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        history.append(record)
-        if improved:
-            best = {"epoch": epoch + 1, "score": float(score), "mAP": _finite(val_map)}
-        if d.main:
-            if improved:
-                _write_best(cfg, out, eval_model, data, probs, val_labels, record, score_name)
-            _save_torch(
-                last_path,
-                {
-                    "format": STATE_FORMAT,
-                    "epoch": epoch + 1,
-                    "phase": phase,
-                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "ema": None if ema is None else _cpu_state(ema.state_dict()),
-                    "optimizer": opt.state_dict(),
-                    "scaler": scaler.state_dict() if use_scaler else None,
-                    "scheduler": {
-                        "kind": "warmup-constant+cosine",
-                        "warmup_epochs": warmup,
-                        "finetune_epochs": finetune_epochs,
-                        "next_epoch": epoch + 1,
-                    },
-                    "sampler": sampler.state_dict(),
-                    "best": best,
-                    "history": history,
-                    "config": json.dumps(cfg.to_json()),
-                    "torch_rng": torch.get_rng_state(),
-                    "data_sha256": _data_key(data.info),
-                },
-            )
-            _atomic_json(out / HISTORY_FILE, history)
-        _barrier(d)
-        yield {"kind": "epoch", **record, "best": improved}
-
-    if best["epoch"] is None:
-        raise TrainError(
-            f"{out}: no epoch gave a finite validation {score_name}, so no checkpoint was "
-            "written (see history.json; the inputs or the learning rate may be at fault)"
-        )
-    yield {
-        "kind": "done",
-        "best_epoch": best["epoch"],
-        "best_mAP": best["mAP"],
-        "checkpoint": str(out / BEST_FILE),
-        "manifest": str(out / MANIFEST_FILE),
-    }
+            "phase": run.phase,
+            "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+            "ema": None if run.ema is None else _cpu_state(run.ema.state_dict()),
+            "optimizer": run.opt.state_dict(),
+            "scaler": run.scaler.state_dict() if run.use_scaler else None,
+            "scheduler": {
+                "kind": "warmup-constant+cosine",
+                "warmup_epochs": run.warmup,
+                "finetune_epochs": run.finetune_epochs,
+                "next_epoch": epoch + 1,
+            },
+            "sampler": run.sampler.state_dict(),
+            "best": run.best,
+            "history": run.history,
+            "config": json.dumps(run.cfg.to_json()),
+            "torch_rng": torch.get_rng_state(),
+            "data_sha256": _data_key(run.data.info),
+        },
+    )
+    _atomic_json(run.out / HISTORY_FILE, run.history)
 
 
 def _cpu_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -820,7 +928,7 @@ def _write_best(
     data: _Data,
     probs: np.ndarray,
     val_labels: np.ndarray,
-    record: dict[str, Any],
+    record: EpochRecord,
     score_name: str,
 ) -> None:
     meta = {
@@ -829,7 +937,7 @@ def _write_best(
         "head": cfg.head,
         "image_size": str(cfg.image_size),
         "classes": json.dumps(list(cfg.classes)),
-        "epoch": str(record["epoch"]),
+        "epoch": str(record.epoch),
     }
     ckpt = out / BEST_FILE
     _save_safetensors(ckpt, model, meta)
@@ -846,11 +954,11 @@ def _write_best(
         "demo": bool(cfg.demo),
         "data": data.info,
         "metrics": {
-            "epoch": record["epoch"],
-            "phase": record["phase"],
+            "epoch": record.epoch,
+            "phase": record.phase,
             "selected_by": score_name,
-            "val_mAP": record["val_mAP"],
-            "val_loss": record["val_loss"],
+            "val_mAP": record.val_mAP,
+            "val_loss": record.val_loss,
             "val_macro": {
                 k: _finite(v) if isinstance(v, float) else v for k, v in result.macro.items()
             },

@@ -10,6 +10,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.progress import TrainRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,42 +95,45 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     try:
         for rec in train(cfg):
-            if not main:
-                continue
-            kind = rec["kind"]
-            if kind == "info":
-                print(rec["message"], file=sys.stderr)
-            elif kind == "step":
-                if bar is None:
-                    from tqdm import tqdm
-
-                    bar = tqdm(
-                        total=rec["steps"],
-                        desc=f"epoch {rec['epoch']}",
-                        unit="batch",
-                        file=sys.stderr,
-                    )
-                bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}")
-            elif kind == "epoch":
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                vm, tl = rec["val_mAP"], rec["train_loss"]
-                skipped = rec.get("skipped_steps") or 0
-                print(
-                    f"epoch {rec['epoch']} ({rec['phase']}): train loss "
-                    f"{'n/a' if tl is None else f'{tl:.4f}'}, "
-                    f"val mAP {'n/a' if vm is None else f'{vm:.4f}'}"
-                    + (f", {skipped} steps skipped (non-finite loss)" if skipped else "")
-                    + (" (best, saved)" if rec["best"] else ""),
-                    file=sys.stderr,
-                )
-            elif kind == "done":
-                print(f"best epoch {rec['best_epoch']}: {rec['checkpoint']} ({rec['manifest']})")
+            if main:
+                bar = _show(rec, bar)
     except TrainError as e:
         if bar is not None:
             bar.close()
         print(f"cxrlt train: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _show(rec: TrainRecord, bar: Any) -> Any:
+    """Print one progress record (a tqdm bar for the steps); returns the bar still open."""
+    from training.progress import TrainDone, TrainEpoch, TrainInfo, TrainStep
+
+    match rec:
+        case TrainInfo():
+            print(rec.message, file=sys.stderr)
+        case TrainStep():
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(
+                    total=rec.steps, desc=f"epoch {rec.epoch}", unit="batch", file=sys.stderr
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec.loss:.4f}")
+        case TrainEpoch():
+            if bar is not None:
+                bar.close()
+                bar = None
+            vm, tl, skipped = rec.val_mAP, rec.train_loss, rec.skipped_steps
+            print(
+                f"epoch {rec.epoch} ({rec.phase}): train loss "
+                f"{'n/a' if tl is None else f'{tl:.4f}'}, "
+                f"val mAP {'n/a' if vm is None else f'{vm:.4f}'}"
+                + (f", {skipped} steps skipped (non-finite loss)" if skipped else "")
+                + (" (best, saved)" if rec.best else ""),
+                file=sys.stderr,
+            )
+        case TrainDone():
+            print(f"best epoch {rec.best_epoch}: {rec.checkpoint} ({rec.manifest})")
+    return bar

@@ -252,6 +252,7 @@ def train_task1(
     log: Callable[[str], None],
 ) -> Path:
     """Train one demo Task 1 model with the project's trainer; returns ``best.safetensors``."""
+    from training.progress import TrainDone, TrainEpoch, TrainInfo
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -277,15 +278,16 @@ def train_task1(
     )
     best = None
     for rec in train(cfg):
-        if rec["kind"] == "epoch":
-            log(
-                f"  {head}: epoch {rec['epoch']}/{s.epochs} loss {rec['train_loss']:.4f} "
-                f"val mAP {rec['val_mAP'] or float('nan'):.3f} ({rec['seconds']:.0f} s)"
-            )
-        elif rec["kind"] == "info":
-            log(f"  {head}: {rec['message']}")
-        elif rec["kind"] == "done":
-            best = Path(rec["checkpoint"])
+        match rec:
+            case TrainEpoch():
+                log(
+                    f"  {head}: epoch {rec.epoch}/{s.epochs} loss {rec.train_loss:.4f} "
+                    f"val mAP {rec.val_mAP or float('nan'):.3f} ({rec.seconds:.0f} s)"
+                )
+            case TrainInfo():
+                log(f"  {head}: {rec.message}")
+            case TrainDone():
+                best = Path(rec.checkpoint)
     if best is None or not best.is_file():
         raise RuntimeError(f"{out}: training finished without a best checkpoint")
     return best

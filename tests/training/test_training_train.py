@@ -18,6 +18,7 @@ from cxrlt_desktop.cli import main
 from engine.checkpoints import load_task1_model
 from engine.classes import TASK1_CLASSES
 from training.data import sha256_file
+from training.progress import TrainEpoch, TrainInfo
 from training.train import TrainConfig, _build, _init_from, train
 
 torch.set_num_threads(1)
@@ -135,14 +136,16 @@ def _cfg(tmp_path: Path, csv_path: Path, images: Path, out: str, **kw) -> TrainC
 
 def test_resume_continues_from_the_last_epoch_and_matches_an_uninterrupted_run(tmp_path, make_set):
     csv_path, images, _ = make_set(tmp_path / "data", n=16, seed=3)
-    straight = [r for r in train(_cfg(tmp_path, csv_path, images, "a")) if r["kind"] == "epoch"]
-    assert [r["phase"] for r in straight] == ["warmup", "finetune", "finetune"]
+    straight = [
+        r for r in train(_cfg(tmp_path, csv_path, images, "a")) if isinstance(r, TrainEpoch)
+    ]
+    assert [r.phase for r in straight] == ["warmup", "finetune", "finetune"]
 
     # interrupted after epoch 2 (the generator is closed, as Ctrl-C or a crash would stop it)
     gen = train(_cfg(tmp_path, csv_path, images, "b"))
     epochs = 0
     for r in gen:
-        if r["kind"] == "epoch":
+        if isinstance(r, TrainEpoch):
             epochs += 1
             if epochs == 2:
                 break
@@ -151,10 +154,10 @@ def test_resume_continues_from_the_last_epoch_and_matches_an_uninterrupted_run(t
     assert state["epoch"] == 2 and state["sampler"]["epoch"] == 1 and state["ema"] is not None
 
     resumed = list(train(_cfg(tmp_path, csv_path, images, "b", resume=True)))
-    infos = [r["message"] for r in resumed if r["kind"] == "info"]
+    infos = [r.message for r in resumed if isinstance(r, TrainInfo)]
     assert any("after epoch 2" in m for m in infos)
-    eps = [r for r in resumed if r["kind"] == "epoch"]
-    assert [r["epoch"] for r in eps] == [3]  # only the missing epoch ran
+    eps = [r for r in resumed if isinstance(r, TrainEpoch)]
+    assert [r.epoch for r in eps] == [3]  # only the missing epoch ran
 
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
@@ -163,7 +166,7 @@ def test_resume_continues_from_the_last_epoch_and_matches_an_uninterrupted_run(t
         torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6)
     for k, v in a["ema"]["model"].items():
         torch.testing.assert_close(b["ema"]["model"][k], v, rtol=1e-5, atol=1e-6)
-    assert eps[0]["val_mAP"] == pytest.approx(straight[2]["val_mAP"], abs=1e-6)
+    assert eps[0].val_mAP == pytest.approx(straight[2].val_mAP, abs=1e-6)
     # the resumed MLP checkpoint still loads strictly in the engine
     assert load_task1_model(tmp_path / "b" / "best.safetensors", arch=None).head == "mlp"
 
@@ -271,8 +274,8 @@ def test_torchrun_two_cpu_processes(tmp_path, make_set):
 def test_one_epoch_on_cuda_with_amp(tmp_path, make_set):
     csv_path, images, _ = make_set(tmp_path / "data", n=16, seed=6)
     cfg = _cfg(tmp_path, csv_path, images, "gpu", device="cuda", epochs=2, head="csra")
-    records = [r for r in train(cfg) if r["kind"] == "epoch"]
-    assert len(records) == 2 and all(np.isfinite(r["train_loss"]) for r in records)
+    records = [r for r in train(cfg) if isinstance(r, TrainEpoch)]
+    assert len(records) == 2 and all(np.isfinite(r.train_loss) for r in records)
     assert load_task1_model(tmp_path / "gpu" / "best.safetensors", arch=None).head == "csra"
 
 
@@ -292,9 +295,9 @@ def test_a_non_finite_step_is_skipped_and_a_resume_survives_old_nan_history(
 
     monkeypatch.setattr(tr.DistributionBalancedLoss, "forward", forward)
     recs = list(train(_cfg(tmp_path, csv_path, images, "n", epochs=2)))
-    epochs = [r for r in recs if r["kind"] == "epoch"]
-    assert epochs[0]["skipped_steps"] == 1 and np.isfinite(epochs[0]["train_loss"])
-    assert epochs[1]["skipped_steps"] == 0
+    epochs = [r for r in recs if isinstance(r, TrainEpoch)]
+    assert epochs[0].skipped_steps == 1 and np.isfinite(epochs[0].train_loss)
+    assert epochs[1].skipped_steps == 0
     history = json.loads((tmp_path / "n" / "history.json").read_text())
     assert [h["skipped_steps"] for h in history] == [1, 0]
     # A state saved by an earlier version with NaN in its history resumes (JSON gets null).
@@ -303,7 +306,7 @@ def test_a_non_finite_step_is_skipped_and_a_resume_survives_old_nan_history(
     torch.save(state, tmp_path / "n" / "last.pt")
     monkeypatch.setattr(tr.DistributionBalancedLoss, "forward", real)
     resumed = list(train(_cfg(tmp_path, csv_path, images, "n", epochs=3, resume=True)))
-    assert [r["epoch"] for r in resumed if r["kind"] == "epoch"] == [3]
+    assert [r.epoch for r in resumed if isinstance(r, TrainEpoch)] == [3]
     history = json.loads((tmp_path / "n" / "history.json").read_text())
     assert history[0]["train_loss"] is None and len(history) == 3
 
@@ -329,8 +332,8 @@ def test_a_non_finite_forward_pass_leaves_batchnorm_statistics_finite(
 
     monkeypatch.setattr(tr, "_forward_logits", forward)
     recs = list(train(_cfg(tmp_path, csv_path, images, "bn", epochs=2, head="csra")))
-    epochs = [r for r in recs if r["kind"] == "epoch"]
-    assert epochs[0]["skipped_steps"] == 1
-    assert all(r["val_mAP"] is not None for r in epochs)
+    epochs = [r for r in recs if isinstance(r, TrainEpoch)]
+    assert epochs[0].skipped_steps == 1
+    assert all(r.val_mAP is not None for r in epochs)
     best = load_file(tmp_path / "bn" / "best.safetensors")
     assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
