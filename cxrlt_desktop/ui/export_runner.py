@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QDialog, QWidget
+from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
 
 class ExportRunner(QObject):
@@ -40,6 +40,19 @@ class ExportRunner(QObject):
         if dlg.exec() != QDialog.DialogCode.Accepted or not dlg.folder.text().strip():
             return None
         return Path(dlg.folder.text().strip()), dlg.options()
+
+    def confirm_close(self, parent: QWidget, title: str) -> bool:
+        """Whether the window may close: yes when no export runs, else the reader's answer to
+        "Cancel it and close?"."""
+        if not self.running():
+            return True
+        answer = QMessageBox.question(
+            parent,
+            title,
+            "An export is running. Cancel it and close?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def start(self, out_dir: Path, options: dict[str, Any]):
         """Start an export into ``out_dir``; returns the job, or None when refused.

@@ -8,6 +8,7 @@ turns clicks into ``previousRequested`` / ``nextRequested``; the window decides 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -25,6 +26,19 @@ from PySide6.QtWidgets import (
 )
 
 from cxrlt_desktop.ui.viewer import ImageViewer
+
+
+def attention_map(entry, finding: str | None) -> np.ndarray | None:
+    """The CSRA attention map of ``finding`` for an image (an ``ImageEntry``), or None: no image,
+    no finding selected, no maps stored, or a zero-shot finding (those have none)."""
+    if entry is None or entry.attention is None or finding is None:
+        return None
+    from engine.classes import ALL_CLASSES, TASK1_CLASSES
+
+    i = ALL_CLASSES.index(finding)
+    if i >= len(TASK1_CLASSES) or i >= entry.attention.shape[0]:
+        return None
+    return np.asarray(entry.attention[i], dtype=np.float32)
 
 
 class ImagePanel(QWidget):
@@ -112,9 +126,11 @@ class ImagePanel(QWidget):
         self.prev_image_button.setEnabled(index > 0)
         self.next_image_button.setEnabled(index < count - 1)
 
-    def show_image(self, display, attention: np.ndarray | None, label: str) -> None:
-        """Display a decoded image and refill the presets from it."""
-        self.viewer.set_image(display, attention=attention, label=label)
+    def show_image(self, display, attention: np.ndarray | None, path: str) -> None:
+        """Display a decoded image (labelled with its file name and size) and refill the presets
+        from it."""
+        h, w = display.modality.shape
+        self.viewer.set_image(display, attention=attention, label=f"{Path(path).name}  {w} x {h}")
         self.preset_box.clear()
         for p in self.viewer.presets():
             self.preset_box.addItem(f"{p.name} ({p.center:.0f}/{p.width:.0f})", p.name)
@@ -148,4 +164,4 @@ class ImagePanel(QWidget):
             self.viewer.apply_preset(name)
 
 
-__all__ = ["ImagePanel"]
+__all__ = ["ImagePanel", "attention_map"]

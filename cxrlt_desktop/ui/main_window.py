@@ -12,19 +12,15 @@ in the ``retriage`` lane. Each verdict is committed by ``cxrlt_desktop.library.r
 
 from __future__ import annotations
 
-import getpass
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -32,47 +28,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrlt_desktop.review import ReviewSession
+from cxrlt_desktop.review import ReviewSession, study_after
+from cxrlt_desktop.ui.actions import apply_keymap, build_actions, build_menus
 from cxrlt_desktop.ui.dicom_tags import DicomTagBrowser
 from cxrlt_desktop.ui.export_runner import ExportRunner
 from cxrlt_desktop.ui.findings_panel import FindingsPanel
-from cxrlt_desktop.ui.image_loader import ImageLoader
 from cxrlt_desktop.ui.image_panel import ImagePanel
+from cxrlt_desktop.ui.model_config import DemoBanner, settings_have_models, thresholds_in_force
+from cxrlt_desktop.ui.model_config import predictor_factory as settings_predictor_factory
 from cxrlt_desktop.ui.problems_dock import ProblemsDock
 from cxrlt_desktop.ui.retriage_runner import RetriageRunner
-from cxrlt_desktop.ui.review_controller import ReviewController
-from cxrlt_desktop.ui.shortcuts import (
-    ACTIONS,
-    ALL_ACTIONS,
-    MENUS,
-    VIEW_TOOLS,
-    help_dialog,
-    merged_keymap,
-)
+from cxrlt_desktop.ui.review_controller import ReviewController, reviewer_name
+from cxrlt_desktop.ui.session_view import SessionView
+from cxrlt_desktop.ui.shortcuts import VIEW_TOOLS, help_dialog, merged_keymap
 from cxrlt_desktop.ui.status_bar import StatusBar, model_status_text
 from cxrlt_desktop.ui.store_access import ImageEntry, study_images
-from cxrlt_desktop.ui.workers import BackgroundJobs, JobResult, PredictorCache, Problem
+from cxrlt_desktop.ui.workers import BackgroundJobs, JobResult, PredictorCache
 from cxrlt_desktop.ui.worklist_panel import WorklistPanel
-from engine.manifest import is_demo_model
 
-DEMO_BANNER = "DEMO MODEL - not for clinical use"
 APP_TITLE = "CXR-LT Desktop"
 REFRESH_INTERVAL_MS = 700  # worklist refresh while scores stream in
-
-
-def is_demo_model_file(path: str | Path | None) -> bool:
-    """True when a manifest beside a model file (or in a model folder) says demo."""
-    return is_demo_model(path)
-
-
-def settings_use_demo_models(settings) -> bool:
-    """Whether any configured model file carries a demo manifest."""
-    paths = list(settings.task1_checkpoints or []) + [settings.clip_model]
-    return any(is_demo_model_file(p) for p in paths if p is not None)
-
-
-def settings_have_models(settings) -> bool:
-    return bool(settings.task1_checkpoints) or settings.clip_model is not None
 
 
 class MainWindow(QMainWindow):
@@ -115,14 +90,8 @@ class MainWindow(QMainWindow):
         self.resize(1500, 920)
 
         self.session = ReviewSession(lambda uid: study_images(self.store, uid))
-        self.session.study_opened.connect(self._on_study_opened)
-        self.session.image_changed.connect(self._on_image_changed)
-        self.session.image_updated.connect(self._show_findings)
-        self.image_loader = ImageLoader(self)
-        self.image_loader.loaded.connect(self._on_image_loaded)
-        self.image_loader.failed.connect(self._on_image_failed)
         if predictor_factory is None and settings_have_models(settings):
-            predictor_factory = self._settings_predictor_factory(settings)
+            predictor_factory = settings_predictor_factory(settings, self._engine_overrides)
         self.predictors = PredictorCache(predictor_factory)
         self.jobs = BackgroundJobs(store, self.predictors, self, thresholds=settings.thresholds)
         self.retriage = RetriageRunner(
@@ -138,9 +107,9 @@ class MainWindow(QMainWindow):
         self.exports.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.exports.error.connect(self._report_error)
         self.exports.runningChanged.connect(self._on_export_running)
+        self._build_panels()
         for lane in self._lanes():
             lane.idle.connect(self._close_if_closing)
-        self._build_panels()
         self._connect_jobs()
         self._build_actions()
         self._apply_keymap(merged_keymap(settings.shortcuts or None))
@@ -163,14 +132,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== construction
     def _build_panels(self) -> None:
-        self.banner = QLabel(DEMO_BANNER)
-        self.banner.setObjectName("demoBanner")
-        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.banner.setStyleSheet(
-            "#demoBanner { background: #c92a2a; color: white; font-weight: bold;"
-            " font-size: 14px; padding: 4px; }"
-        )
-        self.banner.setVisible(False)
+        self.banner = DemoBanner()
         self.worklist_panel = WorklistPanel(self.store)
         self.worklist_model, self.worklist = self.worklist_panel.model, self.worklist_panel.table
         self.worklist_panel.studyActivated.connect(self._on_study_activated)
@@ -180,17 +142,14 @@ class MainWindow(QMainWindow):
         )
         self.image_panel = ImagePanel()
         self.viewer = self.image_panel.viewer
-        self.image_panel.previousRequested.connect(self.session.previous_image)
-        self.image_panel.nextRequested.connect(self.session.next_image)
         self.findings = FindingsPanel()
         self.findings.setMinimumWidth(400)
-        self.findings.findingSelected.connect(lambda _f: self._update_overlay_map())
         self.review = ReviewController(
             self.store,
             self.session,
             self.findings,
-            reviewer=self.reviewer,
-            thresholds=self.thresholds,
+            reviewer=lambda: reviewer_name(self.settings),
+            thresholds=lambda: thresholds_in_force(self.settings),
             overrides=lambda: self.settings.thresholds,
             keyboard_home=self.viewer,
             parent=self,
@@ -216,10 +175,23 @@ class MainWindow(QMainWindow):
 
         self.tags = DicomTagBrowser()
         self.worklist_panel.showPhiToggled.connect(self.tags.set_show_phi)
+        self.view = SessionView(
+            self.session,
+            self.image_panel,
+            self.findings,
+            self.review,
+            self.tags,
+            self.worklist_panel.study_text,
+            self,
+        )
+        self.image_loader = self.view.image_loader
+        self.view.studyOpened.connect(self.studyOpened)
+        self.view.imageDisplayed.connect(self.imageDisplayed)
         self.tags_dock = QDockWidget("DICOM tags", self)
         self.tags_dock.setObjectName("tagsDock")
         self.tags_dock.setWidget(self.tags)
         self.problems_dock = ProblemsDock(self)
+        self.view.problemFound.connect(self.problems_dock.add)
         for dock in (self.tags_dock, self.problems_dock):
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         self.tabifyDockWidget(self.tags_dock, self.problems_dock)
@@ -244,45 +216,14 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         """QActions, the image tool row and the menus, from the tables in :mod:`.shortcuts`."""
-        self.actions_by_id: dict[str, QAction] = {}
-        for spec in ALL_ACTIONS:
-            act = QAction(spec.toolbar or spec.text, self)
-            act.setObjectName(f"action_{spec.id}")
-            handler = attrgetter(spec.handler)(self)
-            act.triggered.connect(lambda _=False, h=handler, a=spec.args: h(*a))
-            if spec.standard_key:
-                act.setShortcut(getattr(QKeySequence.StandardKey, spec.standard_key))
-            if spec.default:
-                self.addAction(act)  # shortcuts work wherever the focus is in the window
-            self.actions_by_id[spec.id] = act
+        self.actions_by_id: dict[str, QAction] = build_actions(self)
         self.export_action = self.actions_by_id["export"]
         self.image_panel.add_tools(self.actions_by_id[i] for i in VIEW_TOOLS)
-        for title, items in MENUS.items():
-            menu = self.menuBar().addMenu(title)
-            for item in items:
-                if item == "-":
-                    menu.addSeparator()
-                elif item.startswith("dock:"):
-                    menu.addAction(getattr(self, item.removeprefix("dock:")).toggleViewAction())
-                else:
-                    menu.addAction(self.actions_by_id[item])
+        build_menus(self, self.actions_by_id)
 
     def _apply_keymap(self, keymap: dict[str, str]) -> None:
         self._keymap = dict(keymap)
-        for spec in ACTIONS:
-            act = self.actions_by_id[spec.id]
-            act.setShortcut(QKeySequence(keymap[spec.id]))
-            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-
-    def _settings_predictor_factory(self, settings):
-        overrides = dict(self._engine_overrides)
-
-        def factory():
-            from engine.predictor import Predictor
-
-            return Predictor(settings.engine_config(**overrides))
-
-        return factory
+        apply_keymap(self.actions_by_id, keymap)
 
     # ================================================================== public API
     def open_paths(self, paths: list[str | Path]) -> bool:
@@ -337,19 +278,6 @@ class MainWindow(QMainWindow):
         """(file, step, reason) rows of the Problems list."""
         return self.problems_dock.rows()
 
-    def reviewer(self) -> str:
-        if self.settings.reviewer:
-            return self.settings.reviewer
-        try:
-            return getpass.getuser()
-        except Exception:  # no login name (some containers)
-            return "unknown"
-
-    def thresholds(self) -> dict[str, float]:
-        from engine.classes import DEFAULT_THRESHOLDS
-
-        return {**DEFAULT_THRESHOLDS, **(self.settings.thresholds or {})}
-
     def keymap(self) -> dict[str, str]:
         return dict(self._keymap)
 
@@ -392,86 +320,17 @@ class MainWindow(QMainWindow):
     # ================================================================== study / image
     def _on_study_activated(self, study_uid: str) -> None:
         if study_uid != self.session.study_uid:
-            self.open_study(study_uid)
+            self.view.open_study(study_uid)
 
     def _step_study(self, delta: int) -> None:
-        from cxrlt_desktop.review import study_after
-
         order = self.worklist_panel.loaded_order(delta)
         uid = study_after(order, self.worklist_panel.current_uid(), delta)
         if uid is not None:
             self.worklist_panel.select_row(order.index(uid))
 
-    def open_study(self, study_uid: str) -> None:
-        """Show a study: its images in reading order, the first one decoded in the background."""
-        self.session.open_study(study_uid)
-        if not self.session.images:
-            self.image_panel.clear()
-            self.review.show_none()
-            self.tags.clear()
-
-    def _on_study_opened(self, study_uid: str) -> None:
-        self.image_panel.set_study_text(self.worklist_panel.study_text(study_uid))
-        self.studyOpened.emit(study_uid)
-
-    def _on_image_changed(self, entry: ImageEntry) -> None:
-        s = self.session
-        series = entry.series_number if s.n_series > 1 else None
-        self.image_panel.set_position(s.index, len(s.images), series)
-        self._show_findings(entry)
-        self.tags.load(entry.path)
-        display = self.image_loader.request(entry.image_id, entry.path)
-        if display is not None:
-            self._display(entry, display)
-        if s.index + 1 < len(s.images):
-            following = s.images[s.index + 1]
-            self.image_loader.prefetch(following.image_id, following.path)
-
-    def _show_findings(self, entry: ImageEntry) -> None:
-        self.review.show(entry)
-        self._update_overlay_map()
-
     def _on_worklist_refreshed(self) -> None:
         self.session.reload()  # predictions that arrived for the open study
         self.worklistRefreshed.emit()
-
-    def _on_image_loaded(self, image_id: int, display) -> None:
-        entry = self.current_image()
-        if entry is not None and entry.image_id == image_id:
-            self._display(entry, display)
-
-    def _on_image_failed(self, image_id: int, error: str) -> None:
-        entry = self.current_image()
-        if entry is not None and entry.image_id == image_id:
-            self.image_panel.show_error(f"Cannot display this image: {error}")
-            self.problems_dock.add(Problem(entry.path, error, "view"))
-
-    def _display(self, entry: ImageEntry, display) -> None:
-        h, w = display.modality.shape
-        label = f"{Path(entry.path).name}  {w} x {h}"
-        self.image_panel.show_image(display, self._current_attention(), label)
-        self.imageDisplayed.emit(entry.image_id)
-
-    def _current_attention(self) -> np.ndarray | None:
-        entry = self.current_image()
-        finding = self.findings.current_finding()
-        if entry is None or entry.attention is None or finding is None:
-            return None
-        from engine.classes import ALL_CLASSES, TASK1_CLASSES
-
-        i = ALL_CLASSES.index(finding)
-        if i >= len(TASK1_CLASSES) or i >= entry.attention.shape[0]:
-            return None
-        return np.asarray(entry.attention[i], dtype=np.float32)
-
-    def _update_overlay_map(self) -> None:
-        self.image_panel.set_attention(self._current_attention())
-
-    def agree_with_all(self) -> None:
-        self.review.agree_with_all()
-
-    def focus_note(self) -> None:
-        self.review.focus_note()
 
     # ================================================================== jobs and models
     def _on_models_loaded(self, predictor) -> None:
@@ -498,13 +357,7 @@ class MainWindow(QMainWindow):
         self.status_bar.model_status.setText(text)
 
     def _update_demo_banner(self, predictor=None) -> None:
-        demo = self._forced_demo
-        if demo is None:
-            demo = settings_use_demo_models(self.settings) or (
-                predictor is not None
-                and any(is_demo_model_file(getattr(m, "path", None)) for m in predictor.models)
-            )
-        self.banner.setVisible(bool(demo))
+        demo = self.banner.update_for(self.settings, predictor, self._forced_demo)
         self.setWindowTitle(f"{APP_TITLE} - DEMO" if demo else APP_TITLE)
 
     # ================================================================== thresholds, settings
@@ -533,14 +386,16 @@ class MainWindow(QMainWindow):
             # recompute them for the whole library, off the GUI thread.
             self.retriage.start(owed=self.jobs.is_running())
         if settings_have_models(new):
-            self.predictors.put(dlg.loaded_predictor, self._settings_predictor_factory(new))
+            self.predictors.put(
+                dlg.loaded_predictor, settings_predictor_factory(new, self._engine_overrides)
+            )
         else:
             self.predictors.set_factory(None)
         self._forced_demo = None
         self._update_model_status(dlg.loaded_predictor)
         self._update_demo_banner(dlg.loaded_predictor)
         if self.current_image() is not None:
-            self._show_findings(self.current_image())
+            self.view.show_findings(self.current_image())
 
     # ================================================================== export
     def export_running(self) -> bool:
@@ -593,16 +448,9 @@ class MainWindow(QMainWindow):
         removing what it wrote, a re-sort between transactions, left pending for the next
         start), and close once they have stopped; the window stays responsive meanwhile."""
         if not self._closing:
-            if self.export_running() and not _offscreen():
-                answer = QMessageBox.question(
-                    self,
-                    APP_TITLE,
-                    "An export is running. Cancel it and close?",
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                )
-                if answer != QMessageBox.StandardButton.Yes:
-                    event.ignore()
-                    return
+            if not (_offscreen() or self.exports.confirm_close(self, APP_TITLE)):
+                event.ignore()
+                return
             self._closing = self.retriage.closing = self.exports.closing = True
             self.review.commit_pending_note()
             self._refresh_timer.stop()
@@ -625,4 +473,4 @@ def _offscreen() -> bool:
     return QGuiApplication.platformName() in ("offscreen", "minimal")
 
 
-__all__ = ["DEMO_BANNER", "MainWindow", "is_demo_model_file", "settings_use_demo_models"]
+__all__ = ["APP_TITLE", "MainWindow"]

@@ -10,6 +10,7 @@ field.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -19,6 +20,16 @@ from cxrlt_desktop.library import reviews
 from cxrlt_desktop.review import ReviewSession
 from cxrlt_desktop.ui.findings_panel import FindingsPanel, image_title, results_from_prediction
 from cxrlt_desktop.ui.store_access import ImageEntry, image_reviews
+
+
+def reviewer_name(settings) -> str:
+    """Who signs the verdicts: the settings' reviewer, else the login name, else "unknown"."""
+    if settings.reviewer:
+        return settings.reviewer
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers)
+        return "unknown"
 
 
 class ReviewController(QObject):
@@ -168,4 +179,4 @@ class ReviewController(QObject):
         (back if usable else self._keyboard_home).setFocus()
 
 
-__all__ = ["ReviewController"]
+__all__ = ["ReviewController", "reviewer_name"]

@@ -61,7 +61,12 @@ ALL_ACTIONS: tuple[ActionSpec, ...] = (
         "U",
         ("uncertain",),
     ),
-    _A("agree_all", "Agree with all AI findings of this image", "agree_with_all", "Ctrl+Return"),
+    _A(
+        "agree_all",
+        "Agree with all AI findings of this image",
+        "review.agree_with_all",
+        "Ctrl+Return",
+    ),
     _A(
         "toggle_overlay", "Show / hide the attention overlay", "image_panel.overlay_box.toggle", "O"
     ),
@@ -93,7 +98,7 @@ ALL_ACTIONS: tuple[ActionSpec, ...] = (
         ("Mediastinum",),
     ),
     _A("preset_bone", "Window preset: bone", "image_panel.apply_named_preset", "F4", ("Bone",)),
-    _A("note", "Edit the note of this image", "focus_note", "N"),
+    _A("note", "Edit the note of this image", "review.focus_note", "N"),
     # Menu actions without an editable key
     _A("open", "&Open folder...", "choose_folder", standard_key="Open"),
     _A("score", "&Score pending images", "score_pending"),
