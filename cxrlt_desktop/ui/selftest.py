@@ -73,45 +73,44 @@ def _first_task1_finding(window) -> str:
     return TASK1_CLASSES[i]
 
 
-def run_self_test(
-    folder: Path | None = None,
-    screenshots: Path | None = None,
-    db_url: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> int:
-    """Run every step; print one line per step; 0 when all passed, 1 otherwise."""
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    from PySide6.QtCore import QEventLoop, QTimer
+class _Steps:
+    """Prints one ``[ok]`` / ``[FAIL]`` line per step and remembers the failed ones."""
 
-    from cxrlt_desktop.settings import Settings, SettingsError
-    from cxrlt_desktop.store import open_store
-    from cxrlt_desktop.ui.app import create_main_window, ensure_app
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.failures: list[str] = []
 
-    app = ensure_app()
-    tmp = Path(tempfile.mkdtemp(prefix="cxrlt-selftest-"))
-    failures: list[str] = []
-
-    def step(name: str, ok: bool, detail: str = "") -> bool:
-        say(f"[{'ok' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}")
+    def __call__(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.say(f"[{'ok' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}")
         if not ok:
-            failures.append(name)
+            self.failures.append(name)
         return ok
 
-    def wait(signal, timeout_s: float, predicate=None) -> tuple[bool, tuple]:
-        loop = QEventLoop()
-        got: list[tuple] = []
 
-        def on(*args):
-            if predicate is None or predicate(*args):
-                got.append(args)
-                loop.quit()
+def _wait(signal, timeout_s: float, predicate=None) -> tuple[bool, tuple]:
+    """Run the event loop until ``signal`` fires (with arguments ``predicate`` accepts) or the
+    time is up; (whether it fired, its arguments)."""
+    from PySide6.QtCore import QEventLoop, QTimer
 
-        signal.connect(on)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        loop.exec()
-        signal.disconnect(on)
-        return bool(got), (got[0] if got else ())
+    loop = QEventLoop()
+    got: list[tuple] = []
+
+    def on(*args):
+        if predicate is None or predicate(*args):
+            got.append(args)
+            loop.quit()
+
+    signal.connect(on)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    signal.disconnect(on)
+    return bool(got), (got[0] if got else ())
+
+
+def _self_test_settings(tmp: Path, say: Callable[[str], None]):
+    """(settings, engine overrides, demo): the user's settings, or random-weight demo models
+    when none are configured."""
+    from cxrlt_desktop.settings import Settings, SettingsError
 
     try:
         settings = Settings.load()
@@ -136,6 +135,83 @@ def run_self_test(
         say("models: none configured, using random-weight models (DEMO, not for clinical use)")
     if not settings.reviewer:
         settings.reviewer = "self-test"
+    return settings, overrides, demo
+
+
+def _check_scoring(window, folder: Path, step: _Steps) -> None:
+    """Scan and score the folder; the worklist comes out ordered by the rare-finding score."""
+    t0 = time.perf_counter()
+    window.open_paths([folder])
+    done, args = _wait(window.jobFinished, SELF_TEST_TIMEOUT_S)
+    result = args[0] if args else None
+    step(
+        "scan and score",
+        done and result is not None and result.ok and result.scored > 0,
+        f"{getattr(result, 'scored', 0)} scored, {getattr(result, 'failed', 0)} failed, "
+        f"{len(getattr(result, 'problems', []))} problems, {time.perf_counter() - t0:.1f} s",
+    )
+    scores = [r.rare_score for r in window.worklist_model.rows()]
+    known = [s for s in scores if s is not None]
+    step(
+        "worklist ordered by rare-finding score",
+        bool(known) and known == sorted(known, reverse=True),
+        f"{len(scores)} studies, top {known[0] if known else None}",
+    )
+
+
+def _check_review(window, store, step: _Steps) -> None:
+    """Open the top study, set a verdict and read it back, toggle the attention overlay."""
+    from cxrlt_desktop.library.reviews import image_verdicts
+
+    window.select_row(0)
+    shown, _ = _wait(window.imageDisplayed, 60)
+    step("top study opened and displayed", shown and window.viewer.has_image())
+    entry = window.current_image()
+    if entry is not None:
+        finding = window.findings.current_finding() or "Normal"
+        window.findings.request_verdict("present")
+        stored = image_verdicts(store, entry.image_id).get(finding)
+        step(
+            "verdict stored",
+            stored is not None and stored.verdict == "present",
+            f"{finding} = {getattr(stored, 'verdict', None)}",
+        )
+    if entry is not None and entry.attention is not None:
+        window.findings.select_finding(_first_task1_finding(window))
+        window.actions_by_id["toggle_overlay"].trigger()
+        on = window.viewer.overlay_visible()
+        window.actions_by_id["toggle_overlay"].trigger()
+        step("attention overlay toggles", on and not window.viewer.overlay_visible())
+
+
+def _save_screenshots(window, app, screenshots: Path, step: _Steps) -> None:
+    screenshots.mkdir(parents=True, exist_ok=True)
+    app.processEvents()
+    ok = window.grab().save(str(screenshots / "main_window.png"))
+    if window.current_image() is not None:
+        window.findings.select_finding(_first_task1_finding(window))
+        window.image_panel.overlay_box.setChecked(True)
+    app.processEvents()
+    ok = window.grab().save(str(screenshots / "main_window_overlay.png")) and ok
+    step("screenshots", ok, str(screenshots))
+
+
+def run_self_test(
+    folder: Path | None = None,
+    screenshots: Path | None = None,
+    db_url: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> int:
+    """Run every step; print one line per step; 0 when all passed, 1 otherwise."""
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    from cxrlt_desktop.store import open_store
+    from cxrlt_desktop.ui.app import create_main_window, ensure_app
+
+    app = ensure_app()
+    tmp = Path(tempfile.mkdtemp(prefix="cxrlt-selftest-"))
+    step = _Steps(say)
+    settings, overrides, demo = _self_test_settings(tmp, say)
     if folder is None:
         folder = build_synthetic_folder(tmp / "studies")
         say(f"folder: built-in synthetic studies in {folder}")
@@ -151,59 +227,14 @@ def run_self_test(
     window.resize(1400, 860)
     window.show()
     app.processEvents()
-    t0 = time.perf_counter()
     try:
-        window.open_paths([folder])
-        done, args = wait(window.jobFinished, SELF_TEST_TIMEOUT_S)
-        result = args[0] if args else None
-        step(
-            "scan and score",
-            done and result is not None and result.ok and result.scored > 0,
-            f"{getattr(result, 'scored', 0)} scored, {getattr(result, 'failed', 0)} failed, "
-            f"{len(getattr(result, 'problems', []))} problems, {time.perf_counter() - t0:.1f} s",
-        )
-        model = window.worklist_model
-        scores = [getattr(r, "rare_score", None) for r in model.rows()]
-        known = [s for s in scores if s is not None]
-        step(
-            "worklist ordered by rare-finding score",
-            bool(known) and known == sorted(known, reverse=True),
-            f"{len(scores)} studies, top {known[0] if known else None}",
-        )
-        if model.rowCount():
-            window.select_row(0)
-            shown, _ = wait(window.imageDisplayed, 60)
-            step("top study opened and displayed", shown and window.viewer.has_image())
-            entry = window.current_image()
-            if entry is not None:
-                finding = window.findings.current_finding() or "Normal"
-                window.findings.request_verdict("present")
-                from cxrlt_desktop.library.reviews import image_verdicts
-
-                stored = image_verdicts(store, entry.image_id).get(finding)
-                step(
-                    "verdict stored",
-                    stored is not None and stored.verdict == "present",
-                    f"{finding} = {getattr(stored, 'verdict', None)}",
-                )
-            if entry is not None and entry.attention is not None:
-                window.findings.select_finding(_first_task1_finding(window))
-                window.actions_by_id["toggle_overlay"].trigger()
-                on = window.viewer.overlay_visible()
-                window.actions_by_id["toggle_overlay"].trigger()
-                step("attention overlay toggles", on and not window.viewer.overlay_visible())
+        _check_scoring(window, folder, step)
+        if window.worklist_model.rowCount():
+            _check_review(window, store, step)
         else:
             step("top study opened and displayed", False, "the worklist is empty")
         if screenshots is not None:
-            screenshots.mkdir(parents=True, exist_ok=True)
-            app.processEvents()
-            ok = window.grab().save(str(screenshots / "main_window.png"))
-            if window.current_image() is not None:
-                window.findings.select_finding(_first_task1_finding(window))
-                window.image_panel.overlay_box.setChecked(True)
-            app.processEvents()
-            ok = window.grab().save(str(screenshots / "main_window_overlay.png")) and ok
-            step("screenshots", ok, str(screenshots))
+            _save_screenshots(window, app, screenshots, step)
     finally:
         window.close()
         if window.jobs.is_running():
@@ -211,13 +242,13 @@ def run_self_test(
             window.jobs.wait()
             app.processEvents()
         store.close()
-    if failures:
+    if step.failures:
         # Keep the working folder (database, models, studies) for whoever looks into the failure.
         say(f"self-test working files kept for inspection: {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
-    say("self-test " + ("passed" if not failures else f"FAILED: {', '.join(failures)}"))
-    return 0 if not failures else 1
+    say("self-test " + ("passed" if not step.failures else f"FAILED: {', '.join(step.failures)}"))
+    return 0 if not step.failures else 1
 
 
 __all__ = ["build_synthetic_folder", "random_models", "run_self_test"]
