@@ -18,6 +18,7 @@ class Img:
 
 STUDIES = {
     "two-series": [Img(1, "s1"), Img(2, "s1"), Img(3, "s2"), Img(4, "s2")],
+    "three-series": [Img(21, "a"), Img(22, "b"), Img(23, "b"), Img(24, "c"), Img(25, "c")],
     "one": [Img(10, "a")],
     "empty": [],
 }
@@ -81,6 +82,15 @@ def test_series_navigation_jumps_to_the_first_image_of_a_series(session):
     assert ids(session) == 4
     assert session.previous_series() and ids(session) == 1  # from inside series 2: series 1
     assert not session.previous_series() and ids(session) == 1
+
+
+def test_previous_series_goes_to_the_series_just_before(session):
+    session.open_study("three-series")
+    session.go_to(4)  # inside the third series
+    assert session.previous_series() and ids(session) == 22  # the second, not the first
+    assert session.next_series() and ids(session) == 24
+    assert session.previous_series() and ids(session) == 22  # from a series' first image too
+    assert session.previous_series() and ids(session) == 21
 
 
 def test_the_note_belongs_to_the_image_it_was_typed_for(session):
