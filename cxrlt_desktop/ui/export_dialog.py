@@ -1,20 +1,16 @@
-"""File > Export: options, then ``cxrlt_desktop.export.feedback`` in a worker thread.
+"""File > Export: options, then ``cxrlt_desktop.export.iter_export`` in the ``export`` lane.
 
 The export writes labels.csv (CXR-LT training format), disagreements.csv and optionally images,
-DICOM SR, de-identified unless asked otherwise. It runs off the GUI thread; progress and the
-result come back as signals.
+DICOM SR, de-identified unless asked otherwise. It runs off the GUI thread (a superqt generator
+worker, :mod:`.background`); progress and the result come back as signals.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
-import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -29,17 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-
-def export_function():
-    """The export service: ``export_labels`` (as first agreed) or ``export_feedback``; None
-    when ``cxrlt_desktop.export.feedback`` is not installed."""
-    if importlib.util.find_spec("cxrlt_desktop.export.feedback") is None:
-        return None
-    try:
-        mod = importlib.import_module("cxrlt_desktop.export.feedback")
-    except Exception:  # a half-installed export must not stop the GUI
-        return None
-    return getattr(mod, "export_labels", None) or getattr(mod, "export_feedback", None)
+from cxrlt_desktop.export import ExportProgress, ExportResult, iter_export
+from cxrlt_desktop.ui.background import Lane
 
 
 class ExportDialog(QDialog):
@@ -93,8 +80,14 @@ class ExportDialog(QDialog):
 
 
 class ExportJob(QObject):
-    """Runs one export in a thread. Signals: ``progress(str)``, ``finished(object, str)``
-    (the result or None, and an error message or "")."""
+    """Runs one export in its own lane. Signals: ``progress(str)``, ``finished(object, str)``
+    (the :class:`~cxrlt_desktop.export.ExportResult` or None, and an error message or "").
+
+    ``options`` are :func:`~cxrlt_desktop.export.iter_export`'s keywords (``include_phi``,
+    ``shift_dates``, ``copy_images``, ``sr``, ``demo``, ``thresholds``). :meth:`cancel` sets the
+    export's ``should_stop``: it removes what it wrote and ends with
+    :class:`~cxrlt_desktop.export.ExportCancelled`, reported as the error.
+    """
 
     progress = Signal(str)
     finished = Signal(object, str)
@@ -104,49 +97,53 @@ class ExportJob(QObject):
         self._store = store
         self._out = Path(out_dir)
         self._options = dict(options)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.lane = Lane("export", parent=self)
+        self._started = False
         # Set when ``finished`` reaches the GUI thread (this object lives there, and this is
         # its first slot), so "running" holds until the window has seen the outcome.
         self._done = False
         self.finished.connect(self._mark_done)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cxrlt-export", daemon=True)
-        self._thread.start()
+        self._started = True
+        self.lane.run(
+            iter_export,
+            self._store,
+            self._out,
+            **self._options,
+            stop=True,
+            connect={
+                "yielded": self._on_progress,
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+            },
+        )
 
     def cancel(self) -> None:
-        self._stop.set()
+        self.lane.quit()
 
     def is_running(self) -> bool:
-        return self._thread is not None and not self._done
+        return self._started and not self._done
 
     def _mark_done(self, *_args) -> None:  # noqa: ANN002
         self._done = True
 
     def wait(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Block until the export's worker has ended, or for ``timeout`` seconds."""
+        self.lane.wait(-1 if timeout is None else max(0, int(timeout * 1000)))
 
-    def _run(self) -> None:
-        fn = export_function()
-        if fn is None:
-            self.finished.emit(None, "export is not available in this build")
-            return
-        params = inspect.signature(fn).parameters
-        kwargs = {k: v for k, v in self._options.items() if k in params}
-        if "progress" in params:
-            kwargs["progress"] = lambda p: self.progress.emit(
-                f"Export: {getattr(p, 'stage', '')} {getattr(p, 'done', '')}/{getattr(p, 'total', '')}"
-            )
-        if "should_stop" in params:
-            kwargs["should_stop"] = self._stop.is_set
-        try:
-            result = fn(self._store, self._out, **kwargs)
-        except Exception as exc:  # ExportError and friends carry the user message
-            self.finished.emit(None, str(exc))
-            return
+    @Slot(object)
+    def _on_progress(self, p: ExportProgress) -> None:
+        self.progress.emit(f"Export: {p.stage} {p.done}/{p.total}")
+
+    @Slot(object)
+    def _on_returned(self, result: ExportResult) -> None:
         self.finished.emit(result, "")
 
+    @Slot(object)
+    def _on_errored(self, exc: BaseException) -> None:
+        # ExportError and friends carry the user message.
+        self.finished.emit(None, str(exc))
 
-__all__ = ["ExportDialog", "ExportJob", "export_function"]
+
+__all__ = ["ExportDialog", "ExportJob"]

@@ -1,19 +1,18 @@
 """The settings dialog: model files, engine options, thresholds, reviewer, database, shortcuts.
 
 On OK the values are validated by ``cxrlt_desktop.settings.Settings`` (one message per bad key)
-and, when model files are configured, by actually loading them with the engine in a background
-thread (the layout check of ``engine.checkpoints`` names missing and unexpected keys). The
-dialog closes only when both pass; the loaded predictor is kept so the main window does not
-load the models a second time.
+and, when model files are configured, by actually loading them with the engine in the background
+(a superqt worker in the dialog's lane, :mod:`.background`; the layout check of
+``engine.checkpoints`` names missing and unexpected keys). The dialog closes only when both
+pass; the loaded predictor is kept so the main window does not load the models a second time.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -39,6 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrlt_desktop.ui.background import Lane
 from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
 
 AUTO_ARCH = "auto"
@@ -74,7 +74,6 @@ class SettingsDialog(QDialog):
     """
 
     validationFinished = Signal(bool, str)
-    _validatedInThread = Signal(object, object)  # (predictor or None, error text or None)
 
     def __init__(
         self,
@@ -93,7 +92,7 @@ class SettingsDialog(QDialog):
         self.result_settings = None
         self.loaded_predictor: Any = None
         self._validating = False
-        self._validatedInThread.connect(self._on_validated_in_thread)
+        self.lane = Lane("settings-check", parent=self)
 
         self.intro = QLabel(FIRST_START_TEXT)
         self.intro.setWordWrap(True)
@@ -381,30 +380,29 @@ class SettingsDialog(QDialog):
         self.busy.setVisible(True)
         self.buttons.setEnabled(False)
         config = settings.engine_config(**self._engine_overrides)
-        threading.Thread(
-            target=self._load_models, args=(config,), name="cxrlt-settings-check", daemon=True
-        ).start()
+        # In the lane: loading convnextv2_base twice plus CLIP takes seconds.
+        self.lane.run(
+            _load_predictor,
+            config,
+            connect={"returned": self._on_models_loaded, "errored": self._on_models_failed},
+        )
 
-    def _load_models(self, config) -> None:
-        # Runs in a plain thread: loading convnextv2_base twice plus CLIP takes seconds.
-        try:
-            from engine.predictor import Predictor
-
-            predictor = Predictor(config)
-        except Exception as exc:  # every loader error is a message for the user
-            self._validatedInThread.emit(None, f"{type(exc).__name__}: {exc}")
-            return
-        self._validatedInThread.emit(predictor, None)
-
-    def _on_validated_in_thread(self, predictor, error) -> None:
+    def _validation_ended(self) -> None:
         self._validating = False
         self.busy.setVisible(False)
         self.buttons.setEnabled(True)
-        if error:
-            self.result_settings = None
-            self._fail(f"The models could not be loaded: {error}")
-        else:
-            self._succeed(predictor)
+
+    @Slot(object)
+    def _on_models_loaded(self, predictor) -> None:
+        self._validation_ended()
+        self._succeed(predictor)
+
+    @Slot(object)
+    def _on_models_failed(self, exc: BaseException) -> None:
+        # Every loader error is a message for the user.
+        self._validation_ended()
+        self.result_settings = None
+        self._fail(f"The models could not be loaded: {type(exc).__name__}: {exc}")
 
     def _fail(self, text: str) -> None:
         self.error_label.setText(text)
@@ -428,8 +426,14 @@ class SettingsDialog(QDialog):
 
     def reject(self) -> None:
         if self._validating:
-            return  # the loader thread reports back to this dialog; let it finish first
+            return  # the loader reports back to this dialog; let it finish first
         super().reject()
+
+
+def _load_predictor(config):  # noqa: ANN001, ANN202 - runs in the dialog's lane
+    from engine.predictor import Predictor
+
+    return Predictor(config)
 
 
 __all__ = ["SettingsDialog", "FIRST_START_TEXT"]

@@ -1,9 +1,11 @@
 """Background work: scan, load models, score, off the GUI thread.
 
-The worker drives the same generators the command line uses
-(``cxrlt_desktop.library.scanning.scan`` and ``cxrlt_desktop.library.scoring.score_library``) in a QThread and
-turns their progress records into signals. Cancellation sets an event that the scoring service
-checks between batches; the thread then finishes on its own and :class:`BackgroundJobs` emits
+A job is one superqt generator worker in the ``jobs`` lane (:mod:`.background`, one thread, so
+one job at a time): :func:`run_job` drives the generators the command line uses
+(``cxrlt_desktop.library.scan``, then ``cxrlt_desktop.library.score_library``), loading the
+models between them, and yields what they yield. :class:`BackgroundJobs` turns those records
+into signals on the GUI thread. Cancelling sets the job's stop event, which the services check
+between files and batches; they then end normally and :class:`BackgroundJobs` emits
 ``finished``.
 """
 
@@ -15,12 +17,15 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
+
+from cxrlt_desktop.library import ScanProgress, ScoreProgress, scan, score_library
+from cxrlt_desktop.ui.background import Lane, StopEvent
 
 # Progress records can arrive thousands of times a second during a scan; the GUI needs ~10.
 PROGRESS_INTERVAL_S = 0.1
@@ -66,27 +71,6 @@ class JobResult:
     @property
     def ok(self) -> bool:
         return not self.cancelled and self.error is None
-
-
-def _get(rec: Any, name: str, default: Any = None) -> Any:
-    if isinstance(rec, dict):
-        return rec.get(name, default)
-    return getattr(rec, name, default)
-
-
-def _as_problem(item: Any, phase: str) -> Problem:
-    """Normalise the error records of the services: (path, reason), dicts, objects or text."""
-    if isinstance(item, Problem):
-        return item
-    if isinstance(item, tuple | list) and len(item) >= 2:
-        return Problem(str(item[0]), str(item[1]), phase)
-    path = _get(item, "path")
-    reason = _get(item, "reason")
-    if path is not None or reason is not None:
-        return Problem(str(path or ""), str(reason or ""), phase)
-    text = str(item)
-    path, sep, reason = text.partition(": ")
-    return Problem(path, reason, phase) if sep else Problem("", text, phase)
 
 
 class PredictorCache:
@@ -152,139 +136,41 @@ class PredictorCache:
             self._generation += 1
 
 
-class PipelineWorker(QObject):
-    """Runs scan then score in its thread. Create it, move it to a QThread, call run()."""
+@dataclass
+class LoadingModels:
+    """Yielded by :func:`run_job` before the models load (that takes seconds)."""
 
-    progress = Signal(object)  # Progress
-    problemFound = Signal(object)  # Problem
-    modelsLoaded = Signal(object)  # the Predictor
-    scanFinished = Signal(int)
-    batchScored = Signal(int)  # images done so far: time to refresh the worklist
-    finished = Signal(object)  # JobResult
 
-    def __init__(
-        self,
-        store: Any,
-        folders: Sequence[Path],
-        predictors: PredictorCache,
-        *,
-        scan: bool = True,
-        score: bool = True,
-        thresholds: dict[str, float] | None = None,
-    ) -> None:
-        super().__init__()
-        self._thresholds = dict(thresholds or {})
-        self._store = store
-        self._folders = [Path(f) for f in folders]
-        self._predictors = predictors
-        self._do_scan = scan and bool(self._folders)
-        self._do_score = score
-        self._stop = threading.Event()
-        self._last_emit = 0.0
+@dataclass
+class ModelsLoaded:
+    """Yielded by :func:`run_job` once the models are loaded."""
 
-    def cancel(self) -> None:
-        """Ask the job to stop at its next check (between files or batches)."""
-        self._stop.set()
+    predictor: Any
 
-    def cancelled(self) -> bool:
-        return self._stop.is_set()
 
-    def _throttled(self, force: bool = False) -> bool:
-        now = time.monotonic()
-        if force or now - self._last_emit >= PROGRESS_INTERVAL_S:
-            self._last_emit = now
-            return True
-        return False
-
-    @Slot()
-    def run(self) -> None:
-        result = JobResult()
-        try:
-            if self._do_scan:
-                self._scan(result)
-            if self._do_score and not self._stop.is_set():
-                self._score(result)
-        except Exception as exc:  # the GUI shows it; the thread must still finish cleanly
-            result.error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        result.cancelled = self._stop.is_set() and result.error is None
-        self.finished.emit(result)
-
-    def _scan(self, result: JobResult) -> None:
-        from cxrlt_desktop.library.scanning import scan
-
-        self.progress.emit(Progress("scan", 0, 0, text="Scanning..."))
-        seen_problems: set[str] = set()
-        for rec in scan(self._store, self._folders, should_stop=self._stop.is_set):
-            # ScanProgress: cumulative counts, this batch's unusable files in ``problems``.
-            for item in _get(rec, "problems", None) or []:
-                p = _as_problem(item, "scan")
-                if p.path + p.reason not in seen_problems:
-                    seen_problems.add(p.path + p.reason)
-                    result.problems.append(p)
-                    self.problemFound.emit(p)
-            result.scanned = int(_get(rec, "seen", 0) or 0)
-            final = bool(_get(rec, "done", False)) or bool(_get(rec, "cancelled", False))
-            if self._throttled(force=final):
-                rate = _get(rec, "rate")
-                self.progress.emit(
-                    Progress(
-                        "scan",
-                        result.scanned,
-                        0,
-                        failed=int(_get(rec, "unusable", 0) or 0),
-                        rate=float(rate) if rate else None,
-                        text="Scanning",
-                    )
-                )
-            if self._stop.is_set():
-                return
-        self.scanFinished.emit(result.scanned)
-
-    def _score(self, result: JobResult) -> None:
-        from cxrlt_desktop.library.scoring import score_library
-
-        if not self._predictors.configured:
-            return
-        self.progress.emit(Progress("load", 0, 0, text="Loading models..."))
+def run_job(
+    store: Any,
+    folders: Sequence[Path],
+    predictors: PredictorCache,
+    *,
+    score: bool,
+    thresholds: dict[str, float],
+    should_stop: StopEvent,
+) -> Generator[ScanProgress | LoadingModels | ModelsLoaded | ScoreProgress, None, bool]:
+    """Scan ``folders`` (if any), then load the models and score what is pending (``score`` and
+    models configured); runs in the ``jobs`` lane. Returns whether it was asked to stop."""
+    if folders:
+        yield from scan(store, folders, should_stop=should_stop)
+    if score and not should_stop() and predictors.configured:
+        yield LoadingModels()
         _leave_a_core_for_the_gui()
-        predictor = self._predictors.get()
-        self.modelsLoaded.emit(predictor)
-        if self._stop.is_set():  # closed or cancelled while the models were loading
-            return
-        seen: set[str] = set()
-        last_done = 0  # the record before the first batch has nothing new to show
-        for rec in score_library(
-            self._store, predictor, should_stop=self._stop.is_set, thresholds=self._thresholds
-        ):
-            done = int(_get(rec, "done", 0) or 0)
-            failed = int(_get(rec, "failed", 0) or 0)
-            total = int(_get(rec, "total", 0) or 0)
-            for item in _get(rec, "last_errors", None) or []:
-                p = _as_problem(item, "score")
-                if p.path + p.reason not in seen:
-                    seen.add(p.path + p.reason)
-                    result.problems.append(p)
-                    self.problemFound.emit(p)
-            result.scored, result.failed = done, failed
-            rate = _get(rec, "rate")
-            eta = _get(rec, "eta")
-            self.progress.emit(
-                Progress(
-                    "score",
-                    done + failed if total and done + failed <= total else done,
-                    total,
-                    failed=failed,
-                    rate=None if rate is None or not math.isfinite(rate) else float(rate),
-                    eta=None if eta is None or not math.isfinite(eta) else float(eta),
-                    text="Scoring",
-                )
+        predictor = predictors.get()
+        yield ModelsLoaded(predictor)
+        if not should_stop():  # closed or cancelled while the models were loading
+            yield from score_library(
+                store, predictor, should_stop=should_stop, thresholds=thresholds
             )
-            if done != last_done:
-                last_done = done
-                self.batchScored.emit(done)
-            if self._stop.is_set():
-                break
+    return should_stop()
 
 
 def _leave_a_core_for_the_gui() -> None:
@@ -299,8 +185,32 @@ def _leave_a_core_for_the_gui() -> None:
         pass
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+@dataclass
+class _Job:
+    """The GUI thread's side of the running job."""
+
+    scans: bool
+    result: JobResult = field(default_factory=JobResult)
+    reported: set[tuple[str, str, str]] = field(default_factory=set)  # (phase, path, reason)
+    last_emit: float = 0.0
+    last_done: int = 0  # the record before the first batch has nothing new to show
+    stopped: bool = False  # run_job returned after its stop event was set
+
+    def throttled(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self.last_emit >= PROGRESS_INTERVAL_S:
+            self.last_emit = now
+            return True
+        return False
+
+
 class BackgroundJobs(QObject):
-    """Owns the worker thread; the main window's single entry point for background work.
+    """Runs scan-then-score jobs in the ``jobs`` lane, one at a time; the main window's single
+    entry point for background work.
 
     Signals
     -------
@@ -309,8 +219,8 @@ class BackgroundJobs(QObject):
     problemFound(object)    Problem
     modelsLoaded(object)    the Predictor
     scanFinished(int)
-    batchScored(int)
-    finished(object)        JobResult, after the thread has stopped
+    batchScored(int)        images done so far: time to refresh the worklist
+    finished(object)        JobResult, after the job's worker has ended
     """
 
     started = Signal()
@@ -333,63 +243,127 @@ class BackgroundJobs(QObject):
         self._store = store
         self.thresholds = dict(thresholds or {})
         self.predictors = predictors
-        self._thread: QThread | None = None
-        self._worker: PipelineWorker | None = None
+        self.lane = Lane("jobs", parent=self)
+        self._job: _Job | None = None
         self._pending: tuple[list[Path], bool] | None = None
 
     def is_running(self) -> bool:
-        return self._thread is not None
+        return self._job is not None
 
     def start(self, folders: Sequence[Path] = (), *, score: bool = True) -> bool:
         """Scan ``folders`` (if any) then score pending images. Queued if a job is running."""
-        if self._thread is not None:
+        folders = [Path(f) for f in folders]
+        if self._job is not None:
             prev = self._pending[0] if self._pending else []
-            self._pending = (prev + [Path(f) for f in folders], score)
+            self._pending = (prev + folders, score)
             return False
-        thread = QThread()
-        thread.setObjectName("cxrlt-worker")
-        worker = PipelineWorker(
-            self._store, folders, self.predictors, score=score, thresholds=self.thresholds
+        self._job = _Job(scans=bool(folders))
+        self.lane.run(
+            run_job,
+            self._store,
+            folders,
+            self.predictors,
+            score=score,
+            thresholds=dict(self.thresholds),
+            stop=True,
+            connect={
+                "yielded": self._on_record,
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "finished": self._on_finished,
+            },
         )
-        worker.moveToThread(thread)
-        worker.progress.connect(self.progress)
-        worker.problemFound.connect(self.problemFound)
-        worker.modelsLoaded.connect(self.modelsLoaded)
-        worker.scanFinished.connect(self.scanFinished)
-        worker.batchScored.connect(self.batchScored)
-        worker.finished.connect(self._on_worker_finished)
-        thread.started.connect(worker.run)
-        self._thread, self._worker = thread, worker
-        thread.start()
         self.started.emit()
+        if self._job.scans:
+            self.progress.emit(Progress("scan", 0, 0, text="Scanning..."))
         return True
 
     def cancel(self) -> None:
         """Stop the running job at its next check and drop any queued one."""
         self._pending = None
-        if self._worker is not None:
-            self._worker.cancel()
+        self.lane.quit()
 
     def wait(self, timeout_ms: int = -1) -> bool:
-        """Block until the worker thread has stopped (used at exit). True when stopped."""
-        thread = self._thread
-        if thread is None:
+        """Block until the job's worker has ended (used at exit). True when it has."""
+        if self._job is None:
             return True
-        if timeout_ms < 0:
-            return thread.wait()
-        return thread.wait(timeout_ms)
+        return self.lane.wait(timeout_ms if timeout_ms >= 0 else -1)
+
+    # ------------------------------------------------------------ the job's signals (GUI thread)
+    @Slot(object)
+    def _on_record(self, rec: Any) -> None:
+        if isinstance(rec, ScanProgress):
+            self._on_scan_progress(rec)
+        elif isinstance(rec, ScoreProgress):
+            self._on_score_progress(rec)
+        elif isinstance(rec, LoadingModels):
+            self.progress.emit(Progress("load", 0, 0, text="Loading models..."))
+        elif isinstance(rec, ModelsLoaded):
+            self.modelsLoaded.emit(rec.predictor)
+
+    def _report(self, problem: Problem) -> None:
+        key = (problem.phase, problem.path, problem.reason)
+        if key not in self._job.reported:
+            self._job.reported.add(key)
+            self._job.result.problems.append(problem)
+            self.problemFound.emit(problem)
+
+    def _on_scan_progress(self, rec: ScanProgress) -> None:
+        # Cumulative counts; this batch's unusable files in ``problems``.
+        job = self._job
+        for path, reason in rec.problems:
+            self._report(Problem(path, reason, "scan"))
+        job.result.scanned = rec.seen
+        if job.throttled(force=rec.done or rec.cancelled):
+            self.progress.emit(
+                Progress(
+                    "scan",
+                    rec.seen,
+                    0,
+                    failed=rec.unusable,
+                    rate=float(rec.rate) if rec.rate else None,
+                    text="Scanning",
+                )
+            )
+        if rec.done:  # the last record of a scan that was not stopped
+            self.scanFinished.emit(rec.seen)
+
+    def _on_score_progress(self, rec: ScoreProgress) -> None:
+        job = self._job
+        for path, reason in rec.last_errors:
+            self._report(Problem(path, reason, "score"))
+        done, failed, total = rec.done, rec.failed, rec.total
+        job.result.scored, job.result.failed = done, failed
+        self.progress.emit(
+            Progress(
+                "score",
+                done + failed if total and done + failed <= total else done,
+                total,
+                failed=failed,
+                rate=_finite(rec.rate),
+                eta=_finite(rec.eta),
+                text="Scoring",
+            )
+        )
+        if done != job.last_done:
+            job.last_done = done
+            self.batchScored.emit(done)
 
     @Slot(object)
-    def _on_worker_finished(self, result: JobResult) -> None:
-        thread, worker = self._thread, self._worker
-        if thread is not None:
-            thread.quit()
-            thread.wait()
-        self._thread, self._worker = None, None
-        if worker is not None:
-            worker.deleteLater()
-        if thread is not None:
-            thread.deleteLater()
+    def _on_returned(self, stopped: bool) -> None:
+        self._job.stopped = bool(stopped)
+
+    @Slot(object)
+    def _on_errored(self, exc: BaseException) -> None:
+        # The GUI shows it; the worker has ended cleanly.
+        self._job.result.error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exception(exc)
+
+    @Slot()
+    def _on_finished(self) -> None:
+        job, self._job = self._job, None
+        result = job.result
+        result.cancelled = job.stopped and result.error is None
         pending, self._pending = self._pending, None
         self.finished.emit(result)
         if pending is not None and not result.cancelled:
@@ -409,9 +383,11 @@ def format_eta(seconds: float | None) -> str:
 __all__ = [
     "BackgroundJobs",
     "JobResult",
-    "PipelineWorker",
+    "LoadingModels",
+    "ModelsLoaded",
     "PredictorCache",
     "Problem",
     "Progress",
     "format_eta",
+    "run_job",
 ]

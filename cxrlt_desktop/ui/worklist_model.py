@@ -13,15 +13,17 @@ jumps to another study.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor
 
+from cxrlt_desktop.library import WorklistRow
+from cxrlt_desktop.ui.background import Lane
+
 PAGE_SIZE = 200
-ASYNC_ROWS = 2 * PAGE_SIZE  # refreshes of more rows than this query in a worker thread
+ASYNC_ROWS = 2 * PAGE_SIZE  # refreshes of more rows than this query in the background
 ALL_ROWS = 10_000_000  # "no limit" for a query that must return every matching study
 
 COLUMNS = ("priority", "patient", "study_date", "top_findings", "status", "images", "description")
@@ -39,18 +41,12 @@ STUDY_UID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
-def _get(row: Any, name: str, default: Any = None) -> Any:
-    if isinstance(row, dict):
-        return row.get(name, default)
-    return getattr(row, name, default)
-
-
-def _finding_items(row: Any) -> list[tuple[str, float, float]]:
+def _finding_items(row: WorklistRow) -> list[tuple[str, float, float]]:
     out = []
-    for f in _get(row, "top_findings", None) or []:
-        name = _get(f, "finding")
-        p = _get(f, "probability")
-        t = _get(f, "threshold", 0.5)
+    for f in row.top_findings or []:
+        name = f.get("finding")
+        p = f.get("probability")
+        t = f.get("threshold", 0.5)
         if name is None or p is None:
             continue
         out.append((str(name), float(p), float(t if t is not None else 0.5)))
@@ -60,24 +56,21 @@ def _finding_items(row: Any) -> list[tuple[str, float, float]]:
 _uid_of = attrgetter("study_uid")
 
 
-def _uids(rows: list[Any]) -> list[Any]:
-    """The study UIDs of ``rows`` (fast path for row objects, dict rows too)."""
-    if rows and not isinstance(rows[0], dict):
-        return list(map(_uid_of, rows))
-    return [_get(r, "study_uid") for r in rows]
+def _uids(rows: list[WorklistRow]) -> list[str]:
+    return list(map(_uid_of, rows))
 
 
-def _score_key(r: Any) -> float:
+def _score_key(r: WorklistRow) -> float:
     s = r.rare_score
     return -1.0 if s is None or s != s else s  # s != s: NaN
 
 
-def _server_key(r: Any) -> tuple:
+def _server_key(r: WorklistRow) -> tuple:
     return (_score_key(r), r.study_date or "", r.study_id)
 
 
 def _fast_key(col: str):
-    """Attribute-access sort keys for row objects (the 30,000-row sort budget is ~100 ms)."""
+    """Attribute-access sort keys (the 30,000-row sort budget is ~100 ms)."""
     if col == "priority":
         return _score_key
     if col == "images":
@@ -95,11 +88,11 @@ def _fast_key(col: str):
     return None
 
 
-def is_flagged(row: Any) -> bool:
+def is_flagged(row: WorklistRow) -> bool:
     """A study is flagged when any of its findings is at or above its operating threshold."""
-    if (_get(row, "n_above", 0) or 0) > 0:
+    if (row.n_above or 0) > 0:
         return True
-    score = _get(row, "rare_score")
+    score = row.rare_score
     if score is not None and not math.isnan(score) and score >= 1.0:
         return True
     return any(p >= t for _, p, t in _finding_items(row))
@@ -133,7 +126,6 @@ class WorklistModel(QAbstractTableModel):
 
     refreshed = Signal()
     refreshFailed = Signal(str)
-    _asyncDone = Signal(int, object, int)
 
     def __init__(self, store, query=None, parent=None) -> None:
         super().__init__(parent)
@@ -141,7 +133,7 @@ class WorklistModel(QAbstractTableModel):
             from cxrlt_desktop.library.worklist import query_worklist as query
         self._store = store
         self._query = query
-        self._rows: list[Any] = []
+        self._rows: list[WorklistRow] = []
         self._exhausted = False
         self._status = "all"
         self._finding: str | None = None
@@ -150,13 +142,15 @@ class WorklistModel(QAbstractTableModel):
         self._sort_column = 0
         self._sort_order = Qt.SortOrder.DescendingOrder
         self._generation = 0  # bumped by every synchronous refresh / filter change
-        self._executor: ThreadPoolExecutor | None = None
+        self._lane = Lane("worklist", parent=self)
         self._inflight = False
         self._inflight_all = False  # the query in flight loads every row (a column sort)
         self._again = False
+        # The background query's outcome, (generation, rows, window, kept) or its exception,
+        # until its worker's ``finished`` applies it.
+        self._async_outcome: tuple[int, list[WorklistRow], int, set[str]] | Exception | None = None
         # Selected studies that no longer match the filters, kept until the user moves away.
         self._kept: set[str] = set()
-        self._asyncDone.connect(self._on_async_done)
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -184,9 +178,9 @@ class WorklistModel(QAbstractTableModel):
             return
         # Kept rows (see _query_with_pinned) are not in the filtered query's pages.
         page = self._run_query(limit=PAGE_SIZE, offset=len(self._rows) - len(self._kept))
-        known = {_get(r, "study_uid") for r in self._rows}
+        known = {r.study_uid for r in self._rows}
         # Offsets shift while scores stream in: never show a study twice.
-        page_new = [r for r in page if _get(r, "study_uid") not in known]
+        page_new = [r for r in page if r.study_uid not in known]
         if len(page) < PAGE_SIZE:
             self._exhausted = True
         if self._inflight and not self._inflight_all:
@@ -210,7 +204,7 @@ class WorklistModel(QAbstractTableModel):
         if role == SORT_ROLE:
             return self._sort_key(row, col)
         if role == STUDY_UID_ROLE:
-            return _get(row, "study_uid")
+            return row.study_uid
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == "top_findings":
                 return (
@@ -248,35 +242,35 @@ class WorklistModel(QAbstractTableModel):
             return
         if not self._exhausted:
             # Sorting needs every matching row. A short list loads at once; a long one loads in
-            # a worker thread and is sorted when it arrives (``refreshed`` follows).
+            # the background and is sorted when it arrives (``refreshed`` follows).
             probe = self._run_query(limit=ASYNC_ROWS + 1, offset=0)
             if len(probe) > ASYNC_ROWS:
                 self.refresh_async(load_all=True)
                 return
-            got = {_get(r, "study_uid") for r in probe}
-            kept = [r for r in self._rows if _get(r, "study_uid") in self._kept - got]
-            self._kept = {_get(r, "study_uid") for r in kept}
+            got = {r.study_uid for r in probe}
+            kept = [r for r in self._rows if r.study_uid in self._kept - got]
+            self._kept = {r.study_uid for r in kept}
             self._replace_rows(probe + kept)
             self._exhausted = True
         self._replace_rows(self._sorted(self._rows))
         self.refreshed.emit()
 
     # ------------------------------------------------------------------ app API
-    def rows(self) -> list[Any]:
+    def rows(self) -> list[WorklistRow]:
         return list(self._rows)
 
     def row_for_uid(self, study_uid: str) -> int:
         for i, r in enumerate(self._rows):
-            if _get(r, "study_uid") == study_uid:
+            if r.study_uid == study_uid:
                 return i
         return -1
 
     def study_uid(self, row: int) -> str | None:
         if 0 <= row < len(self._rows):
-            return _get(self._rows[row], "study_uid")
+            return self._rows[row].study_uid
         return None
 
-    def row_data(self, row: int) -> Any:
+    def row_data(self, row: int) -> WorklistRow:
         return self._rows[row]
 
     def set_filters(
@@ -317,7 +311,7 @@ class WorklistModel(QAbstractTableModel):
         self._apply_refresh(rows, want, reset_paging, kept)
 
     def refresh_async(self, *, load_all: bool = False) -> None:
-        """Like :meth:`refresh`, but a big query (every row loaded) runs in a worker thread.
+        """Like :meth:`refresh`, but a big query (every row loaded) runs in the ``worklist`` lane.
 
         Small refreshes (a few pages) stay synchronous: they take milliseconds and keep tests
         deterministic. Results of a query overtaken by a filter change or by pages loaded
@@ -330,37 +324,53 @@ class WorklistModel(QAbstractTableModel):
         if self._inflight:
             self._again = True
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cxrlt-worklist")
         self._inflight = True
         self._inflight_all = load_all
         want, pinned = self._refresh_plan(False)
         if load_all:
             want = ALL_ROWS
-        gen, args = self._generation, self._query_args()
-
-        def job() -> None:
-            try:
-                rows, w, kept = self._query_with_pinned(want, pinned, args, keep_pinned=True)
-            except Exception as exc:  # reported on the GUI thread
-                self._asyncDone.emit(gen, exc, 0)
-                return
-            self._asyncDone.emit(gen, (rows, kept), w)
-
-        self._executor.submit(job)
+        self._async_outcome = None
+        self._lane.run(
+            self._background_query,
+            self._generation,
+            want,
+            pinned,
+            self._query_args(),
+            connect={
+                "returned": self._on_query_returned,
+                "errored": self._on_query_failed,
+                "finished": self._on_query_finished,
+            },
+        )
 
     def shutdown(self) -> None:
         """Wait for a background query (at exit)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        self._lane.wait()
 
-    def _on_async_done(self, gen: int, rows, want: int) -> None:
+    def _background_query(
+        self, gen: int, want: int, pinned: set[str], args: dict[str, Any]
+    ) -> tuple[int, list[WorklistRow], int, set[str]]:
+        # Runs in the lane: reads only its arguments, the store and the query function.
+        rows, want, kept = self._query_with_pinned(want, pinned, args, keep_pinned=True)
+        return gen, rows, want, kept
+
+    @Slot(object)
+    def _on_query_returned(self, outcome: tuple[int, list[WorklistRow], int, set[str]]) -> None:
+        self._async_outcome = outcome
+
+    @Slot(object)
+    def _on_query_failed(self, exc: Exception) -> None:
+        self._async_outcome = exc
+
+    @Slot()
+    def _on_query_finished(self) -> None:
+        # After ``returned`` or ``errored``; neither came when the worker was told to quit.
+        outcome, self._async_outcome = self._async_outcome, None
         self._inflight = self._inflight_all = False
-        if isinstance(rows, Exception):
-            self.refreshFailed.emit(str(rows))
-        elif gen == self._generation:
-            self._apply_refresh(rows[0], want, False, rows[1])
+        if isinstance(outcome, Exception):
+            self.refreshFailed.emit(str(outcome))
+        elif outcome is not None and outcome[0] == self._generation:
+            self._apply_refresh(outcome[1], outcome[2], False, outcome[3])
         if self._again:
             self._again = False
             self.refresh_async()
@@ -381,22 +391,22 @@ class WorklistModel(QAbstractTableModel):
 
     def _query_with_pinned(
         self, want: int, pinned: set[str], args: dict[str, Any], *, keep_pinned: bool = False
-    ) -> tuple[list[Any], int, set[str]]:
+    ) -> tuple[list[WorklistRow], int, set[str]]:
         """The refresh query; returns (rows, window size, UIDs of kept rows)."""
         rows = list(self._query(self._store, limit=want, offset=0, **args))
         # A selected study that slid below the loaded window must stay loaded (and selected):
         # widen the window until it is back or the list is exhausted. Only for studies still
         # in the filter: widening for one that left it would load the whole list.
-        outside = pinned - {_get(r, "study_uid") for r in rows}
+        outside = pinned - {r.study_uid for r in rows}
         if outside and len(rows) >= want:
             found = self._query(
                 self._store, limit=len(outside), offset=0, **args, study_uids=sorted(outside)
             )
-            in_filter = {_get(r, "study_uid") for r in found}
-            while in_filter - {_get(r, "study_uid") for r in rows} and len(rows) >= want:
+            in_filter = {r.study_uid for r in found}
+            while in_filter - {r.study_uid for r in rows} and len(rows) >= want:
                 want *= 2
                 rows = list(self._query(self._store, limit=want, offset=0, **args))
-        lost = pinned - {_get(r, "study_uid") for r in rows}
+        lost = pinned - {r.study_uid for r in rows}
         if not (keep_pinned and lost):
             return rows, want, set()
         # The selected study left the filter (a verdict made it "reviewed" under the Unreviewed
@@ -415,9 +425,11 @@ class WorklistModel(QAbstractTableModel):
                 study_uids=sorted(lost),
             )
         )
-        return self._server_sorted(rows + extra), want, {_get(r, "study_uid") for r in extra}
+        return self._server_sorted(rows + extra), want, {r.study_uid for r in extra}
 
-    def _apply_refresh(self, rows: list[Any], want: int, reset_paging: bool, kept=()) -> None:
+    def _apply_refresh(
+        self, rows: list[WorklistRow], want: int, reset_paging: bool, kept=()
+    ) -> None:
         if reset_paging or len(rows) - len(kept) < want:
             self._exhausted = len(rows) - len(kept) < want
         self._kept = set(kept)
@@ -430,13 +442,13 @@ class WorklistModel(QAbstractTableModel):
         out = set()
         for idx in self.persistentIndexList():
             if 0 <= idx.row() < len(self._rows):
-                out.add(_get(self._rows[idx.row()], "study_uid"))
+                out.add(self._rows[idx.row()].study_uid)
         return out
 
     def _is_server_order(self) -> bool:
         return self._sort_column == 0 and self._sort_order == Qt.SortOrder.DescendingOrder
 
-    def _run_query(self, *, limit: int, offset: int) -> list[Any]:
+    def _run_query(self, *, limit: int, offset: int) -> list[WorklistRow]:
         return list(
             self._query(
                 self._store,
@@ -449,12 +461,12 @@ class WorklistModel(QAbstractTableModel):
             )
         )
 
-    def _sorted(self, rows: list[Any]) -> list[Any]:
+    def _sorted(self, rows: list[WorklistRow]) -> list[WorklistRow]:
         if self._is_server_order():
             return list(rows)
         col = COLUMNS[self._sort_column]
         reverse = self._sort_order == Qt.SortOrder.DescendingOrder
-        keyf = _fast_key(col) if rows and not isinstance(rows[0], dict) else None
+        keyf = _fast_key(col)
         if keyf is None:
             keys = [self._sort_key(r, col) for r in rows]
             order = sorted(range(len(rows)), key=keys.__getitem__, reverse=reverse)
@@ -463,47 +475,39 @@ class WorklistModel(QAbstractTableModel):
         return sorted(rows, key=keyf, reverse=reverse)
 
     @staticmethod
-    def _server_sorted(rows: list[Any]) -> list[Any]:
+    def _server_sorted(rows: list[WorklistRow]) -> list[WorklistRow]:
         """The query's order: priority, study date, id, all descending (no date sorts last)."""
-        if rows and not isinstance(rows[0], dict):
-            return sorted(rows, key=_server_key, reverse=True)
-
-        def key(r: Any):
-            s = _get(r, "rare_score")
-            prio = -1.0 if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
-            return (prio, _get(r, "study_date") or "", _get(r, "study_id", 0) or 0)
-
-        return sorted(rows, key=key, reverse=True)
+        return sorted(rows, key=_server_key, reverse=True)
 
     @staticmethod
-    def _sort_key(row: Any, col: str):
+    def _sort_key(row: WorklistRow, col: str):
         if col == "priority":
-            s = _get(row, "rare_score")
+            s = row.rare_score
             return -1.0 if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
         if col == "images":
-            return int(_get(row, "n_images", 0) or 0)
+            return int(row.n_images or 0)
         if col == "top_findings":
             items = _finding_items(row)
             return max((p for _, p, _ in items), default=-1.0)
-        value = _get(row, col)
+        value = getattr(row, col)
         return "" if value is None else str(value).lower()
 
     @staticmethod
-    def _display(row: Any, col: str) -> str:
+    def _display(row: WorklistRow, col: str) -> str:
         if col == "priority":
-            s = _get(row, "rare_score")
+            s = row.rare_score
             text = "-" if s is None or (isinstance(s, float) and math.isnan(s)) else f"{s:.2f}"
             return f"{FLAG} {text}" if is_flagged(row) else text
         if col == "patient":
-            return str(_get(row, "patient", "") or "")
+            return str(row.patient or "")
         if col == "study_date":
-            return format_date(_get(row, "study_date"))
+            return format_date(row.study_date)
         if col == "description":
-            return str(_get(row, "description", "") or "")
+            return str(row.description or "")
         if col == "images":
-            n = int(_get(row, "n_images", 0) or 0)
-            scored = int(_get(row, "n_scored", 0) or 0)
-            failed = int(_get(row, "n_failed", 0) or 0)
+            n = int(row.n_images or 0)
+            scored = int(row.n_scored or 0)
+            failed = int(row.n_failed or 0)
             text = str(n) if scored >= n else f"{scored}/{n}"
             return f"{text} ({failed} failed)" if failed else text
         if col == "top_findings":
@@ -512,10 +516,10 @@ class WorklistModel(QAbstractTableModel):
             items = _finding_items(row)[:3]
             return ", ".join(f"{DISPLAY_NAMES.get(n, n)} {p:.2f}" for n, p, _ in items)
         if col == "status":
-            return str(_get(row, "status", "") or "")
+            return str(row.status or "")
         return ""
 
-    def _replace_rows(self, new_rows: list[Any]) -> None:
+    def _replace_rows(self, new_rows: list[WorklistRow]) -> None:
         """Swap in ``new_rows`` keeping every persistent index on its study."""
         old_keys = _uids(self._rows)
         new_keys = _uids(new_rows)

@@ -29,10 +29,8 @@ def scored_window(qtbot, make_window, model_settings, tmp_path):
 
 
 def _one_image_row(window) -> int:
-    from cxrlt_desktop.ui.worklist_model import _get
-
     model = window.worklist_model
-    rows = [r for r in range(model.rowCount()) if _get(model.row_data(r), "n_images") == 1]
+    rows = [r for r in range(model.rowCount()) if model.row_data(r).n_images == 1]
     assert rows, "the phantom folder has a one-image study"
     return rows[0]
 
