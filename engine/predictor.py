@@ -126,6 +126,20 @@ def _resolve_device(name: str):
     return torch.device(name)
 
 
+def _check_config(config: EngineConfig) -> None:
+    """Refuse a mode, model set, batch size or precision the engine cannot run."""
+    if config.mode not in MODES:
+        raise EngineError(f"mode must be one of {', '.join(MODES)}, not {config.mode!r}")
+    if not config.task1_checkpoints and config.clip_model is None:
+        raise EngineError("no model configured: give Task 1 checkpoints and/or a CLIP model folder")
+    if config.batch_size < 1:
+        raise EngineError(f"batch size must be >= 1, got {config.batch_size}")
+    if config.precision is not None and config.precision not in PRECISIONS:
+        raise EngineError(
+            f"precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}"
+        )
+
+
 class Predictor:
     """Loads the configured models once and scores images in batches.
 
@@ -141,26 +155,29 @@ class Predictor:
     """
 
     def __init__(self, config: EngineConfig):
+        self.config = config
+        _check_config(config)
+        self._select_device(config)
+        loaded = self._load_task1(config)
+        self._select_backend(config, loaded)
+        self._att_index = next((i for i, m in enumerate(loaded) if m.head == "csra"), None)
+        self._load_clip(config)
+        self._load_calibration(config)
+        workers = config.decode_workers or min(8, os.cpu_count() or 1)
+        self._workers = max(1, workers)
+        chunk = config.forward_chunk
+        if chunk is None:
+            # GPU: the whole stacked batch in one forward. CPU: a few images per forward is
+            # ~1.5x faster per image than one at a time; more only costs memory.
+            chunk = len(self.views) * config.batch_size if self.device.type == "cuda" else 6
+        self._chunk = max(1, chunk)
+
+    # ------------------------------------------------------------------ loading (__init__ steps)
+
+    def _select_device(self, config: EngineConfig) -> None:
+        """Device, precision and the autocast dtype; cuDNN settings on CUDA."""
         import torch
 
-        from engine import zeroshot
-        from engine.checkpoints import load_task1_model
-        from engine.ensemble import default_weights, normalise_weights
-        from engine.tta import VIEWS
-
-        self.config = config
-        if config.mode not in MODES:
-            raise EngineError(f"mode must be one of {', '.join(MODES)}, not {config.mode!r}")
-        if not config.task1_checkpoints and config.clip_model is None:
-            raise EngineError(
-                "no model configured: give Task 1 checkpoints and/or a CLIP model folder"
-            )
-        if config.batch_size < 1:
-            raise EngineError(f"batch size must be >= 1, got {config.batch_size}")
-        if config.precision is not None and config.precision not in PRECISIONS:
-            raise EngineError(
-                f"precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}"
-            )
         self.device = _resolve_device(config.device)
         self.precision = config.precision or ("bf16" if self.device.type == "cuda" else "fp32")
         self._amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
@@ -172,6 +189,15 @@ class Predictor:
                 # fp32 means fp32: TF32 convolutions would differ from the reference by ~1e-3.
                 torch.backends.cudnn.allow_tf32 = False
                 torch.backends.cuda.matmul.allow_tf32 = False
+
+    def _load_task1(self, config: EngineConfig) -> list[Any]:
+        """Load the Task 1 checkpoints and their ensemble weights; fast mode keeps the CSRA ones.
+
+        Sets ``views``, ``_raw_weights``, ``_weights`` and ``_task1``; returns the loaded models.
+        """
+        from engine.checkpoints import load_task1_model
+        from engine.ensemble import default_weights, normalise_weights
+        from engine.tta import VIEWS
 
         paths = [Path(p) for p in config.task1_checkpoints]
         if config.task1_weights is not None and len(config.task1_weights) != len(paths):
@@ -194,7 +220,7 @@ class Predictor:
             keep = [i for i, m in enumerate(loaded) if m.head == "csra"]
             if not keep:
                 warnings.warn(
-                    "fast mode: no CSRA checkpoint given, using all Task 1 models", stacklevel=2
+                    "fast mode: no CSRA checkpoint given, using all Task 1 models", stacklevel=3
                 )
                 keep = list(range(len(loaded)))
             loaded = [loaded[i] for i in keep]
@@ -203,16 +229,24 @@ class Predictor:
         self._raw_weights = raw
         self._weights = normalise_weights(raw) if loaded else np.zeros(0)
         self._task1 = loaded
-        # CPU + fp32: the backbones run in OpenVINO (fastest here) or ONNX Runtime, the heads in
-        # PyTorch (engine.onnx_backend); "auto" takes the first runtime that is installed and
-        # compiles the model, so a broken runtime costs speed, never the scores.
+        return loaded
+
+    def _select_backend(self, config: EngineConfig, loaded: list[Any]) -> None:
+        """Pick what runs the Task 1 backbones and build ``_modules``; sets ``backend``.
+
+        CPU + fp32: the backbones run in OpenVINO (fastest here) or ONNX Runtime, the heads in
+        PyTorch (engine.onnx_backend); "auto" takes the first runtime that is installed and
+        compiles the model, so a broken runtime costs speed, never the scores.
+        """
+        import torch
+
+        from engine import onnx_backend
+
         backends = ("auto", "torch", "onnx", "openvino")
         if config.cpu_backend not in backends:
             raise EngineError(
                 f"cpu_backend must be one of {', '.join(backends)}, not {config.cpu_backend!r}"
             )
-        from engine import onnx_backend
-
         runtime_ok = (
             bool(loaded)
             and self.device.type == "cpu"
@@ -232,39 +266,51 @@ class Predictor:
         self.backend = "torch"
         self._modules: list[Any] = []
         for kind in kinds:
-            try:
-                self._modules = [
-                    onnx_backend.make_runner(
-                        m.model,
-                        m.sha256,
-                        config.image_size,
-                        config.cache_dir,
-                        torch.get_num_threads(),
-                        kind,
-                    )
-                    for m in loaded
-                ]
-            except Exception as e:
-                if config.cpu_backend != "auto":
-                    raise EngineError(f"{kind} cannot run the Task 1 models: {_reason(e)}") from e
-                warnings.warn(
-                    f"{kind} cannot run the Task 1 models ({_reason(e)}); trying the next backend",
-                    stacklevel=2,
+            if self._try_runtime(config, loaded, kind):
+                return
+        for m in loaded:
+            mod = m.model.to(self.device).eval()
+            mod = mod.to(memory_format=torch.channels_last)
+            if config.compile:
+                mod = torch.compile(mod, dynamic=False)
+            self._modules.append(mod)
+
+    def _try_runtime(self, config: EngineConfig, loaded: list[Any], kind: str) -> bool:
+        """Compile the backbones for runtime ``kind``; False (with a warning) if "auto" and
+        it fails, an :class:`EngineError` if that runtime was asked for by name."""
+        import torch
+
+        from engine import onnx_backend
+
+        try:
+            self._modules = [
+                onnx_backend.make_runner(
+                    m.model,
+                    m.sha256,
+                    config.image_size,
+                    config.cache_dir,
+                    torch.get_num_threads(),
+                    kind,
                 )
-                continue
-            self.backend = kind
-            for m in loaded:
-                m.model.backbone = None  # the runtime holds its own copy; the runner keeps the head
-                m.model = None
-            break
-        if self.backend == "torch":
-            for m in loaded:
-                mod = m.model.to(self.device).eval()
-                mod = mod.to(memory_format=torch.channels_last)
-                if config.compile:
-                    mod = torch.compile(mod, dynamic=False)
-                self._modules.append(mod)
-        self._att_index = next((i for i, m in enumerate(loaded) if m.head == "csra"), None)
+                for m in loaded
+            ]
+        except Exception as e:
+            if config.cpu_backend != "auto":
+                raise EngineError(f"{kind} cannot run the Task 1 models: {_reason(e)}") from e
+            warnings.warn(
+                f"{kind} cannot run the Task 1 models ({_reason(e)}); trying the next backend",
+                stacklevel=4,
+            )
+            return False
+        self.backend = kind
+        for m in loaded:
+            m.model.backbone = None  # the runtime holds its own copy; the runner keeps the head
+            m.model = None
+        return True
+
+    def _load_clip(self, config: EngineConfig) -> None:
+        """The zero-shot CLIP model and its prompts (Task 2), when configured."""
+        from engine import zeroshot
 
         self._clip = None
         self._prompts_hash = None
@@ -274,8 +320,10 @@ class Predictor:
                 config.clip_model, prompts=prompts, cache_dir=config.cache_dir, device=self.device
             )
             self._prompts_hash = self._clip.prompts_hash
-        # Temperatures (engine.calibration, fitted by `cxrlt calibrate`) apply to the final
-        # probabilities, after gating, which is what they were fitted on.
+
+    def _load_calibration(self, config: EngineConfig) -> None:
+        """Temperatures (engine.calibration, fitted by `cxrlt calibrate`); they apply to the final
+        probabilities, after gating, which is what they were fitted on."""
         self._temperatures = None
         self._calibration_sha = None
         if config.calibration:
@@ -287,14 +335,6 @@ class Predictor:
             except ValueError as e:
                 raise EngineError(str(e)) from e
             self._calibration_sha = sha256_file(config.calibration)
-        workers = config.decode_workers or min(8, os.cpu_count() or 1)
-        self._workers = max(1, workers)
-        chunk = config.forward_chunk
-        if chunk is None:
-            # GPU: the whole stacked batch in one forward. CPU: a few images per forward is
-            # ~1.5x faster per image than one at a time; more only costs memory.
-            chunk = len(self.views) * config.batch_size if self.device.type == "cuda" else 6
-        self._chunk = max(1, chunk)
 
     # ------------------------------------------------------------------ description
 
@@ -492,13 +532,6 @@ class Predictor:
             from engine.imageio import read_source as read
         bs = batch_size or self.config.batch_size
         paths = [Path(p) for p in paths]
-
-        def job(p: Path) -> _Prepared:
-            t0 = time.perf_counter()
-            prep = self.prepare(read(p))
-            prep.seconds = time.perf_counter() - t0
-            return prep
-
         ahead = 2 * bs + self._workers
         with ThreadPoolExecutor(
             max_workers=self._workers, thread_name_prefix="cxrlt-decode"
@@ -509,7 +542,7 @@ class Predictor:
             def fill(upto: int) -> None:
                 nonlocal nxt
                 while nxt < min(upto, len(paths)):
-                    futures[nxt] = pool.submit(job, paths[nxt])
+                    futures[nxt] = pool.submit(self._read_and_prepare, read, paths[nxt])
                     nxt += 1
 
             try:
@@ -526,27 +559,47 @@ class Predictor:
                         except Exception as e:  # a bad file is reported, never fatal
                             bad[i] = _reason(e)
                         fill(i + 1 + ahead)
-                    batch = self._predict_prepared([g for _, g in good]) if good else None
-                    share = batch.seconds / len(good) if batch is not None else 0.0
-                    pos = {i: k for k, (i, _) in enumerate(good)}
-                    for i in idx:
-                        if i in bad:
-                            yield PathResult(paths[i], False, bad[i], None, None, None, 0.0)
-                            continue
-                        k = pos[i]
-                        att = batch.attention[k] if batch.attention is not None else None
-                        yield PathResult(
-                            paths[i],
-                            True,
-                            None,
-                            batch.probs[k],
-                            att,
-                            batch.ungated[k],
-                            good[k][1].seconds + share,
-                        )
+                    yield from self._score_batch(paths, idx, good, bad)
             finally:
                 for f in futures.values():
                     f.cancel()
+
+    def _read_and_prepare(self, read: Callable[[Path], np.ndarray], path: Path) -> _Prepared:
+        """Decode and preprocess one file (runs in the decode pool); ``seconds`` covers both."""
+        t0 = time.perf_counter()
+        prep = self.prepare(read(path))
+        prep.seconds = time.perf_counter() - t0
+        return prep
+
+    def _score_batch(
+        self,
+        paths: list[Path],
+        idx: list[int],
+        good: list[tuple[int, _Prepared]],
+        bad: dict[int, str],
+    ) -> Iterator[PathResult]:
+        """Score the decoded files of one batch; one result per index, in order.
+
+        Each good file's ``seconds`` is its decode time plus an equal share of the batch compute.
+        """
+        batch = self._predict_prepared([g for _, g in good]) if good else None
+        share = batch.seconds / len(good) if batch is not None else 0.0
+        pos = {i: k for k, (i, _) in enumerate(good)}
+        for i in idx:
+            if i in bad:
+                yield PathResult(paths[i], False, bad[i], None, None, None, 0.0)
+                continue
+            k = pos[i]
+            att = batch.attention[k] if batch.attention is not None else None
+            yield PathResult(
+                paths[i],
+                True,
+                None,
+                batch.probs[k],
+                att,
+                batch.ungated[k],
+                good[k][1].seconds + share,
+            )
 
 
 def _reason(e: Exception) -> str:

@@ -210,9 +210,6 @@ def load_zero_shot(
     ZeroShotError
         Missing folder, config or weights, or weights that do not fit the config.
     """
-    import open_clip
-    import torch
-
     from engine.checkpoints import sha256_file
 
     folder = Path(folder)
@@ -224,13 +221,7 @@ def load_zero_shot(
         )
     weights = find_weights(folder)
     digest = sha256_file(weights)
-    try:
-        # weights_only loading is open_clip's default; a pickle with code is refused by torch.
-        model = open_clip.create_model(f"local-dir:{folder}", device="cpu")
-    except Exception as e:  # open_clip raises a mix of ValueError/RuntimeError/KeyError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ZeroShotError(folder, f"cannot load the CLIP model ({first[:300]})") from e
-    model.eval()
+    model = _create_model(folder)
     size = model.visual.image_size
     size = int(size[0] if isinstance(size, tuple | list) else size)
     phash = prompts_hash(prompts)
@@ -239,26 +230,11 @@ def load_zero_shot(
     emb = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"clip-prompts-{digest[:32]}-{phash[:32]}.npz"
-        if cache_file.is_file():
-            try:
-                with np.load(cache_file, allow_pickle=False) as z:
-                    if z["embeddings"].shape[0] == sum(counts):
-                        emb = z["embeddings"]
-            except (OSError, ValueError, KeyError):
-                emb = None  # a damaged cache is rebuilt
+        emb = _read_cached_embeddings(cache_file, sum(counts))
     if emb is None:
-        tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-        texts = [p for c in TASK2_CLASSES for p in prompts[c]]
-        with torch.inference_mode():
-            emb = model.encode_text(tokenizer(texts)).float().numpy()
+        emb = _embed_prompts(model, folder, prompts)
         if cache_file is not None:
-            try:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_suffix(".tmp.npz")
-                np.savez(tmp, embeddings=emb)
-                tmp.replace(cache_file)
-            except OSError:
-                pass  # caching is an optimisation; a read-only cache folder is not an error
+            _write_cached_embeddings(cache_file, emb)
     model.to(device)
     return ZeroShotModel(
         model=model,
@@ -270,3 +246,51 @@ def load_zero_shot(
         image_size=size,
         device=device,
     )
+
+
+def _create_model(folder: Path) -> Any:
+    """The open_clip model of a ``local-dir:`` folder, on the CPU in eval mode."""
+    import open_clip
+
+    try:
+        # weights_only loading is open_clip's default; a pickle with code is refused by torch.
+        model = open_clip.create_model(f"local-dir:{folder}", device="cpu")
+    except Exception as e:  # open_clip raises a mix of ValueError/RuntimeError/KeyError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ZeroShotError(folder, f"cannot load the CLIP model ({first[:300]})") from e
+    model.eval()
+    return model
+
+
+def _embed_prompts(model: Any, folder: Path, prompts: dict[str, list[str]]) -> np.ndarray:
+    """Text embeddings of every prompt, class by class in TASK2_CLASSES order."""
+    import open_clip
+    import torch
+
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    texts = [p for c in TASK2_CLASSES for p in prompts[c]]
+    with torch.inference_mode():
+        return model.encode_text(tokenizer(texts)).float().numpy()
+
+
+def _read_cached_embeddings(cache_file: Path, n: int) -> np.ndarray | None:
+    """The cached embeddings if the file holds ``n`` of them; None if absent or damaged."""
+    if not cache_file.is_file():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as z:
+            if z["embeddings"].shape[0] == n:
+                return z["embeddings"]
+    except (OSError, ValueError, KeyError):
+        pass  # a damaged cache is rebuilt
+    return None
+
+
+def _write_cached_embeddings(cache_file: Path, emb: np.ndarray) -> None:
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp.npz")
+        np.savez(tmp, embeddings=emb)
+        tmp.replace(cache_file)
+    except OSError:
+        pass  # caching is an optimisation; a read-only cache folder is not an error

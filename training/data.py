@@ -150,20 +150,7 @@ def read_labels_csv(path: str | Path, classes: Sequence[str] | None = None) -> L
     header, rows = _open_csv(path)
     col = {name: i for i, name in enumerate(header)}
     problems: list[str] = []
-    if classes is None:
-        classes = [c for c in ALL_CLASSES if c in col]
-        unknown = [h for h in header if h not in ALL_CLASSES and h not in META_COLUMNS]
-        if unknown:
-            problems.append(f"{path}: ignored columns that are not engine classes: {unknown}")
-    classes = tuple(classes)
-    present = [c for c in classes if c in col]
-    if not present:
-        raise ValueError(
-            f"{path}: none of the class columns ({', '.join(classes[:3])}, ...) is in the header"
-        )
-    missing = [c for c in classes if c not in col]
-    if missing:
-        problems.append(f"{path}: no column for {missing}; those labels are unknown")
+    classes = _label_columns(path, header, col, classes, problems)
     ids: list[str] = []
     pids: list[str] = []
     dates: list[str] = []
@@ -181,32 +168,67 @@ def read_labels_csv(path: str | Path, classes: Sequence[str] | None = None) -> L
             problems.append(f"{path}: row {n}: ImageID {image_id!r} repeated, row skipped")
             continue
         seen.add(image_id)
-        vals = []
-        for c in classes:
-            j = col.get(c)
-            cell = row[j] if j is not None and j < len(row) else ""
-            v = _parse_label(cell)
-            if v is None:
-                problems.append(
-                    f"{path}: row {n}: {c} = {cell!r} is not 1, 0 or empty; taken as unknown"
-                )
-                v = math.nan
-            vals.append(v)
+        values.append(_row_labels(path, n, row, col, classes, problems))
         ids.append(image_id)
-        pid = (
-            row[col["PatientID"]].strip()
-            if "PatientID" in col and col["PatientID"] < len(row)
-            else ""
-        )
+        pid = _cell(row, col, "PatientID")
         pids.append(pid or image_id)  # no patient: each image is its own group in the split
-        dates.append(
-            row[col["StudyDate_DICOM"]].strip()
-            if "StudyDate_DICOM" in col and col["StudyDate_DICOM"] < len(row)
-            else ""
-        )
-        values.append(vals)
+        dates.append(_cell(row, col, "StudyDate_DICOM"))
     labels = np.array(values, dtype=np.float32).reshape(len(values), len(classes))
     return LabelTable(path, ids, pids, dates, classes, labels, _cap(problems))
+
+
+def _label_columns(
+    path: Path,
+    header: list[str],
+    col: dict[str, int],
+    classes: Sequence[str] | None,
+    problems: list[str],
+) -> tuple[str, ...]:
+    """The classes to read (default: every engine class with a column); reports the columns
+    ignored or missing in ``problems``, and refuses a file with none of the classes."""
+    if classes is None:
+        classes = [c for c in ALL_CLASSES if c in col]
+        unknown = [h for h in header if h not in ALL_CLASSES and h not in META_COLUMNS]
+        if unknown:
+            problems.append(f"{path}: ignored columns that are not engine classes: {unknown}")
+    classes = tuple(classes)
+    present = [c for c in classes if c in col]
+    if not present:
+        raise ValueError(
+            f"{path}: none of the class columns ({', '.join(classes[:3])}, ...) is in the header"
+        )
+    missing = [c for c in classes if c not in col]
+    if missing:
+        problems.append(f"{path}: no column for {missing}; those labels are unknown")
+    return classes
+
+
+def _row_labels(
+    path: Path,
+    n: int,
+    row: list[str],
+    col: dict[str, int],
+    classes: tuple[str, ...],
+    problems: list[str],
+) -> list[float]:
+    """One row's labels in ``classes`` order; an invalid cell is unknown (NaN) and reported."""
+    vals = []
+    for c in classes:
+        j = col.get(c)
+        cell = row[j] if j is not None and j < len(row) else ""
+        v = _parse_label(cell)
+        if v is None:
+            problems.append(
+                f"{path}: row {n}: {c} = {cell!r} is not 1, 0 or empty; taken as unknown"
+            )
+            v = math.nan
+        vals.append(v)
+    return vals
+
+
+def _cell(row: list[str], col: dict[str, int], name: str) -> str:
+    """The stripped cell of column ``name``; empty when there is no such column or cell."""
+    return row[col[name]].strip() if name in col and col[name] < len(row) else ""
 
 
 def read_predictions_csv(

@@ -116,13 +116,24 @@ def write_report(
     if scored:
         _plot(out / PR_FILE, scored, labels, probs, classes, "pr")
         _plot(out / RELIABILITY_FILE, scored, labels, probs, classes, "reliability")
+    lines = _summary_lines(result, labels.shape[0], sources)
+    lines += _per_class_lines(result)
+    if scored:
+        lines += _figure_lines()
+    report = out / REPORT_FILE
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
+
+
+def _summary_lines(result: EvalResult, n_images: int, sources: dict[str, str]) -> list[str]:
+    """The report's title, sources, counts and macro means."""
     m = result.macro
     lines = ["# Evaluation report", ""]
     for k, v in sources.items():
         lines.append(f"- {k}: `{v}`")
-    lines += [
-        f"- images with labels and predictions: {labels.shape[0]}",
-        f"- classes scored: {len(scored)}; excluded: {len(result.excluded)}",
+    return lines + [
+        f"- images with labels and predictions: {n_images}",
+        f"- classes scored: {len(result.per_class)}; excluded: {len(result.excluded)}",
         "",
         "## Macro means",
         "",
@@ -133,6 +144,12 @@ def write_report(
         "",
         "F1@best uses the per-class threshold that maximises F1 on these same data (an optimistic "
         "bound); F1@0.5 is the fixed-threshold figure.",
+    ]
+
+
+def _per_class_lines(result: EvalResult) -> list[str]:
+    """The per-class table and the classes left out of the macro means, with why."""
+    lines = [
         "",
         "## Per class",
         "",
@@ -149,22 +166,23 @@ def write_report(
         lines += ["", "## Excluded from the macro means", ""]
         for name in result.excluded:
             lines.append(f"- {name}: {result.excluded_reasons.get(name, '')}")
-    if scored:
-        lines += [
-            "",
-            "## Precision-recall curves",
-            "",
-            f"![PR curves]({PR_FILE})",
-            "",
-            "Dashed line: the class's prevalence (the AP of a random ranking).",
-            "",
-            "## Reliability diagrams",
-            "",
-            f"![Reliability diagrams]({RELIABILITY_FILE})",
-            "",
-            "Bars: observed frequency of positives per probability bin (15 equal-width bins); "
-            "dots: mean predicted probability in the bin; dashed: perfect calibration.",
-        ]
-    report = out / REPORT_FILE
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return report
+    return lines
+
+
+def _figure_lines() -> list[str]:
+    """The PR-curve and reliability figures with their legends."""
+    return [
+        "",
+        "## Precision-recall curves",
+        "",
+        f"![PR curves]({PR_FILE})",
+        "",
+        "Dashed line: the class's prevalence (the AP of a random ranking).",
+        "",
+        "## Reliability diagrams",
+        "",
+        f"![Reliability diagrams]({RELIABILITY_FILE})",
+        "",
+        "Bars: observed frequency of positives per probability bin (15 equal-width bins); "
+        "dots: mean predicted probability in the bin; dashed: perfect calibration.",
+    ]

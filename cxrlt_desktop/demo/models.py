@@ -323,48 +323,17 @@ def train_clip(
     import torch
     from open_clip.loss import ClipLoss
 
-    from engine.imageio import read_source
-    from engine.preprocess import clip_grey, clip_tensor
-
     torch.manual_seed(s.seed)
     cfg = DEMO_CLIP_CONFIG["model_cfg"]
-    size = cfg["vision_cfg"]["image_size"]
     model = open_clip.CLIP(
         embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"]
     )
     tokenizer = open_clip.get_tokenizer(
         "ViT-B-32", context_length=cfg["text_cfg"]["context_length"]
     )
-    # The engine's CLIP preprocessing (clip_grey to 512, then clip_tensor to the model size).
-    # The engine scales CLIP input by 1/65535 whenever the maximum is above 255, so a 12-bit
-    # image arrives 16 times darker than a 16-bit one; the training phantoms alternate 12 and 16
-    # bits, so both kinds are seen. (Darkening them further as augmentation stopped the tower
-    # from learning at all in this budget.)
-    x_all = torch.cat(
-        [
-            clip_tensor(torch.from_numpy(clip_grey(read_source(images_dir / n)))[None], size)
-            for n in names
-        ]
-    )
+    x_all = _clip_inputs(images_dir, names, cfg["vision_cfg"]["image_size"])
     loss_fn = ClipLoss()
-    # A fixed temperature: a learned one collapses to uniform logits before the towers separate.
-    model.logit_scale.requires_grad_(False)
-    visual = [p for n, p in model.named_parameters() if n.startswith("visual.")]
-    text_params = [
-        p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"
-    ]
-    # The text tower is held at its random initialisation for the first 60 %: trained jointly
-    # from the start it maps every caption to the same vector (a constant text embedding is the
-    # loss's best answer while the image tower still sees nothing), after which the image tower
-    # gets no gradient. Random text embeddings of different captions are far apart, so the image
-    # tower first learns to point at them; the text tower then follows at a tenth of the rate.
-    opt = torch.optim.AdamW(
-        [
-            {"params": visual, "lr": s.clip_lr},
-            {"params": text_params, "lr": s.clip_lr * 0.1},
-        ],
-        weight_decay=0.0,
-    )
+    opt, text_params = _clip_optimizer(model, s)
     frozen_epochs = (s.clip_epochs * 3) // 5
     for p in text_params:
         p.requires_grad_(False)
@@ -385,23 +354,89 @@ def train_clip(
             # First the canonical wordings (two far-apart targets for the image tower), then
             # all wordings, so the text tower learns that they mean the same.
             canonical = epoch < frozen_epochs
-            text = tokenizer([caption(findings[i], rng, canonical=canonical) for i in idx])
-            img_f = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
-            txt_f = torch.nn.functional.normalize(model.encode_text(text), dim=-1)
-            loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+            texts = [caption(findings[i], rng, canonical=canonical) for i in idx]
+            total += _clip_step(model, opt, loss_fn, x, tokenizer(texts))
         log(
             f"  clip: epoch {epoch + 1}/{s.clip_epochs} contrastive loss {total / n_batches:.3f} "
             f"(chance {np.log(s.clip_batch):.3f})"
         )
+    _write_clip_folder(folder, model, len(names), s)
+    return folder
+
+
+def _clip_inputs(images_dir: Path, names: list[str], size: int) -> Any:
+    """The phantoms as CLIP input tensors, through the engine's CLIP preprocessing.
+
+    clip_grey to 512, then clip_tensor to the model size. The engine scales CLIP input by
+    1/65535 whenever the maximum is above 255, so a 12-bit image arrives 16 times darker than a
+    16-bit one; the training phantoms alternate 12 and 16 bits, so both kinds are seen.
+    (Darkening them further as augmentation stopped the tower from learning at all in this
+    budget.)
+    """
+    import torch
+
+    from engine.imageio import read_source
+    from engine.preprocess import clip_grey, clip_tensor
+
+    return torch.cat(
+        [
+            clip_tensor(torch.from_numpy(clip_grey(read_source(images_dir / n)))[None], size)
+            for n in names
+        ]
+    )
+
+
+def _clip_optimizer(model: Any, s: DemoModelSettings) -> tuple[Any, list[Any]]:
+    """AdamW over both towers at a fixed temperature; returns (optimiser, text parameters).
+
+    The text tower is held at its random initialisation for the first 60 % (the caller freezes
+    it): trained jointly from the start it maps every caption to the same vector (a constant
+    text embedding is the loss's best answer while the image tower still sees nothing), after
+    which the image tower gets no gradient. Random text embeddings of different captions are far
+    apart, so the image tower first learns to point at them; the text tower then follows at a
+    tenth of the rate.
+    """
+    import torch
+
+    # A fixed temperature: a learned one collapses to uniform logits before the towers separate.
+    model.logit_scale.requires_grad_(False)
+    visual = [p for n, p in model.named_parameters() if n.startswith("visual.")]
+    text_params = [
+        p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"
+    ]
+    opt = torch.optim.AdamW(
+        [
+            {"params": visual, "lr": s.clip_lr},
+            {"params": text_params, "lr": s.clip_lr * 0.1},
+        ],
+        weight_decay=0.0,
+    )
+    return opt, text_params
+
+
+def _clip_step(model: Any, opt: Any, loss_fn: Any, x: Any, text: Any) -> float:
+    """One contrastive step on a batch of images and tokenised captions; returns its loss."""
+    import torch
+
+    img_f = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
+    txt_f = torch.nn.functional.normalize(model.encode_text(text), dim=-1)
+    loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def _write_clip_folder(folder: Path, model: Any, pairs: int, s: DemoModelSettings) -> None:
+    """Write the open_clip ``local-dir:`` folder: config, weights and a demo manifest."""
+    import torch
+
+    from engine.checkpoints import sha256_file
+
+    cfg = DEMO_CLIP_CONFIG["model_cfg"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "open_clip_config.json").write_text(json.dumps(DEMO_CLIP_CONFIG, indent=2), "utf-8")
     torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    from engine.checkpoints import sha256_file
-
     manifest = {
         "format": "cxrlt-demo-clip/1",
         "demo": True,
@@ -411,14 +446,13 @@ def train_clip(
         "tokenizer": "open_clip built-in CLIP BPE (bpe_simple_vocab_16e6.txt.gz), context length "
         f"{cfg['text_cfg']['context_length']}",
         "training": {
-            "pairs": len(names),
+            "pairs": pairs,
             "epochs": s.clip_epochs,
             "batch": s.clip_batch,
             "loss": "open_clip.loss.ClipLoss",
         },
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
-    return folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -553,33 +587,8 @@ def build_demo_models(
     paths["report"].unlink(missing_ok=True)  # written last: its presence means "complete"
     for sub in ("task1-csra", "task1-mlp", "clip"):
         shutil.rmtree(out / sub, ignore_errors=True)
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     try:
-        t0 = time.perf_counter()
-        train_dir, test_dir = out / "_phantoms" / "train", out / "_phantoms" / "test"
-        log(f"writing {s.n_train} training and {s.n_test} held-out phantoms ...")
-        train_csv, train_findings = write_phantom_set(train_dir, s.n_train, s.seed)
-        _, test_findings = write_phantom_set(test_dir, s.n_test, s.seed + 1_000_003)
-        train_names = [f"ph{s.seed:03d}_{i:05d}.png" for i in range(s.n_train)]
-        test_names = [f"ph{s.seed + 1_000_003:03d}_{i:05d}.png" for i in range(s.n_test)]
-        timings["phantoms_s"] = time.perf_counter() - t0
-        for head in ("csra", "mlp"):
-            t0 = time.perf_counter()
-            log(
-                f"training the {head.upper()} model (convnextv2_atto, {s.image_size} px, {s.epochs} epochs) ..."
-            )
-            train_task1(train_csv, train_dir, out / f"task1-{head}", head, s, log)
-            timings[f"train_{head}_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        log(f"fitting the demo CLIP to {s.n_train} phantom/caption pairs ...")
-        train_clip(paths["clip"], train_dir, train_names, train_findings, s, log)
-        timings["train_clip_s"] = time.perf_counter() - t0
-        timings["total_train_s"] = time.perf_counter() - t_start
-        t0 = time.perf_counter()
-        log(f"scoring {s.n_test} held-out phantoms with the engine (paper mode) ...")
-        ev = evaluate_demo_models(out, test_dir, test_names, test_findings, s.image_size)
-        timings["eval_s"] = time.perf_counter() - t0
+        timings, ev = _train_and_evaluate(out, paths, s, log)
     finally:
         torch.set_num_threads(old_threads)
     report = {
@@ -593,6 +602,42 @@ def build_demo_models(
     }
     paths["report"].write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     return report
+
+
+def _train_and_evaluate(
+    out: Path, paths: dict[str, Path], s: DemoModelSettings, log: Callable[[str], None]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Write the phantoms, train the two Task 1 models and the CLIP, score the held-out set.
+
+    Returns (timings in seconds, the evaluation of :func:`evaluate_demo_models`).
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    train_dir, test_dir = out / "_phantoms" / "train", out / "_phantoms" / "test"
+    log(f"writing {s.n_train} training and {s.n_test} held-out phantoms ...")
+    train_csv, train_findings = write_phantom_set(train_dir, s.n_train, s.seed)
+    _, test_findings = write_phantom_set(test_dir, s.n_test, s.seed + 1_000_003)
+    train_names = [f"ph{s.seed:03d}_{i:05d}.png" for i in range(s.n_train)]
+    test_names = [f"ph{s.seed + 1_000_003:03d}_{i:05d}.png" for i in range(s.n_test)]
+    timings["phantoms_s"] = time.perf_counter() - t0
+    for head in ("csra", "mlp"):
+        t0 = time.perf_counter()
+        log(
+            f"training the {head.upper()} model (convnextv2_atto, {s.image_size} px, {s.epochs} epochs) ..."
+        )
+        train_task1(train_csv, train_dir, out / f"task1-{head}", head, s, log)
+        timings[f"train_{head}_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    log(f"fitting the demo CLIP to {s.n_train} phantom/caption pairs ...")
+    train_clip(paths["clip"], train_dir, train_names, train_findings, s, log)
+    timings["train_clip_s"] = time.perf_counter() - t0
+    timings["total_train_s"] = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    log(f"scoring {s.n_test} held-out phantoms with the engine (paper mode) ...")
+    ev = evaluate_demo_models(out, test_dir, test_names, test_findings, s.image_size)
+    timings["eval_s"] = time.perf_counter() - t0
+    return timings, ev
 
 
 def format_report(report: dict[str, Any]) -> str:
