@@ -8,11 +8,11 @@ from the services, wrapped in a superqt :class:`~superqt.utils.FunctionWorker` o
 default: the store wants one writer, the decoder one image at a time), so work of one kind
 queues behind itself and never waits behind work of another kind in Qt's global pool.
 
-Stopping: a generator service that takes ``should_stop`` gets a :class:`StopEvent` from
-:meth:`Lane.run` (pass ``stop=True``): a :class:`threading.Event` that can also be called, so it
-is the services' ``should_stop`` callable as it is. :meth:`Lane.quit` sets it and the service ends
-at its next check, returning normally, so its ``returned`` signal still reports what was done. Work without a
-stop event gets superqt's ``quit()`` (a generator stops at its next ``yield``). Closing the
+Stopping: a service that takes ``should_stop`` gets a :class:`StopEvent` from :meth:`Lane.run`
+(pass ``stop=True``): a :class:`threading.Event` that can also be called, so it is the services'
+``should_stop`` callable as it is. :meth:`Lane.quit` sets it and the service ends at its next
+check, returning normally, so its ``returned`` signal still reports what was done. Work without
+a stop event gets superqt's ``quit()`` (a generator stops at its next ``yield``). Closing the
 window is :func:`quit_all` then :func:`wait_all`.
 
 No other module in ``cxrlt_desktop.ui`` creates threads, thread pools or executors
