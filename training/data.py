@@ -361,7 +361,7 @@ def read_source(path: Path) -> np.ndarray:
     return engine_read(path)
 
 
-def build_augmentation(image_size: int, seed: int | None = None) -> Any:
+def build_augmentation(seed: int | None = None) -> Any:
     """The paper's training augmentation on the resized uint8 grey image (albumentations).
 
     Flip (p 0.5); affine shift 3 %, scale 5 %, rotation 7 degrees, black border (p 0.4);
@@ -472,7 +472,7 @@ class CXRDataset:
             if self._aug is None:
                 worker = _worker_id()
                 seed = None if self.seed is None else self.seed + 1000 * worker
-                self._aug = build_augmentation(self.image_size, seed)
+                self._aug = build_augmentation(seed)
             grey = np.ascontiguousarray(self._aug(image=grey)["image"])
         image = task1_tensor(torch.from_numpy(grey)[None])[0]
         return image, labels, i

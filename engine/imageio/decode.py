@@ -51,7 +51,7 @@ def _decode_impl(path: Path, max_image_bytes: int, want_display: bool) -> Decode
         ds, arr = decode_dicom(path, preamble, info.meta)
         try:
             source, modality = dicom_source_and_modality(ds, arr)
-            display = dicom_display(ds, arr, modality) if want_display else None
+            display = dicom_display(ds, modality) if want_display else None
         except ImageReadError:
             raise
         except Exception as exc:  # noqa: BLE001 - a malformed LUT etc. is a per-file problem

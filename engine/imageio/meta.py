@@ -151,7 +151,7 @@ def _convert_raw(raw: Any, vr: str, codec: str | None) -> Any:
         return nums[0] if len(nums) == 1 else list(nums)
     if vr in _ASCII_VRS:
         return _split(value.decode("ascii"))
-    if vr == "IS" or vr == "DS":
+    if vr in ("IS", "DS"):
         text = _split(value.decode("ascii"))
         if text is None:
             return None

@@ -62,7 +62,7 @@ def _full_range_window(values: np.ndarray) -> tuple[float, float]:
     return (lo + hi) / 2.0, max(hi - lo, 1.0)
 
 
-def dicom_display(ds: Any, arr: np.ndarray, modality: np.ndarray) -> DisplayImage:
+def dicom_display(ds: Any, modality: np.ndarray) -> DisplayImage:
     invert = ds.PhotometricInterpretation == "MONOCHROME1" or (
         str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
     )

@@ -165,7 +165,7 @@ def test_patient_split_keeps_patients_apart():
 def test_each_paper_augmentation_runs_on_the_grey_uint8_image():
     from training.data import build_augmentation
 
-    aug = build_augmentation(64, seed=0)
+    aug = build_augmentation(seed=0)
     names = [type(t).__name__ for t in aug.transforms]
     assert names == [
         "HorizontalFlip",
