@@ -1,4 +1,5 @@
-"""A DICOM tag browser: every element of the current file's header, sequences as subtrees.
+"""A DICOM tag browser: every element of the current file's header, sequences as subtrees, and
+the window's "DICOM tags" dock that holds it.
 
 Patient-identifying values are masked unless the worklist shows PHI. The header is read with
 ``stop_before_pixels`` (about a millisecond), so the GUI thread does it directly.
@@ -9,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QLineEdit,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 MASK = "(hidden)"
 MAX_VALUE_CHARS = 200
@@ -152,4 +161,14 @@ class DicomTagBrowser(QWidget):
         return items[0].text(3) if items else None
 
 
-__all__ = ["DicomTagBrowser"]
+class DicomTagsDock(QDockWidget):
+    """The "DICOM tags" dock (object name ``tagsDock``) around a :class:`DicomTagBrowser`."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("DICOM tags", parent)
+        self.setObjectName("tagsDock")
+        self.browser = DicomTagBrowser()
+        self.setWidget(self.browser)
+
+
+__all__ = ["DicomTagBrowser", "DicomTagsDock"]

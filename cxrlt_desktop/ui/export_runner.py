@@ -86,10 +86,8 @@ class ExportRunner(QObject):
             if error:
                 self.error.emit(f"Export failed: {error}")
             else:
-                n = getattr(result, "n_images", None)
-                where = getattr(result, "out_dir", "")
                 self.message.emit(
-                    f"Exported {n if n is not None else ''} reviewed images to {where}", 15000
+                    f"Exported {result.n_images} reviewed images to {result.out_dir}", 15000
                 )
         self.runningChanged.emit(False)
 

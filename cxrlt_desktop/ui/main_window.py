@@ -1,13 +1,17 @@
 """The main window: the panels, wired to the reading session, the background jobs and the menus.
 
 The state of the reading (open study, current image, the note's image) lives in
-:class:`~cxrlt_desktop.review.ReviewSession`; the window renders its changes in the panels
+:class:`~cxrlt_desktop.review.ReviewSession`; :class:`~cxrlt_desktop.ui.session_view.SessionView`
+renders its changes in the image panel, the findings panel and the DICOM tags dock, and the
+window feeds it what the reader does (worklist, keys, buttons). The panels are their own modules
 (:mod:`.worklist_panel`, :mod:`.image_panel`, :mod:`.findings_panel`, :mod:`.problems_dock`,
-:mod:`.dicom_tags`, :mod:`.status_bar`) and feeds it what the reader does. Actions and menus are
-built from the tables in :mod:`.shortcuts`. Everything slow runs in lanes
-(:mod:`.background`): scanning and scoring in :class:`~cxrlt_desktop.ui.workers.BackgroundJobs`,
-decoding in :class:`~cxrlt_desktop.ui.image_loader.ImageLoader`, the re-sort for new thresholds
-in the ``retriage`` lane. Each verdict is committed by ``cxrlt_desktop.library.reviews`` at once.
+:mod:`.dicom_tags`, :mod:`.status_bar`); actions and menus are built from the tables in
+:mod:`.shortcuts` (:mod:`.actions`). Everything slow runs in lanes (:mod:`.background`):
+scanning and scoring in :class:`~cxrlt_desktop.ui.workers.BackgroundJobs`, decoding in
+:class:`~cxrlt_desktop.ui.image_loader.ImageLoader`, the re-sort for new thresholds in
+:class:`~cxrlt_desktop.ui.retriage_runner.RetriageRunner`, exports in
+:class:`~cxrlt_desktop.ui.export_runner.ExportRunner`. Each verdict is committed by
+``cxrlt_desktop.library.reviews`` at once.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
-    QDockWidget,
     QFileDialog,
     QMainWindow,
     QMessageBox,
@@ -30,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from cxrlt_desktop.review import ReviewSession, study_after
 from cxrlt_desktop.ui.actions import apply_keymap, build_actions, build_menus
-from cxrlt_desktop.ui.dicom_tags import DicomTagBrowser
+from cxrlt_desktop.ui.dicom_tags import DicomTagsDock
 from cxrlt_desktop.ui.export_runner import ExportRunner
 from cxrlt_desktop.ui.findings_panel import FindingsPanel
 from cxrlt_desktop.ui.image_panel import ImagePanel
@@ -48,6 +51,7 @@ from cxrlt_desktop.ui.worklist_panel import WorklistPanel
 
 APP_TITLE = "CXR-LT Desktop"
 REFRESH_INTERVAL_MS = 700  # worklist refresh while scores stream in
+RETRIAGE_MESSAGE = "Re-sorting the worklist for the new thresholds..."
 
 
 class MainWindow(QMainWindow):
@@ -97,11 +101,7 @@ class MainWindow(QMainWindow):
         self.retriage = RetriageRunner(
             store, lambda: self.settings.thresholds, self.jobs.is_running, self
         )
-        self.retriage.started.connect(
-            lambda: self.statusBar().showMessage(
-                "Re-sorting the worklist for the new thresholds..."
-            )
-        )
+        self.retriage.started.connect(lambda: self.statusBar().showMessage(RETRIAGE_MESSAGE))
         self.retriage.finished.connect(self._on_retriaged)
         self.exports = ExportRunner(store, self)
         self.exports.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
@@ -119,8 +119,7 @@ class MainWindow(QMainWindow):
         self._refresh_timer.setInterval(REFRESH_INTERVAL_MS)
         self._refresh_timer.timeout.connect(self.refresh_worklist)
 
-        self._update_model_status(None)
-        self._update_demo_banner()
+        self._show_models(None)
         try:
             self.problems_dock.load_recorded(store)
         except Exception as exc:  # an old or foreign database: problems are a convenience
@@ -173,7 +172,8 @@ class MainWindow(QMainWindow):
         rv.addWidget(self.splitter, 1)
         self.setCentralWidget(root)
 
-        self.tags = DicomTagBrowser()
+        self.tags_dock = DicomTagsDock(self)
+        self.tags = self.tags_dock.browser
         self.worklist_panel.showPhiToggled.connect(self.tags.set_show_phi)
         self.view = SessionView(
             self.session,
@@ -187,9 +187,6 @@ class MainWindow(QMainWindow):
         self.image_loader = self.view.image_loader
         self.view.studyOpened.connect(self.studyOpened)
         self.view.imageDisplayed.connect(self.imageDisplayed)
-        self.tags_dock = QDockWidget("DICOM tags", self)
-        self.tags_dock.setObjectName("tagsDock")
-        self.tags_dock.setWidget(self.tags)
         self.problems_dock = ProblemsDock(self)
         self.view.problemFound.connect(self.problems_dock.add)
         for dock in (self.tags_dock, self.problems_dock):
@@ -206,7 +203,7 @@ class MainWindow(QMainWindow):
         jobs = self.jobs
         jobs.progress.connect(self.status_bar.job_progress)
         jobs.problemFound.connect(self.problems_dock.add)
-        jobs.modelsLoaded.connect(self._on_models_loaded)
+        jobs.modelsLoaded.connect(self._show_models)
         jobs.batchScored.connect(
             lambda _n: self._refresh_timer.isActive() or self._refresh_timer.start()
         )
@@ -333,10 +330,6 @@ class MainWindow(QMainWindow):
         self.worklistRefreshed.emit()
 
     # ================================================================== jobs and models
-    def _on_models_loaded(self, predictor) -> None:
-        self._update_model_status(predictor)
-        self._update_demo_banner(predictor)
-
     def _on_job_finished(self, result: JobResult) -> None:
         self.last_job = result
         self.status_bar.job_finished(result)
@@ -352,11 +345,11 @@ class MainWindow(QMainWindow):
         if self.isVisible() and not _offscreen():
             QMessageBox.warning(self, APP_TITLE, text)
 
-    def _update_model_status(self, predictor) -> None:
+    def _show_models(self, predictor) -> None:
+        """The model status in the status bar; the DEMO banner and title when demo models are
+        configured or loaded."""
         text = model_status_text(self.settings, predictor, self.predictors.configured)
         self.status_bar.model_status.setText(text)
-
-    def _update_demo_banner(self, predictor=None) -> None:
         demo = self.banner.update_for(self.settings, predictor, self._forced_demo)
         self.setWindowTitle(f"{APP_TITLE} - DEMO" if demo else APP_TITLE)
 
@@ -392,8 +385,7 @@ class MainWindow(QMainWindow):
         else:
             self.predictors.set_factory(None)
         self._forced_demo = None
-        self._update_model_status(dlg.loaded_predictor)
-        self._update_demo_banner(dlg.loaded_predictor)
+        self._show_models(dlg.loaded_predictor)
         if self.current_image() is not None:
             self.view.show_findings(self.current_image())
 
