@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase, create_worker
 
@@ -164,12 +165,18 @@ class Lane(QObject):
         return self._pool.waitForDone(msecs)
 
 
+def _live_lanes() -> list[Lane]:
+    """The lanes whose Qt object still exists (a lane deleted with its parent window stays in the
+    weak set until Python collects the wrapper; touching its C++ side would crash)."""
+    return [lane for lane in list(_LANES) if shiboken6.isValid(lane)]
+
+
 def quit_all() -> None:
-    """Ask the workers of every lane to stop."""
-    for lane in list(_LANES):
+    """Ask the workers of every live lane to stop."""
+    for lane in _live_lanes():
         lane.quit()
 
 
 def wait_all(msecs: int = -1) -> bool:
-    """Wait for every lane's threads; True when all are done within ``msecs`` each."""
-    return all(lane.wait(msecs) for lane in list(_LANES))
+    """Wait for every live lane's threads; True when all are done within ``msecs`` each."""
+    return all(lane.wait(msecs) for lane in _live_lanes())

@@ -168,3 +168,18 @@ def _drain():
     yield
     quit_all()
     wait_all(10_000)
+
+
+def test_quit_all_skips_a_lane_deleted_with_its_parent(qtbot):
+    from PySide6.QtCore import QObject
+
+    parent = QObject()
+    dead = Lane("dead", parent=parent)
+    parent.deleteLater()
+    qtbot.waitUntil(lambda: not __import__("shiboken6").isValid(dead), timeout=10_000)
+    live = Lane("live")
+    returned = []
+    live.run(_count, 2, connect={"returned": returned.append})
+    quit_all()
+    assert wait_all(10_000)
+    qtbot.waitUntil(lambda: not live.busy, timeout=10_000)
