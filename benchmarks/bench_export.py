@@ -96,7 +96,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("CXRLT_DATA_DIR", tmp)
-        from cxrlt_desktop.export.feedback import export_feedback
+        from cxrlt_desktop.export import export_feedback
         from cxrlt_desktop.store import open_store
 
         tmp_path = Path(tmp)

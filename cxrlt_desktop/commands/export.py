@@ -48,7 +48,7 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrlt_desktop.export.feedback import ExportError, export_feedback
+    from cxrlt_desktop.export import ExportError, export_feedback
     from cxrlt_desktop.settings import Settings, SettingsError
     from cxrlt_desktop.store import StoreError, open_store
 

@@ -23,7 +23,7 @@ would identify it, so the export builds a *pseudonymous evidence dataset*: a hea
 dataset standing for the image, with the pseudonymous PatientID (also as PatientName), no
 birth date, accession number or institution, the (optionally shifted) study date, and study,
 series and SOP instance UIDs replaced by salted-hash UIDs (``2.25.<int>``, stable per
-installation, see :func:`cxrlt_desktop.export.pseudonymous_uid`). highdicom takes the SR's
+installation, see :func:`cxrlt_desktop.export.deid.pseudonymous_uid`). highdicom takes the SR's
 patient and study attributes from it and records it as evidence, so no original value reaches
 the SR. The SR itself gets new random UIDs. The caller does all the pseudonymising; this
 module only builds what it is given.
@@ -142,33 +142,62 @@ def build_sr(inp: SRInput) -> Any:
         A pydicom Dataset subclass, ready to save.
     """
     import highdicom as hd
-    from highdicom.sr import (
-        AlgorithmIdentification,
-        ComprehensiveSR,
-        DeviceObserverIdentifyingAttributes,
-        Measurement,
-        MeasurementReport,
-        MeasurementsAndQualitativeEvaluations,
-        ObservationContext,
-        ObserverContext,
-        PersonObserverIdentifyingAttributes,
-        QualitativeEvaluation,
-        SourceImageForMeasurementGroup,
-        TrackingIdentifier,
-    )
-    from pydicom.sr.codedict import codes
+    from highdicom.sr import ComprehensiveSR, MeasurementReport, SourceImageForMeasurementGroup
     from pydicom.sr.coding import Code
 
-    evidence = _evidence(inp)
     source = [SourceImageForMeasurementGroup(inp.sop_class_uid, inp.sop_uid)]
     reviewed = [(f, v) for f, v in inp.verdicts.items() if f in ALL_CLASSES]
     reviewed.sort(key=lambda fv: ALL_CLASSES.index(fv[0]))
+    reviewer = _latest_reviewer(reviewed)
+    groups = []
+    ai = _ai_findings_group(inp, source)
+    if ai is not None:
+        groups.append(ai)
+    if reviewed:
+        groups.append(_review_group(reviewed, source))
+    if not groups:
+        raise ValueError(f"{inp.image_id}: neither a prediction nor a verdict to report")
+    report = MeasurementReport(
+        observation_context=_observation_context(inp, reviewer),
+        # SNOMED CT 399208008 "Plain X-ray of chest".
+        procedure_reported=Code("399208008", "SCT", "Plain chest X-ray"),
+        imaging_measurements=groups,
+    )
+    verified = reviewer is not None
+    sr = ComprehensiveSR(
+        evidence=[_evidence(inp)],
+        content=report[0],
+        series_instance_uid=hd.UID(),
+        series_number=9001,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=verified,
+        verifying_observer_name=person_name(reviewer) if verified else None,
+        verifying_organization=VERIFYING_ORGANIZATION if verified else None,
+        series_description="CXR-LT Desktop review" + (" (DEMO)" if inp.demo else ""),
+    )
+    return sr
+
+
+_Reviewed = list[tuple[str, tuple[str, str, datetime | None]]]  # (finding, verdict entry)
+
+
+def _latest_reviewer(reviewed: _Reviewed) -> str | None:
+    """The reviewer of the latest verdict (one without a time counts as earliest)."""
     latest = max(
         (v for _, v in reviewed),
         key=lambda v: v[2].timestamp() if isinstance(v[2], datetime) else -math.inf,
         default=None,
     )
-    reviewer = latest[1] if latest is not None else None
+    return latest[1] if latest is not None else None
+
+
+def _algorithm(inp: SRInput) -> Any:
+    """The algorithm identification (TID 4019): the app, its version, the models and settings."""
+    from highdicom.sr import AlgorithmIdentification
 
     params = [f"{m.get('role', '?')}:{m.get('sha256', '?')}" for m in inp.models]
     if inp.settings:
@@ -177,46 +206,73 @@ def build_sr(inp: SRInput) -> Any:
         )
     if inp.demo:
         params.append("DEMO models")
-    algorithm = AlgorithmIdentification(
+    return AlgorithmIdentification(
         name=ALGORITHM_NAME, version=inp.app_version, parameters=params or None
     )
 
-    groups = []
-    if inp.probabilities is not None:
-        evals, measurements = [], []
-        for i, finding in enumerate(ALL_CLASSES):
-            p = float(inp.probabilities[i])
-            if math.isnan(p):
-                continue
-            call = "present" if p >= inp.thresholds[finding] else "absent"
-            evals.append(QualitativeEvaluation(finding_code(finding), verdict_code(call)))
-            measurements.append(
-                Measurement(name=probability_code(finding), value=p, unit=codes.UCUM.NoUnits)
-            )
-        if evals:
-            groups.append(
-                MeasurementsAndQualitativeEvaluations(
-                    tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="AI findings"),
-                    algorithm_id=algorithm,
-                    qualitative_evaluations=evals,
-                    measurements=measurements,
-                    source_images=source,
-                )
-            )
-    if reviewed:
-        groups.append(
-            MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(
-                    uid=hd.UID(), identifier="Radiologist review"
-                ),
-                qualitative_evaluations=[
-                    QualitativeEvaluation(finding_code(f), verdict_code(v[0])) for f, v in reviewed
-                ],
-                source_images=source,
-            )
+
+def _ai_findings_group(inp: SRInput, source: list[Any]) -> Any | None:
+    """The "AI findings" group: per scored finding its call at threshold and its probability;
+    None without a prediction or with every probability NaN."""
+    import highdicom as hd
+    from highdicom.sr import (
+        Measurement,
+        MeasurementsAndQualitativeEvaluations,
+        QualitativeEvaluation,
+        TrackingIdentifier,
+    )
+    from pydicom.sr.codedict import codes
+
+    if inp.probabilities is None:
+        return None
+    evals, measurements = [], []
+    for i, finding in enumerate(ALL_CLASSES):
+        p = float(inp.probabilities[i])
+        if math.isnan(p):
+            continue
+        call = "present" if p >= inp.thresholds[finding] else "absent"
+        evals.append(QualitativeEvaluation(finding_code(finding), verdict_code(call)))
+        measurements.append(
+            Measurement(name=probability_code(finding), value=p, unit=codes.UCUM.NoUnits)
         )
-    if not groups:
-        raise ValueError(f"{inp.image_id}: neither a prediction nor a verdict to report")
+    if not evals:
+        return None
+    return MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="AI findings"),
+        algorithm_id=_algorithm(inp),
+        qualitative_evaluations=evals,
+        measurements=measurements,
+        source_images=source,
+    )
+
+
+def _review_group(reviewed: _Reviewed, source: list[Any]) -> Any:
+    """The "Radiologist review" group: one qualitative evaluation per verdict."""
+    import highdicom as hd
+    from highdicom.sr import (
+        MeasurementsAndQualitativeEvaluations,
+        QualitativeEvaluation,
+        TrackingIdentifier,
+    )
+
+    return MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="Radiologist review"),
+        qualitative_evaluations=[
+            QualitativeEvaluation(finding_code(f), verdict_code(v[0])) for f, v in reviewed
+        ],
+        source_images=source,
+    )
+
+
+def _observation_context(inp: SRInput, reviewer: str | None) -> Any:
+    """The app as device observer, and the latest reviewer as person observer if any."""
+    from highdicom.sr import (
+        DeviceObserverIdentifyingAttributes,
+        ObservationContext,
+        ObserverContext,
+        PersonObserverIdentifyingAttributes,
+    )
+    from pydicom.sr.codedict import codes
 
     device = ObserverContext(
         observer_type=codes.cid270.Device,
@@ -235,31 +291,7 @@ def build_sr(inp: SRInput) -> Any:
                 name=person_name(reviewer)
             ),
         )
-    report = MeasurementReport(
-        observation_context=ObservationContext(
-            observer_person_context=person, observer_device_context=device
-        ),
-        # SNOMED CT 399208008 "Plain X-ray of chest".
-        procedure_reported=Code("399208008", "SCT", "Plain chest X-ray"),
-        imaging_measurements=groups,
-    )
-    verified = reviewer is not None
-    sr = ComprehensiveSR(
-        evidence=[evidence],
-        content=report[0],
-        series_instance_uid=hd.UID(),
-        series_number=9001,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
-        is_verified=verified,
-        verifying_observer_name=person_name(reviewer) if verified else None,
-        verifying_organization=VERIFYING_ORGANIZATION if verified else None,
-        series_description="CXR-LT Desktop review" + (" (DEMO)" if inp.demo else ""),
-    )
-    return sr
+    return ObservationContext(observer_person_context=person, observer_device_context=device)
 
 
 def sr_bytes(sr: Any) -> bytes:

@@ -47,8 +47,8 @@ def tiny_models(tmp_path_factory) -> tuple[Path, dict, list[str]]:
 
 @pytest.mark.slow
 def test_published_layouts_marked_demo(tiny_models):
-    from cxrlt_desktop.export.feedback import is_demo_model
     from engine.checkpoints import load_task1_model
+    from engine.manifest import is_demo_model
 
     out, report, _ = tiny_models
     paths = model_paths(out)

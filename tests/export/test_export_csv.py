@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrlt_desktop.export.feedback import (
+from cxrlt_desktop.export import (
     DISAGREEMENT_COLUMNS,
     LABEL_COLUMNS,
     ExportError,

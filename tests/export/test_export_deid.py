@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from cxrlt_desktop.export.feedback import (
+from cxrlt_desktop.export import (
     export_feedback,
     image_pseudonym,
     pseudonymous_uid,

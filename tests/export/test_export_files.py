@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cxrlt_desktop.export.feedback import (
+from cxrlt_desktop.export import (
     ExportCancelled,
     ExportError,
     atomic_write,
@@ -185,7 +185,7 @@ def test_cli_export(store, library, tmp_path, monkeypatch, capsys):
 
 def _image_rec(**fields):
     """An export image record: nothing known about the patient but ``fields``."""
-    from cxrlt_desktop.export.feedback import _ImageRec
+    from cxrlt_desktop.export.records import ImageRecord
 
     base = dict.fromkeys(
         ("sop_uid", "sop_class_uid", "patient_id", "patient_name", "birth_date", "sex",
@@ -193,11 +193,11 @@ def _image_rec(**fields):
          "modality", "current_prediction_id")
     )  # fmt: skip
     base.update(id=1, path="/d/x.dcm", is_dicom=True, image_key="k", patient_key="k", meta={})
-    return _ImageRec(**{**base, "verdicts": {}, **fields})
+    return ImageRecord(**{**base, "verdicts": {}, **fields})
 
 
 def test_scrub_text_removes_known_identifiers_as_words():
-    from cxrlt_desktop.export.feedback import _identifiers, scrub_text
+    from cxrlt_desktop.export.deid import patient_identifiers, scrub_text
 
     rec = _image_rec(
         path="/data/Lee_Ann/scan1.dcm",
@@ -213,7 +213,7 @@ def test_scrub_text_removes_known_identifiers_as_words():
         institution="Saint Testington",
         modality="CR",
     )
-    ids = _identifiers(rec)
+    ids = patient_identifiers(rec)
     text = "ann lee (mrn123, ACC1) at saint testington 2023-04-17, born 31/12/1950; fleet annular 1.2.34"
     assert scrub_text(text, ids) == (
         "[removed] ([removed], [removed]) at [removed] [removed], born [removed]; "
@@ -246,20 +246,20 @@ def test_scrub_text_removes_known_identifiers_as_words():
 def test_scrub_text_name_groups_and_ideographic_parts():
     from dataclasses import replace
 
-    from cxrlt_desktop.export.feedback import _identifiers, scrub_text
+    from cxrlt_desktop.export.deid import patient_identifiers, scrub_text
 
     rec = _image_rec(patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう")
-    ids = _identifiers(rec)
+    ids = patient_identifiers(rec)
     assert scrub_text("Tarou Yamada, 山田太郎さん, やまだ たろう; yamadas", ids) == (
         "[removed], [removed][removed]さん, [removed]; yamadas"
     )
-    assert scrub_text("x", _identifiers(replace(rec, patient_name=None))) == "x"
+    assert scrub_text("x", patient_identifiers(replace(rec, patient_name=None))) == "x"
 
 
 def test_is_demo_model(tmp_path):
     import json
 
-    from cxrlt_desktop.export.feedback import is_demo_model
+    from engine.manifest import is_demo_model
 
     ckpt = tmp_path / "a" / "best.safetensors"
     ckpt.parent.mkdir()

@@ -1,0 +1,97 @@
+"""The export's ``README.txt``: options, counts, de-identification, models, thresholds, problems.
+
+It is written last, so its presence marks a complete export; problems are listed by ImageID,
+never by path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from cxrlt_desktop.export.deid import MAX_SHIFT_DAYS
+from cxrlt_desktop.export.files import DISAGREEMENTS_CSV, IMAGES_DIR, LABELS_CSV, SR_DIR
+from engine.classes import DEFAULT_THRESHOLDS
+
+if TYPE_CHECKING:
+    from cxrlt_desktop.export.feedback import ExportResult
+
+
+def readme_text(
+    result: ExportResult,
+    thresholds: Mapping[str, float],
+    models: list[dict[str, Any]],
+    problems: list[str],
+) -> str:
+    """The README of an export that wrote ``result``."""
+    from cxrlt_desktop import __version__
+
+    o = result.options
+    lines = []
+    if result.demo:
+        lines += [
+            "*** DEMO EXPORT: the predictions come from DEMO models trained on synthetic phantoms. ***",
+            "*** Do not use these labels or disagreements for clinical work.                       ***",
+            "",
+        ]
+    lines += [
+        "CXR-LT Desktop feedback export",
+        "==============================",
+        f"Created: {date.today().isoformat()} by CXR-LT Desktop {__version__}",
+        "",
+        "Options",
+        f"  include PHI ........ {'YES: this export CONTAINS patient identifiers' if o['include_phi'] else 'no (de-identified)'}",
+        f"  shift dates ........ {'yes (per-patient offset of 1-' + str(MAX_SHIFT_DAYS) + ' days into the past)' if o['shift_dates'] else 'no'}",
+        f"  copy images ........ {'yes' if o['copy_images'] else 'no'}",
+        f"  DICOM SR ........... {'yes' if o['sr'] else 'no'}",
+        f"  DEMO models ........ {'yes' if result.demo else 'no'}",
+        "",
+        "Contents",
+        f"  {LABELS_CSV}: {result.n_images} reviewed images of {result.n_patients} patients; "
+        f"{result.n_positive} present, {result.n_negative} absent, {result.n_uncertain} uncertain (empty cells).",
+        "    CXR-LT format: ImageID, StudyDate_DICOM, PatientID, then 36 class columns;",
+        "    1 = present, 0 = absent, empty = not reviewed or uncertain. Radiologist verdicts only.",
+        f"  {DISAGREEMENTS_CSV}: {result.n_disagreements} findings where the verdict disagrees with the model",
+        "    at its operating threshold (present while p < t, absent while p >= t), largest |p - t| first.",
+    ]
+    if o["copy_images"]:
+        lines += [
+            f"  {IMAGES_DIR}/: {result.n_images_copied} images named <ImageID>.png: the source array the models read.",
+            "    uint8 and uint16 sources (and integer modality values in 0..65535) are stored unchanged;",
+            "    other modality-LUT values are mapped linearly from their min..max onto 0..65535",
+            f"    ({result.n_images_scaled} images), which leaves the models' input unchanged up to rounding.",
+            f"    Train with: cxrlt train --labels {LABELS_CSV} --images {IMAGES_DIR} ...",
+        ]
+    if o["sr"]:
+        lines += [
+            f"  {SR_DIR}/: {result.n_sr} DICOM Structured Reports (TID 1500) named <ImageID>.dcm.",
+        ]
+    if not o["include_phi"]:
+        lines += [
+            "",
+            "De-identification",
+            "  ImageID and PatientID are salted SHA-256 pseudonyms (the salt stays on the exporting",
+            "  machine, so the same patient keeps the same pseudonym in later exports). No patient name,",
+            "  birth date, accession number, institution, file path or original UID is included; UIDs in",
+            "  the SR files are new pseudonymous UIDs. Known identifiers are removed from notes, but free",
+            "  text can hold anything: read the notes before sharing.",
+        ]
+    lines += ["", "Models (role: sha256)"]
+    if models:
+        lines += [
+            f"  {m.get('role', '?')}: {m.get('sha256', '?')}  ({m.get('arch') or ''})"
+            for m in models
+        ]
+    else:
+        lines += ["  (no scored predictions among the exported images)"]
+    changed = {k: v for k, v in thresholds.items() if DEFAULT_THRESHOLDS.get(k) != v}
+    lines += [
+        "",
+        "Operating thresholds: the defaults"
+        + (f", except {json.dumps(changed)}" if changed else ""),
+    ]
+    if problems:
+        lines += ["", f"Problems ({len(problems)})"] + [f"  {p}" for p in problems]
+    return "\n".join(lines) + "\n"

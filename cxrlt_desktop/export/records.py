@@ -1,0 +1,214 @@
+"""What an export reads from the store, as plain typed records.
+
+:func:`read_store` copies the reviewed images, the predictions their verdicts refer to and each
+scoring run's model paths out of the database in one read transaction, so no session is held
+while the export writes its files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from engine.classes import ALL_CLASSES
+
+_IN_CHUNK = 500  # ids per ``IN (...)`` query
+
+
+@dataclass
+class VerdictRecord:
+    """One radiologist verdict on one finding of an image."""
+
+    finding: str
+    verdict: str
+    note: str | None
+    reviewer: str
+    reviewed_at: datetime | None
+    prediction_id: int | None
+
+
+@dataclass
+class PredictionRecord:
+    """A stored prediction with the models and settings of its model set and run."""
+
+    id: int
+    probs: np.ndarray
+    run_id: int
+    model_set_id: int
+    models: list[dict[str, Any]]  # [{"sha256", "role", "arch", "weight"}]
+    settings: dict[str, Any]
+
+
+@dataclass
+class ImageRecord:
+    """A reviewed image with what the store knows of its patient, study and series."""
+
+    id: int
+    path: str
+    sop_uid: str | None
+    sop_class_uid: str | None
+    is_dicom: bool
+    image_key: str
+    patient_key: str
+    patient_id: str | None
+    patient_name: str | None
+    birth_date: str | None
+    sex: str | None
+    study_uid: str | None
+    study_date: str | None
+    study_time: str | None
+    accession: str | None
+    institution: str | None
+    series_uid: str | None
+    modality: str | None
+    meta: dict[str, Any]
+    current_prediction_id: int | None
+    verdicts: dict[str, VerdictRecord]
+    size: int = -1  # the file as the last scan saw it
+    mtime: float = 0.0
+
+
+class StoreSnapshot(NamedTuple):
+    """Everything an export reads from the store."""
+
+    images: list[ImageRecord]  # reviewed images, by id
+    predictions: dict[int, PredictionRecord]  # by prediction id
+    run_paths: dict[int, list[str]]  # scoring run id -> its model files
+
+
+def _chunks(seq: list[int], n: int = _IN_CHUNK) -> Iterable[list[int]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def read_store(store: Any) -> StoreSnapshot:
+    """Reviewed images, the predictions their verdicts refer to, and each run's model paths."""
+    with store.session() as s, s.begin():
+        verdicts = _read_verdicts(s)
+        images = _read_images(s, verdicts)
+        pred_ids = sorted(
+            {v.prediction_id for rec in images for v in rec.verdicts.values() if v.prediction_id}
+            | {rec.current_prediction_id for rec in images if rec.current_prediction_id}
+        )
+        preds = _read_predictions(s, pred_ids)
+        run_paths = _read_run_paths(s, sorted({p.run_id for p in preds.values()}))
+    images.sort(key=lambda r: r.id)
+    return StoreSnapshot(images, preds, run_paths)
+
+
+def _read_verdicts(s: Any) -> dict[int, dict[str, VerdictRecord]]:
+    """image id -> finding -> verdict, for every known verdict on a known finding."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import VERDICTS, Review
+
+    by_image: dict[int, dict[str, VerdictRecord]] = {}
+    for r in s.scalars(select(Review).order_by(Review.image_id, Review.finding)):
+        if r.verdict not in VERDICTS or r.finding not in ALL_CLASSES:
+            continue
+        by_image.setdefault(r.image_id, {})[r.finding] = VerdictRecord(
+            r.finding, r.verdict, r.note, r.reviewer, r.reviewed_at, r.prediction_id
+        )
+    return by_image
+
+
+def _read_images(s: Any, verdicts: dict[int, dict[str, VerdictRecord]]) -> list[ImageRecord]:
+    """The images that have verdicts, with their series, study and patient."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from cxrlt_desktop.store.models import Image, Series, Study
+
+    images: list[ImageRecord] = []
+    for chunk in _chunks(sorted(verdicts)):
+        rows = s.scalars(
+            select(Image)
+            .where(Image.id.in_(chunk))
+            .options(
+                selectinload(Image.series).selectinload(Series.study).selectinload(Study.patient)
+            )
+        )
+        images.extend(_image_record(im, verdicts[im.id]) for im in rows)
+    return images
+
+
+def _image_record(im: Any, verdicts: dict[str, VerdictRecord]) -> ImageRecord:
+    series = im.series
+    study = series.study if series is not None else None
+    patient = study.patient if study is not None else None
+    meta = dict(im.meta or {})
+    return ImageRecord(
+        id=im.id,
+        path=im.path,
+        sop_uid=im.sop_uid,
+        sop_class_uid=meta.get("SOPClassUID"),
+        is_dicom=bool(im.is_dicom),
+        image_key=im.sop_uid or f"path:{im.path}",
+        # An image without series (unusable file without UIDs) still is one person's: key it
+        # by the file, so it never shares a patient pseudonym.
+        patient_key=patient.key if patient is not None else f"image:{im.path}",
+        patient_id=patient.patient_id if patient is not None else None,
+        patient_name=patient.patient_name if patient is not None else None,
+        birth_date=patient.birth_date if patient is not None else None,
+        sex=patient.sex if patient is not None else None,
+        study_uid=study.study_uid if study is not None else None,
+        study_date=study.study_date if study is not None else None,
+        study_time=meta.get("StudyTime"),
+        accession=study.accession_number if study is not None else None,
+        institution=study.institution_name if study is not None else None,
+        series_uid=series.series_uid if series is not None else None,
+        modality=series.modality if series is not None else meta.get("Modality"),
+        meta=meta,
+        current_prediction_id=im.current_prediction_id,
+        verdicts=verdicts,
+        size=im.size,
+        mtime=im.mtime,
+    )
+
+
+def _read_predictions(s: Any, pred_ids: list[int]) -> dict[int, PredictionRecord]:
+    """These predictions, each with its model set's models and its run's settings."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import ModelSet, Prediction, ScoringRun
+
+    preds: dict[int, PredictionRecord] = {}
+    for chunk in _chunks(pred_ids):
+        for p, ms, run in s.execute(
+            select(Prediction, ModelSet, ScoringRun)
+            .join(ModelSet, Prediction.model_set_id == ModelSet.id)
+            .join(ScoringRun, Prediction.run_id == ScoringRun.id)
+            .where(Prediction.id.in_(chunk))
+        ):
+            desc = ms.description or {}
+            preds[p.id] = PredictionRecord(
+                id=p.id,
+                probs=p.probabilities(),
+                run_id=p.run_id,
+                model_set_id=p.model_set_id,
+                models=list(desc.get("models") or []),
+                settings=dict(run.settings or desc.get("settings") or {}),
+            )
+    return preds
+
+
+def _read_run_paths(s: Any, run_ids: list[int]) -> dict[int, list[str]]:
+    """run id -> the paths of the model files it scored with."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from cxrlt_desktop.store.models import RunModel
+
+    run_paths: dict[int, list[str]] = {}
+    for chunk in _chunks(run_ids):
+        for rm in s.scalars(
+            select(RunModel)
+            .where(RunModel.run_id.in_(chunk))
+            .options(selectinload(RunModel.model_version))
+        ):
+            run_paths.setdefault(rm.run_id, []).append(rm.model_version.path)
+    return run_paths
