@@ -93,6 +93,14 @@ def test_previous_series_goes_to_the_series_just_before(session):
     assert session.previous_series() and ids(session) == 21
 
 
+def test_next_series_goes_to_the_series_just_after(session):
+    session.open_study("three-series")
+    assert session.next_series() and ids(session) == 22  # the second, not the last
+    session.next_image()  # inside the second series
+    assert session.next_series() and ids(session) == 24
+    assert not session.next_series() and ids(session) == 24
+
+
 def test_the_note_belongs_to_the_image_it_was_typed_for(session):
     rec = Recorder(session)
     session.open_study("two-series")
