@@ -26,9 +26,10 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -139,6 +140,27 @@ class _Rec:
     synthetic: bool = False
 
 
+class KnownFile(NamedTuple):
+    """The image row of a file under the scanned folders, as the scan found it at its start."""
+
+    id: int
+    size: int
+    mtime: float
+    version: int
+    missing: bool
+    series_id: int | None
+    sop_uid: str | None
+
+
+class KnownDuplicate(NamedTuple):
+    """The duplicate-file row of a file under the scanned folders."""
+
+    id: int
+    size: int
+    mtime: float
+    missing: bool
+
+
 def _record(h: Any) -> _Rec:
     path = _norm(h.path)
     meta = dict(h.meta or {})
@@ -193,253 +215,348 @@ def _insert_returning(s: Session, model, rows: list[dict], key: str) -> dict[str
     return {k: i for k, i in res}
 
 
-def _write_batch(
-    s: Session,
-    recs: list[_Rec],
-    known: dict[str, tuple],
-    dups: dict[str, tuple],
-    prog: ScanProgress,
-    moved_ids: set[int],
-    replaced_ids_scan: set[int],
-) -> None:
-    """Upsert one batch of headers (one transaction, run by Store.write: must be re-runnable)."""
-    usable = [r for r in recs if r.usable]
-    # -- patients, studies, series -------------------------------------------------------
+class _Holder(NamedTuple):
+    """The image that holds a SOPInstanceUID (in the store, or claimed earlier in the batch)."""
+
+    id: int
+    path: str
+    missing: bool
+
+
+def _load_known(
+    s: Session, roots: list[str]
+) -> tuple[dict[str, KnownFile], dict[str, KnownDuplicate]]:
+    """The image and duplicate rows under ``roots``, by path."""
+    known = {
+        p: KnownFile(iid, size, mtime, version, missing, series_id, sop)
+        for iid, p, size, mtime, version, missing, series_id, sop in s.execute(
+            select(
+                Image.id,
+                Image.path,
+                Image.size,
+                Image.mtime,
+                Image.version,
+                Image.missing,
+                Image.series_id,
+                Image.sop_uid,
+            )
+        )
+        if _under(p, roots)
+    }
+    dups = {
+        p: KnownDuplicate(did, size, mtime, missing)
+        for did, p, size, mtime, missing in s.execute(
+            select(
+                DuplicateFile.id,
+                DuplicateFile.path,
+                DuplicateFile.size,
+                DuplicateFile.mtime,
+                DuplicateFile.missing,
+            )
+        )
+        if _under(p, roots)
+    }
+    return known, dups
+
+
+# ----------------------------------------------------------------------------------------------
+# one batch of headers: patients, studies and series first, then the image rows
+
+
+def _upsert_patients(s: Session, usable: list[_Rec]) -> dict[str, int]:
+    """Patient ids by key, inserting the patients not in the store yet."""
     by_patient = {r.patient_key: r for r in usable}
     pat_ids = _lookup(s, Patient.key, Patient.id, by_patient)
-    pat_ids.update(
-        _insert_returning(
-            s,
-            Patient,
-            [
-                {
-                    "key": k,
-                    "patient_id": None if r.synthetic else _s(r.meta.get("PatientID")),
-                    "patient_name": None if r.synthetic else _s(r.meta.get("PatientName")),
-                    "birth_date": _s(r.meta.get("PatientBirthDate")),
-                    "sex": _s(r.meta.get("PatientSex")),
-                    "synthetic": r.synthetic,
-                }
-                for k, r in by_patient.items()
-                if k not in pat_ids
-            ],
-            "key",
-        )
-    )
+    new = [
+        {
+            "key": k,
+            "patient_id": None if r.synthetic else _s(r.meta.get("PatientID")),
+            "patient_name": None if r.synthetic else _s(r.meta.get("PatientName")),
+            "birth_date": _s(r.meta.get("PatientBirthDate")),
+            "sex": _s(r.meta.get("PatientSex")),
+            "synthetic": r.synthetic,
+        }
+        for k, r in by_patient.items()
+        if k not in pat_ids
+    ]
+    pat_ids.update(_insert_returning(s, Patient, new, "key"))
+    return pat_ids
+
+
+def _upsert_studies(s: Session, usable: list[_Rec], pat_ids: dict[str, int]) -> dict[str, int]:
+    """Study ids by StudyInstanceUID, inserting the studies not in the store yet."""
     by_study = {r.study_uid: r for r in usable}
     study_ids = _lookup(s, Study.study_uid, Study.id, by_study)
-    study_ids.update(
-        _insert_returning(
-            s,
-            Study,
-            [
-                {
-                    "patient_id": pat_ids[r.patient_key],
-                    "study_uid": u,
-                    "study_date": _s(r.meta.get("StudyDate")),
-                    "description": os.path.basename(os.path.dirname(r.path))
-                    if r.synthetic
-                    else _s(r.meta.get("StudyDescription")),
-                    "accession_number": _s(r.meta.get("AccessionNumber")),
-                    "institution_name": _s(r.meta.get("InstitutionName")),
-                    "synthetic": r.synthetic,
-                    "top_findings": [],
-                }
-                for u, r in by_study.items()
-                if u not in study_ids
-            ],
-            "study_uid",
-        )
-    )
+    new = [
+        {
+            "patient_id": pat_ids[r.patient_key],
+            "study_uid": u,
+            "study_date": _s(r.meta.get("StudyDate")),
+            "description": os.path.basename(os.path.dirname(r.path))
+            if r.synthetic
+            else _s(r.meta.get("StudyDescription")),
+            "accession_number": _s(r.meta.get("AccessionNumber")),
+            "institution_name": _s(r.meta.get("InstitutionName")),
+            "synthetic": r.synthetic,
+            "top_findings": [],
+        }
+        for u, r in by_study.items()
+        if u not in study_ids
+    ]
+    study_ids.update(_insert_returning(s, Study, new, "study_uid"))
+    return study_ids
+
+
+def _upsert_series(
+    s: Session, usable: list[_Rec], study_ids: dict[str, int]
+) -> tuple[dict[str, int], set[int]]:
+    """Series ids by SeriesInstanceUID, inserting the series not in the store yet, and the
+    ids of their studies (whose summaries the batch changes)."""
     by_series = {r.series_uid: r for r in usable}
     series_ids = _lookup(s, Series.series_uid, Series.id, by_series)
-    series_ids.update(
-        _insert_returning(
-            s,
-            Series,
-            [
-                {
-                    "study_id": study_ids[r.study_uid],
-                    "series_uid": u,
-                    "modality": _s(r.meta.get("Modality")),
-                    "body_part": _s(r.meta.get("BodyPartExamined")),
-                    "series_number": _i(r.meta.get("SeriesNumber")),
-                }
-                for u, r in by_series.items()
-                if u not in series_ids
-            ],
-            "series_uid",
-        )
-    )
-    series_study = {
-        sid: study_ids[u2] for u, sid in series_ids.items() for u2 in [by_series[u].study_uid]
-    }
-    touched: set[int] = set(series_study.values())
+    new = [
+        {
+            "study_id": study_ids[r.study_uid],
+            "series_uid": u,
+            "modality": _s(r.meta.get("Modality")),
+            "body_part": _s(r.meta.get("BodyPartExamined")),
+            "series_number": _i(r.meta.get("SeriesNumber")),
+        }
+        for u, r in by_series.items()
+        if u not in series_ids
+    ]
+    series_ids.update(_insert_returning(s, Series, new, "series_uid"))
+    return series_ids, {study_ids[r.study_uid] for r in by_series.values()}
 
-    # -- images ----------------------------------------------------------------------------
-    holders: dict[str, tuple[int, str, bool]] = {}  # sop -> (image id, path, missing)
+
+def _holders(s: Session, usable: list[_Rec]) -> dict[str, _Holder]:
+    """The stored images holding the SOPInstanceUIDs of the batch, by UID."""
+    holders: dict[str, _Holder] = {}
     for chunk in _chunks(sorted({r.sop_uid for r in usable})):
         for iid, sop, p, miss in s.execute(
             select(Image.id, Image.sop_uid, Image.path, Image.missing).where(
                 Image.sop_uid.in_(chunk)
             )
         ):
-            holders[sop] = (iid, p, miss)
+            holders[sop] = _Holder(iid, p, miss)
+    return holders
 
-    new_rows: list[dict] = []
-    updates: list[dict] = []
-    dup_rows: list[dict] = []
-    stale: list[int] = []  # images whose content changed: drop derived hits
-    replaced: list[dict] = []  # images whose path now holds another image (see below)
-    replaced_ids = {
-        known[r.path][0]
-        for r in recs
-        if r.usable and r.path in known and known[r.path][6] not in (None, r.sop_uid)
+
+def _image_cols(r: _Rec, series_ids: dict[str, int], now: datetime) -> dict[str, Any]:
+    """The ``image`` columns of a header (for an insert, or an update once ``id`` is added)."""
+    return {
+        "path": r.path,
+        "size": r.size,
+        "mtime": r.mtime,
+        "is_dicom": r.is_dicom,
+        "usable": r.usable,
+        "reason": r.reason,
+        "warnings": r.warnings,
+        "missing": False,
+        "meta": r.meta,
+        "view_position": _s(r.meta.get("ViewPosition")),
+        "instance_number": _i(r.meta.get("InstanceNumber")),
+        "rows": _i(r.meta.get("Rows")),
+        "columns": _i(r.meta.get("Columns")),
+        "series_id": series_ids[r.series_uid] if r.usable else None,
+        "sop_uid": r.sop_uid if r.usable else None,
+        "scanned_at": now,
     }
-    old_series: set[int] = set()
-    pending_sops: dict[str, str] = {}  # sop -> path inserted in this batch
-    # sop -> (image id, path) that an existing row takes in this batch (a changed or moved file):
-    # a second file of the batch with that UID is its duplicate, not a second holder (which
-    # the unique constraint would refuse, failing the whole scan).
-    claimed: dict[str, tuple[int, str]] = {}
-    now = utcnow()
-    for r in recs:
-        cols: dict[str, Any] = {
-            "path": r.path,
-            "size": r.size,
-            "mtime": r.mtime,
-            "is_dicom": r.is_dicom,
-            "usable": r.usable,
-            "reason": r.reason,
-            "warnings": r.warnings,
-            "missing": False,
-            "meta": r.meta,
-            "view_position": _s(r.meta.get("ViewPosition")),
-            "instance_number": _i(r.meta.get("InstanceNumber")),
-            "rows": _i(r.meta.get("Rows")),
-            "columns": _i(r.meta.get("Columns")),
-            "series_id": series_ids[r.series_uid] if r.usable else None,
-            "sop_uid": r.sop_uid if r.usable else None,
-            "scanned_at": now,
+
+
+def _dup_row(r: _Rec, **image: Any) -> dict[str, Any]:
+    """A ``duplicate_file`` row for ``r``; ``image`` is ``image_id=`` or, for an image inserted
+    in the same batch, ``sop=`` (resolved to its id once inserted)."""
+    return {"path": r.path, "size": r.size, "mtime": r.mtime, **image, "missing": False}
+
+
+class _ImageBatch:
+    """What each header of one batch becomes: a new image, an update of the image at its path
+    or of a moved image, or a duplicate of another image (the rules of the module docstring).
+    :meth:`place` decides for one header, :meth:`apply` writes the batch's rows."""
+
+    def __init__(
+        self,
+        recs: list[_Rec],
+        known: dict[str, KnownFile],
+        dups: dict[str, KnownDuplicate],
+        holders: dict[str, _Holder],
+        prog: ScanProgress,
+        moved_ids: set[int],
+        replaced_ids: set[int],
+    ) -> None:
+        self.known, self.dups, self.holders, self.prog = known, dups, holders, prog
+        self.moved_ids = moved_ids  # the scan's, added to
+        self.replaced_ids = replaced_ids  # the scan's, added to
+        self.new_rows: list[dict] = []
+        self.updates: list[dict] = []
+        self.dup_rows: list[dict] = []
+        self.stale: list[int] = []  # images whose content changed: drop derived hits
+        self.replaced: list[dict] = []  # images whose path now holds another image
+        self.old_series: set[int] = set()  # series that images leave
+        self.pending_sops: dict[str, str] = {}  # sop -> path inserted in this batch
+        # sop -> (image id, path) that an existing row takes in this batch (a changed or moved
+        # file): a second file of the batch with that UID is its duplicate, not a second holder
+        # (which the unique constraint would refuse, failing the whole scan).
+        self.claimed: dict[str, tuple[int, str]] = {}
+        # images whose path, in this batch, holds another image
+        self.reused_ids = {
+            known[r.path].id
+            for r in recs
+            if r.usable and r.path in known and known[r.path].sop_uid not in (None, r.sop_uid)
         }
+
+    def place(self, s: Session, r: _Rec, cols: dict[str, Any]) -> None:
+        """Decide what header ``r`` (image columns ``cols``) becomes."""
         if not r.usable:
-            prog.unusable += 1
-            prog.problems.append((r.path, r.reason or "unusable"))
-        old = known.get(r.path)
-        if r.path in dups:  # a former duplicate changed: forget it, treat as a new file
+            self.prog.unusable += 1
+            self.prog.problems.append((r.path, r.reason or "unusable"))
+        old = self.known.get(r.path)
+        if r.path in self.dups:  # a former duplicate changed: forget it, treat as a new file
             s.execute(DuplicateFile.__table__.delete().where(DuplicateFile.path == r.path))
-        holder = holders.get(r.sop_uid) if r.usable else None
-        if old is not None and r.usable and old[6] is not None and old[6] != r.sop_uid:
-            # Another image now lives at this path (a reused file name): it is a new image. The
-            # old one keeps its predictions, verdicts and notes, and its study, as a missing
-            # image under a marked path, so no verdict moves to another patient's image.
-            replaced.append(
-                {"id": old[0], "path": f"{r.path} (replaced image {old[0]})", "missing": True}
-            )
-            if old[5] is not None:
-                old_series.add(old[5])
-            replaced_ids_scan.add(old[0])
+        holder = self.holders.get(r.sop_uid) if r.usable else None
+        if old is not None and r.usable and old.sop_uid is not None and old.sop_uid != r.sop_uid:
+            self._retire(r, old)
             old = None
         if old is not None:
-            iid, _size, _mtime, version, _missing, old_series_id, _sop = old
-            if r.usable and (holder is None or holder[0] == iid):
-                other = claimed.get(r.sop_uid) or (
-                    (-1, pending_sops[r.sop_uid]) if r.sop_uid in pending_sops else None
-                )
-                if other is not None and other[0] != iid:
-                    holder = (other[0], other[1], False)
-            if holder is not None and holder[0] != iid:
-                # The changed file now carries a UID another image holds: it is a duplicate.
-                cols.update(
-                    usable=False,
-                    reason=f"duplicate of {holder[1]} (same SOPInstanceUID)",
-                    sop_uid=None,
-                    series_id=None,
-                )
-            elif r.usable:
-                claimed[r.sop_uid] = (iid, r.path)
-            cols.update(id=iid, version=version + 1, current_prediction_id=None)
-            updates.append(cols)
-            stale.append(iid)
-            if old_series_id is not None:
-                old_series.add(old_series_id)
-            prog.updated += 1
-            continue
-        if r.usable and r.sop_uid in pending_sops:
-            dup_rows.append(
-                {
-                    "path": r.path,
-                    "size": r.size,
-                    "mtime": r.mtime,
-                    "sop": r.sop_uid,
-                    "missing": False,
-                }
-            )
-            prog.duplicates += 1
-            continue
-        if r.usable and r.sop_uid in claimed:
-            dup_rows.append(
-                {
-                    "path": r.path,
-                    "size": r.size,
-                    "mtime": r.mtime,
-                    "image_id": claimed[r.sop_uid][0],
-                    "missing": False,
-                }
-            )
-            prog.duplicates += 1
-            continue
-        if holder is not None:
-            iid, hpath, hmissing = holder
-            if not os.path.exists(hpath) or iid in replaced_ids:
-                # The file moved (its old path is gone or now holds another image): the image
-                # follows it (predictions and reviews stay valid).
-                cols.update(id=iid)
-                updates.append(cols)
-                moved_ids.add(iid)
-                claimed[r.sop_uid] = (iid, r.path)
-                prog.moved += 1
-            else:
-                dup_rows.append(
-                    {
-                        "path": r.path,
-                        "size": r.size,
-                        "mtime": r.mtime,
-                        "image_id": iid,
-                        "missing": False,
-                    }
-                )
-                prog.duplicates += 1
-            continue
-        if r.usable:
-            pending_sops[r.sop_uid] = r.path
-        new_rows.append(cols)
-        prog.new += 1
+            self._update(r, cols, old, holder)
+        elif r.usable and r.sop_uid in self.pending_sops:
+            self.dup_rows.append(_dup_row(r, sop=r.sop_uid))
+            self.prog.duplicates += 1
+        elif r.usable and r.sop_uid in self.claimed:
+            self.dup_rows.append(_dup_row(r, image_id=self.claimed[r.sop_uid][0]))
+            self.prog.duplicates += 1
+        elif holder is not None:
+            self._follow_or_duplicate(r, cols, holder)
+        else:
+            if r.usable:
+                self.pending_sops[r.sop_uid] = r.path
+            self.new_rows.append(cols)
+            self.prog.new += 1
 
-    if replaced:  # first: frees the paths the new rows take
-        s.execute(update(Image), replaced)
-    if updates:
-        s.execute(update(Image), updates)
-    if stale:
-        for chunk in _chunks(stale):
+    def _retire(self, r: _Rec, old: KnownFile) -> None:
+        """Another image now lives at this path (a reused file name): it is a new image. The
+        old one keeps its predictions, verdicts and notes, and its study, as a missing image
+        under a marked path, so no verdict moves to another patient's image."""
+        self.replaced.append(
+            {"id": old.id, "path": f"{r.path} (replaced image {old.id})", "missing": True}
+        )
+        if old.series_id is not None:
+            self.old_series.add(old.series_id)
+        self.replaced_ids.add(old.id)
+
+    def _update(
+        self, r: _Rec, cols: dict[str, Any], old: KnownFile, holder: _Holder | None
+    ) -> None:
+        """The file at a known path changed: a new version of its image, or a duplicate when
+        it now carries a UID another image holds."""
+        iid = old.id
+        if r.usable and (holder is None or holder.id == iid):
+            other = self.claimed.get(r.sop_uid) or (
+                (-1, self.pending_sops[r.sop_uid]) if r.sop_uid in self.pending_sops else None
+            )
+            if other is not None and other[0] != iid:
+                holder = _Holder(other[0], other[1], False)
+        if holder is not None and holder.id != iid:
+            cols.update(
+                usable=False,
+                reason=f"duplicate of {holder.path} (same SOPInstanceUID)",
+                sop_uid=None,
+                series_id=None,
+            )
+        elif r.usable:
+            self.claimed[r.sop_uid] = (iid, r.path)
+        cols.update(id=iid, version=old.version + 1, current_prediction_id=None)
+        self.updates.append(cols)
+        self.stale.append(iid)
+        if old.series_id is not None:
+            self.old_series.add(old.series_id)
+        self.prog.updated += 1
+
+    def _follow_or_duplicate(self, r: _Rec, cols: dict[str, Any], holder: _Holder) -> None:
+        """A new path with a UID a stored image holds: the image moved here if its old path
+        is gone or now holds another image (predictions and reviews stay valid), otherwise
+        the file is a duplicate."""
+        if not os.path.exists(holder.path) or holder.id in self.reused_ids:
+            cols.update(id=holder.id)
+            self.updates.append(cols)
+            self.moved_ids.add(holder.id)
+            self.claimed[r.sop_uid] = (holder.id, r.path)
+            self.prog.moved += 1
+        else:
+            self.dup_rows.append(_dup_row(r, image_id=holder.id))
+            self.prog.duplicates += 1
+
+    def apply(self, s: Session) -> set[int]:
+        """Write the batch's image and duplicate rows; returns the series images left."""
+        if self.replaced:  # first: frees the paths the new rows take
+            s.execute(update(Image), self.replaced)
+        if self.updates:
+            s.execute(update(Image), self.updates)
+        for chunk in _chunks(self.stale):
             s.execute(FindingHit.__table__.delete().where(FindingHit.image_id.in_(chunk)))
-    if new_rows:
-        # Fill defaults the bulk insert needs, so every row has the same keys.
-        for row in new_rows:
-            row.setdefault("version", 1)
-        sop_ids = _insert_returning(s, Image, new_rows, "path")
-        path_to_id = sop_ids
-    else:
-        path_to_id = {}
-    for d in dup_rows:
-        if "sop" in d:
-            d["image_id"] = path_to_id[pending_sops[d.pop("sop")]]
-    if dup_rows:
-        s.execute(insert(DuplicateFile), dup_rows)
+        path_to_id: dict[str, int] = {}
+        if self.new_rows:
+            # Fill defaults the bulk insert needs, so every row has the same keys.
+            for row in self.new_rows:
+                row.setdefault("version", 1)
+            path_to_id = _insert_returning(s, Image, self.new_rows, "path")
+        for d in self.dup_rows:
+            if "sop" in d:
+                d["image_id"] = path_to_id[self.pending_sops[d.pop("sop")]]
+        if self.dup_rows:
+            s.execute(insert(DuplicateFile), self.dup_rows)
+        return self.old_series
+
+
+def _write_batch(
+    s: Session,
+    recs: list[_Rec],
+    known: dict[str, KnownFile],
+    dups: dict[str, KnownDuplicate],
+    prog: ScanProgress,
+    moved_ids: set[int],
+    replaced_ids: set[int],
+) -> None:
+    """Upsert one batch of headers (one transaction, run by Store.write: must be re-runnable).
+
+    ``moved_ids`` and ``replaced_ids`` are the scan's: the images that moved to another path
+    and those whose path now holds another image get added.
+    """
+    usable = [r for r in recs if r.usable]
+    pat_ids = _upsert_patients(s, usable)
+    study_ids = _upsert_studies(s, usable, pat_ids)
+    series_ids, touched = _upsert_series(s, usable, study_ids)
+    batch = _ImageBatch(recs, known, dups, _holders(s, usable), prog, moved_ids, replaced_ids)
+    now = utcnow()
+    for r in recs:
+        batch.place(s, r, _image_cols(r, series_ids, now))
+    old_series = batch.apply(s)
     if old_series:
         touched.update(s.scalars(select(Series.study_id).where(Series.id.in_(old_series))).all())
     if touched:
         refresh_studies(s, touched)
+
+
+def _set_images_missing(s: Session, image_ids: list[int], missing: bool) -> None:
+    """Mark these images missing (or found again) and refresh their studies."""
+    if not image_ids:
+        return
+    for chunk in _chunks(image_ids):
+        s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=missing))
+    refresh_studies(
+        s,
+        s.scalars(
+            select(Series.study_id)
+            .join(Image, Image.series_id == Series.id)
+            .where(Image.id.in_(image_ids))
+        ).all(),
+    )
+
+
+def _set_duplicates_missing(s: Session, dup_ids: list[int], missing: bool) -> None:
+    for chunk in _chunks(dup_ids):
+        s.execute(update(DuplicateFile).where(DuplicateFile.id.in_(chunk)).values(missing=missing))
 
 
 def _promote_duplicates(s: Session, image_ids: set[int]) -> dict[int, str]:
@@ -486,6 +603,197 @@ def _once(walk: Iterable[Any]) -> Iterator[Any]:
             yield item
 
 
+class _Scan:
+    """The state of one :func:`scan`: what the store held under the roots at the start, what
+    the walk has seen, and the headers and returned files not written yet."""
+
+    def __init__(self, store: Store, folders: Iterable[Path | str]) -> None:
+        self.store = store
+        self.folders = [Path(f) for f in folders]
+        self.roots = [_norm(f) for f in self.folders]
+        self.t0 = time.perf_counter()
+        self.prog = ScanProgress()
+        with store.session() as s, s.begin():
+            self.known, self.dups = _load_known(s, self.roots)
+        self.seen: set[str] = set()
+        self.moved_ids: set[int] = set()
+        self.replaced_ids: set[int] = set()  # images whose path now holds another image
+        self.returned_images: list[int] = []
+        self.returned_dups: list[int] = []
+        self.pending: list[_Rec] = []
+        self.since_yield = 0  # unchanged files since the last progress record
+        self.pool: Any = None
+        self.heads: Iterator[Any] | None = None  # header results, in walk order, from the pool
+        self.cancelled = False
+
+    # -- the walk ------------------------------------------------------------------------------
+
+    def classify(self, item: Any) -> tuple[str, Any]:
+        """("problem", rec) | ("same", path) | ("read", path) for one walk item."""
+        from engine.imageio import WalkProblem
+
+        if isinstance(item, WalkProblem):
+            rec = _Rec(_norm(item.path), 0, 0.0, False, _storable(item.reason), [], {}, False)
+            return ("problem", rec)
+        path = _norm(item)
+        if path != os.path.abspath(item):
+            return ("problem", _Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:
+            size, mtime = 0, 0.0  # what read_header records for a file it cannot stat
+        old = self.known.get(path) or self.dups.get(path)
+        if old is not None and old.size == size and old.mtime == mtime:
+            return ("same", path)
+        return ("read", Path(item))
+
+    def walk(self, workers: int) -> Iterable[tuple[str, Any]]:
+        """The classified walk items; with ``workers`` > 1 the whole walk is classified first
+        (cheap) and the headers stream from worker processes while this process writes
+        batches, so reading and writing overlap."""
+        from engine.imageio import iter_image_files, read_header
+
+        walk = iter_image_files([Path(os.path.abspath(f)) for f in self.folders])
+        items: Iterable[tuple[str, Any]] = (self.classify(x) for x in _once(walk))
+        if workers > 1:
+            items = list(items)
+            to_read = [it[1] for it in items if it[0] == "read"]
+            if len(to_read) >= POOL_MIN_FILES * workers:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn: safe beside the GUI's and torch's threads (fork is not).
+                ctx = multiprocessing.get_context("spawn")
+                self.pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                self.heads = iter(self.pool.map(read_header, to_read, chunksize=32))
+        return items
+
+    def take(self, kind: str, payload: Any) -> None:
+        """Count one classified walk item and queue what it needs written."""
+        prog = self.prog
+        if kind == "problem":
+            self.seen.add(payload.path)
+            prog.seen += 1
+            if payload.path not in self.known:
+                self.pending.append(payload)
+        elif kind == "same":
+            path = payload
+            self.seen.add(path)
+            prog.seen += 1
+            prog.unchanged += 1
+            if path in self.known and self.known[path].missing:
+                self.returned_images.append(self.known[path].id)
+                prog.returned += 1
+            elif path in self.dups and self.dups[path].missing:
+                self.returned_dups.append(self.dups[path].id)
+                prog.returned += 1
+            self.since_yield += 1
+        else:
+            from engine.imageio import read_header
+
+            self.seen.add(_norm(payload))
+            prog.seen += 1
+            head = next(self.heads) if self.heads is not None else read_header(payload)
+            self.pending.append(_record(head))
+            prog.read += 1
+
+    def batch_full(self, batch_files: int) -> bool:
+        return len(self.pending) >= batch_files or self.since_yield >= batch_files
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the pending headers and the files found again (one transaction)."""
+        batch, back_i, back_d = self.pending, self.returned_images, self.returned_dups
+        self.pending, self.returned_images, self.returned_dups = [], [], []
+        before = self.prog
+
+        def work(s: Session) -> ScanProgress:
+            # A retried attempt starts from the same counts.
+            prog = replace(before, problems=list(before.problems))
+            if batch:
+                _write_batch(
+                    s, batch, self.known, self.dups, prog, self.moved_ids, self.replaced_ids
+                )
+                prog.replaced = len(self.replaced_ids - self.moved_ids)
+            _set_images_missing(s, back_i, False)
+            _set_duplicates_missing(s, back_d, False)
+            return prog
+
+        self.prog = self.store.write(work)
+
+    def tick(self) -> ScanProgress:
+        """The progress record to yield now (the batch's problems move into it)."""
+        prog = self.prog
+        prog.elapsed = time.perf_counter() - self.t0
+        prog.rate = prog.seen / prog.elapsed if prog.elapsed > 0 else 0.0
+        out = replace(prog, problems=list(prog.problems))
+        prog.problems.clear()
+        return out
+
+    def finish(self) -> None:
+        """Write what is left; after a complete walk, mark what was not seen as missing."""
+        if self.pending or self.returned_images or self.returned_dups:
+            self.flush()
+        if self.replaced_ids - self.moved_ids:
+            self.promote_renamed()
+        if not self.cancelled:
+            self.mark_gone()
+
+    def promote_renamed(self) -> None:
+        """Renamed files (a re-export that shifted names, a swap) whose new path came before
+        the old one, in an earlier batch, were taken for duplicates of an image still at its
+        old path; that path then turned out to hold another image. Such an image now lives at
+        its duplicate's path: it follows it, verdicts and predictions included."""
+        prog = self.prog
+        promoted = self.store.write(
+            lambda s: _promote_duplicates(s, self.replaced_ids - self.moved_ids)
+        )
+        self.moved_ids.update(promoted)
+        prog.moved += len(promoted)
+        # (only the duplicates this scan found were counted in it)
+        prog.duplicates -= sum(
+            1 for p in promoted.values() if p in self.seen and p not in self.dups
+        )
+        prog.replaced = len(self.replaced_ids - self.moved_ids)
+
+    def mark_gone(self) -> None:
+        """Mark the images and duplicates under the roots that the walk did not see missing,
+        and record the scan in the audit log."""
+        prog = self.prog
+        gone_i = [
+            v.id
+            for p, v in self.known.items()
+            if p not in self.seen and not v.missing and v.id not in self.moved_ids
+        ]
+        gone_d = [v.id for p, v in self.dups.items() if p not in self.seen and not v.missing]
+        prog.missing = len(gone_i) + len(gone_d)
+        audit = {
+            "folders": self.roots,
+            "seen": prog.seen,
+            "new": prog.new,
+            "updated": prog.updated,
+            "unusable": prog.unusable,
+            "duplicates": prog.duplicates,
+            "missing": prog.missing,
+        }
+
+        def mark(s: Session) -> None:
+            _set_images_missing(s, gone_i, True)
+            _set_duplicates_missing(s, gone_d, True)
+            s.add(AuditEvent(action="scan", new=audit))
+
+        self.store.write(mark)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def final(self) -> ScanProgress:
+        return replace(self.tick(), done=not self.cancelled, cancelled=self.cancelled)
+
+
 def scan(
     store: Store,
     folders: Iterable[Path | str],
@@ -517,225 +825,18 @@ def scan(
         After each written batch (and every ``batch_files`` unchanged files), and a final record
         with ``done=True`` (or ``cancelled=True``).
     """
-    from engine.imageio import WalkProblem, iter_image_files, read_header
-
-    folders = [Path(f) for f in folders]
-    roots = [_norm(f) for f in folders]
-    t0 = time.perf_counter()
-    prog = ScanProgress()
-
-    def load_known(s: Session) -> tuple[dict[str, tuple], dict[str, tuple]]:
-        known = {
-            p: (iid, size, mtime, version, missing, series_id, sop)
-            for iid, p, size, mtime, version, missing, series_id, sop in s.execute(
-                select(
-                    Image.id,
-                    Image.path,
-                    Image.size,
-                    Image.mtime,
-                    Image.version,
-                    Image.missing,
-                    Image.series_id,
-                    Image.sop_uid,
-                )
-            )
-            if _under(p, roots)
-        }
-        dups = {
-            p: (did, size, mtime, missing)
-            for did, p, size, mtime, missing in s.execute(
-                select(
-                    DuplicateFile.id,
-                    DuplicateFile.path,
-                    DuplicateFile.size,
-                    DuplicateFile.mtime,
-                    DuplicateFile.missing,
-                )
-            )
-            if _under(p, roots)
-        }
-        return known, dups
-
-    with store.session() as s, s.begin():
-        known, dups = load_known(s)
-    seen: set[str] = set()
-    moved_ids: set[int] = set()
-    replaced_ids: set[int] = set()  # images whose path now holds another image (this scan)
-    returned_images: list[int] = []
-    returned_dups: list[int] = []
-    pending: list[_Rec] = []
-    since_yield = 0
-
-    def tick() -> ScanProgress:
-        prog.elapsed = time.perf_counter() - t0
-        prog.rate = prog.seen / prog.elapsed if prog.elapsed > 0 else 0.0
-        out = ScanProgress(**{**prog.__dict__, "problems": list(prog.problems)})
-        prog.problems.clear()
-        return out
-
-    pool = None
-    heads: Iterator[Any] | None = None  # header results, in walk order, from the worker pool
-
-    def flush() -> None:
-        nonlocal pending, returned_images, returned_dups
-        batch, back_i, back_d = pending, returned_images, returned_dups
-        pending, returned_images, returned_dups = [], [], []
-        snapshot = dict(prog.__dict__)
-        snapshot["problems"] = list(prog.problems)
-
-        def work(s: Session) -> None:
-            # A retried attempt starts from the same counts.
-            prog.__dict__.update({**snapshot, "problems": list(snapshot["problems"])})
-            if batch:
-                _write_batch(s, batch, known, dups, prog, moved_ids, replaced_ids)
-                prog.replaced = len(replaced_ids - moved_ids)
-            if back_i:
-                for chunk in _chunks(back_i):
-                    s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=False))
-                refresh_studies(
-                    s,
-                    s.scalars(
-                        select(Series.study_id)
-                        .join(Image, Image.series_id == Series.id)
-                        .where(Image.id.in_(back_i))
-                    ).all(),
-                )
-            if back_d:
-                for chunk in _chunks(back_d):
-                    s.execute(
-                        update(DuplicateFile)
-                        .where(DuplicateFile.id.in_(chunk))
-                        .values(missing=False)
-                    )
-
-        store.write(work)
-
-    def classify(item: Any) -> tuple[str, Any]:
-        """("problem", rec) | ("same", path, size, mtime) | ("read", path) for one walk item."""
-        if isinstance(item, WalkProblem):
-            rec = _Rec(_norm(item.path), 0, 0.0, False, _storable(item.reason), [], {}, False)
-            return ("problem", rec)
-        path = _norm(item)
-        if path != os.path.abspath(item):
-            return ("problem", _Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime
-        except OSError:
-            size, mtime = 0, 0.0  # what read_header records for a file it cannot stat
-        old = known.get(path) or dups.get(path)
-        if old is not None and old[1] == size and old[2] == mtime:
-            return ("same", path)
-        return ("read", Path(item))
-
-    cancelled = False
+    run = _Scan(store, folders)
     try:
-        walk = iter_image_files([Path(os.path.abspath(f)) for f in folders])
-        items: Iterable[tuple[str, Any]] = (classify(x) for x in _once(walk))
-        if workers > 1:
-            # Walk first (cheap), then stream the headers from worker processes while this
-            # process writes batches: reading and writing overlap.
-            items = list(items)
-            to_read = [it[1] for it in items if it[0] == "read"]
-            if len(to_read) >= POOL_MIN_FILES * workers:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
-
-                # spawn: safe beside the GUI's and torch's threads (fork is not).
-                ctx = multiprocessing.get_context("spawn")
-                pool = ProcessPoolExecutor(workers, mp_context=ctx)
-                heads = iter(pool.map(read_header, to_read, chunksize=32))
-        for kind, payload in items:
-            if kind == "problem":
-                seen.add(payload.path)
-                prog.seen += 1
-                if payload.path not in known:
-                    pending.append(payload)
-            elif kind == "same":
-                path = payload
-                seen.add(path)
-                prog.seen += 1
-                prog.unchanged += 1
-                if path in known and known[path][4]:
-                    returned_images.append(known[path][0])
-                    prog.returned += 1
-                elif path in dups and dups[path][3]:
-                    returned_dups.append(dups[path][0])
-                    prog.returned += 1
-                since_yield += 1
-            else:
-                seen.add(_norm(payload))
-                prog.seen += 1
-                head = next(heads) if heads is not None else read_header(payload)
-                pending.append(_record(head))
-                prog.read += 1
-            if len(pending) >= batch_files or since_yield >= batch_files:
-                since_yield = 0
-                flush()
-                yield tick()
+        for kind, payload in run.walk(workers):
+            run.take(kind, payload)
+            if run.batch_full(batch_files):
+                run.since_yield = 0
+                run.flush()
+                yield run.tick()
                 if should_stop is not None and should_stop():
-                    cancelled = True
+                    run.cancelled = True
                     break
-        if pending or returned_images or returned_dups:
-            flush()
-        if replaced_ids - moved_ids:
-            # Renamed files (a re-export that shifted names, a swap) whose new path came before
-            # the old one, in an earlier batch, were taken for duplicates of an image still at
-            # its old path; that path then turned out to hold another image. Such an image now
-            # lives at its duplicate's path: it follows it, verdicts and predictions included.
-            promoted = store.write(lambda s: _promote_duplicates(s, replaced_ids - moved_ids))
-            moved_ids.update(promoted)
-            prog.moved += len(promoted)
-            # (only the duplicates this scan found were counted in it)
-            prog.duplicates -= sum(1 for p in promoted.values() if p in seen and p not in dups)
-            prog.replaced = len(replaced_ids - moved_ids)
-        if not cancelled:
-            gone_i = [
-                v[0]
-                for p, v in known.items()
-                if p not in seen and not v[4] and v[0] not in moved_ids
-            ]
-            gone_d = [v[0] for p, v in dups.items() if p not in seen and not v[3]]
-            prog.missing = len(gone_i) + len(gone_d)
-
-            def mark(s: Session) -> None:
-                for chunk in _chunks(gone_i):
-                    s.execute(update(Image).where(Image.id.in_(chunk)).values(missing=True))
-                for chunk in _chunks(gone_d):
-                    s.execute(
-                        update(DuplicateFile)
-                        .where(DuplicateFile.id.in_(chunk))
-                        .values(missing=True)
-                    )
-                if gone_i:
-                    refresh_studies(
-                        s,
-                        s.scalars(
-                            select(Series.study_id)
-                            .join(Image, Image.series_id == Series.id)
-                            .where(Image.id.in_(gone_i))
-                        ).all(),
-                    )
-                s.add(
-                    AuditEvent(
-                        action="scan",
-                        new={
-                            "folders": roots,
-                            "seen": prog.seen,
-                            "new": prog.new,
-                            "updated": prog.updated,
-                            "unusable": prog.unusable,
-                            "duplicates": prog.duplicates,
-                            "missing": prog.missing,
-                        },
-                    )
-                )
-
-            store.write(mark)
+        run.finish()
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    final = tick()
-    final.done = not cancelled
-    final.cancelled = cancelled
-    yield final
+        run.close()
+    yield run.final()
