@@ -27,15 +27,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from cxrlt_desktop.library.triage import refresh_studies, replace_hits, summarize, threshold_vector
+from cxrlt_desktop.library.triage import (
+    TriageSummary,
+    refresh_studies,
+    replace_hits,
+    summarize,
+    threshold_vector,
+)
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import (
     AuditEvent,
@@ -168,7 +174,10 @@ def _register(s: Session, predictor: Any) -> tuple[int, int | None]:
     return ms.id, run.id
 
 
-def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[tuple[int, str, int, int]]:
+_QueueItem = tuple[int, str, int, int]  # (image id, path, version, study id)
+
+
+def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[_QueueItem]:
     """(image id, path, version, study id) still to score for this model set."""
     scored = exists().where(
         Prediction.image_id == Image.id,
@@ -210,7 +219,7 @@ def _count_scored(s: Session, model_set_id: int) -> int:
 
 def _write_batch(
     s: Session,
-    results: list[tuple[tuple[int, str, int, int], Any]],
+    results: list[tuple[_QueueItem, Any]],
     *,
     model_set_id: int,
     run_id: int,
@@ -218,16 +227,7 @@ def _write_batch(
 ) -> tuple[int, int]:
     """One transaction: predictions, current pointers, hits, failures, study summaries."""
     ids = [item[0] for item, _ in results]
-    existing = set(
-        s.scalars(
-            select(Prediction.image_id)
-            .where(Prediction.image_id.in_(ids), Prediction.model_set_id == model_set_id)
-            .join(
-                Image,
-                and_(Image.id == Prediction.image_id, Image.version == Prediction.image_version),
-            )
-        ).all()
-    )
+    existing = _scored_images(s, ids, model_set_id)
     # The model set each image currently shows: another set's prediction stays current until
     # this run completes (see the module docstring).
     showing = dict(
@@ -244,28 +244,9 @@ def _write_batch(
             continue
         studies.add(study_id)
         if res.ok:
-            # Triage from the stored float32 values, so the score is reproducible from the row.
-            probs = probs_to_array(array_to_probs(res.probs))
-            summary = summarize(probs, thresholds)
-            att = res.attention
-            blob, h, w = array_to_attention(att) if att is not None else (None, None, None)
-            pred = Prediction(
-                image_id=image_id,
-                run_id=run_id,
-                model_set_id=model_set_id,
-                image_version=version,
-                probs=array_to_probs(probs),
-                ungated=None if res.ungated is None else array_to_probs(res.ungated),
-                attention=blob,
-                attention_h=h,
-                attention_w=w,
-                rare_score=summary.rare_score,
-                n_above=summary.n_above,
-                top_findings=summary.top_findings,
-                seconds=float(res.seconds),
+            pred, summary = _add_prediction(
+                s, image_id, version, res, model_set_id, run_id, thresholds
             )
-            s.add(pred)
-            s.flush()
             if showing.get(image_id, model_set_id) == model_set_id:
                 s.execute(
                     update(Image)
@@ -278,25 +259,7 @@ def _write_batch(
                 s.delete(fail)
             n_ok += 1
         else:
-            reason = res.reason or "unknown error"
-            fail = s.get(ScoreFailure, (image_id, model_set_id))
-            if fail is None:
-                s.add(
-                    ScoreFailure(
-                        image_id=image_id,
-                        model_set_id=model_set_id,
-                        image_version=version,
-                        reason=reason,
-                        attempts=1,
-                        last_run_id=run_id,
-                    )
-                )
-            else:
-                fail.attempts = fail.attempts + 1 if fail.image_version == version else 1
-                fail.image_version = version
-                fail.reason = reason
-                fail.last_run_id = run_id
-                fail.last_attempt_at = utcnow()
+            _record_failure(s, image_id, version, res.reason, model_set_id, run_id)
             n_bad += 1
     run = s.get(ScoringRun, run_id)
     run.n_done += n_ok
@@ -304,6 +267,80 @@ def _write_batch(
     s.flush()
     refresh_studies(s, studies)
     return n_ok, n_bad
+
+
+def _scored_images(s: Session, ids: list[int], model_set_id: int) -> set[int]:
+    """Those of ``ids`` that have a prediction of this model set for their current version."""
+    return set(
+        s.scalars(
+            select(Prediction.image_id)
+            .where(Prediction.image_id.in_(ids), Prediction.model_set_id == model_set_id)
+            .join(
+                Image,
+                and_(Image.id == Prediction.image_id, Image.version == Prediction.image_version),
+            )
+        ).all()
+    )
+
+
+def _add_prediction(
+    s: Session,
+    image_id: int,
+    version: int,
+    res: Any,
+    model_set_id: int,
+    run_id: int,
+    thresholds: np.ndarray,
+) -> tuple[Prediction, TriageSummary]:
+    """Store one image's result (flushed, so it has an id) and its triage summary."""
+    # Triage from the stored float32 values, so the score is reproducible from the row.
+    probs = probs_to_array(array_to_probs(res.probs))
+    summary = summarize(probs, thresholds)
+    att = res.attention
+    blob, h, w = array_to_attention(att) if att is not None else (None, None, None)
+    pred = Prediction(
+        image_id=image_id,
+        run_id=run_id,
+        model_set_id=model_set_id,
+        image_version=version,
+        probs=array_to_probs(probs),
+        ungated=None if res.ungated is None else array_to_probs(res.ungated),
+        attention=blob,
+        attention_h=h,
+        attention_w=w,
+        rare_score=summary.rare_score,
+        n_above=summary.n_above,
+        top_findings=summary.top_findings,
+        seconds=float(res.seconds),
+    )
+    s.add(pred)
+    s.flush()
+    return pred, summary
+
+
+def _record_failure(
+    s: Session, image_id: int, version: int, reason: str | None, model_set_id: int, run_id: int
+) -> None:
+    """Count a failed attempt; a new file version starts counting again at 1."""
+    reason = reason or "unknown error"
+    fail = s.get(ScoreFailure, (image_id, model_set_id))
+    if fail is None:
+        s.add(
+            ScoreFailure(
+                image_id=image_id,
+                model_set_id=model_set_id,
+                image_version=version,
+                reason=reason,
+                attempts=1,
+                last_run_id=run_id,
+            )
+        )
+    else:
+        fail.attempts = fail.attempts + 1 if fail.image_version == version else 1
+        fail.image_version = version
+        fail.reason = reason
+        fail.last_run_id = run_id
+        fail.last_attempt_at = utcnow()
 
 
 # Images switched per write transaction when a run completes: a library rescored by a new model
@@ -400,93 +437,130 @@ def score_library(
     """
     t = threshold_vector(thresholds)
     bs = int(batch_size or getattr(getattr(predictor, "config", None), "batch_size", 8) or 8)
-    model_set_id, run_id = store.write(lambda s: _register(s, predictor))
-    skip: set[int] = set()  # failed in this start: not retried until the next one
-    with store.session() as s, s.begin():
-        # No run: nothing was pending a moment ago; images a scan adds meanwhile wait for the
-        # next start.
-        queue = _queue(s, model_set_id, skip) if run_id is not None else []
-        already = _count_scored(s, model_set_id)
-    prog = ScoreProgress(
-        total=len(queue), run_id=run_id, model_set_id=model_set_id, already_scored=already
-    )
-    t0 = time.perf_counter()
+    yield from _Scoring(store, predictor, t, bs, should_stop).run()
 
-    def stamp(errors: list[tuple[str, str]]) -> ScoreProgress:
-        prog.elapsed = time.perf_counter() - t0
+
+class _Scoring:
+    """One start of :func:`score_library`: the model set, its run, the queue and the counts."""
+
+    def __init__(
+        self,
+        store: Store,
+        predictor: Any,
+        thresholds: np.ndarray,
+        batch_size: int,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.store = store
+        self.predictor = predictor
+        self.t = thresholds
+        self.bs = batch_size
+        self.should_stop = should_stop
+        self.skip: set[int] = set()  # failed in this start: not retried until the next one
+        self.model_set_id, self.run_id = store.write(lambda s: _register(s, predictor))
+        self.prog = ScoreProgress(run_id=self.run_id, model_set_id=self.model_set_id)
+        self.t0 = time.perf_counter()
+
+    def run(self) -> Iterator[ScoreProgress]:
+        with self.store.session() as s, s.begin():
+            # No run: nothing was pending a moment ago; images a scan adds meanwhile wait for
+            # the next start.
+            queue = _queue(s, self.model_set_id, self.skip) if self.run_id is not None else []
+            self.prog.already_scored = _count_scored(s, self.model_set_id)
+        self.prog.total = len(queue)
+        self.t0 = time.perf_counter()
+        yield self._stamp([])
+        cancelled = False
+        while queue:
+            cancelled = yield from self._score(queue)
+            if cancelled:
+                break
+            with self.store.session() as s, s.begin():
+                queue = _queue(s, self.model_set_id, self.skip)
+            self.prog.total += len(queue)
+        if cancelled:
+            self.prog.cancelled = True
+            yield self._stamp([])
+            return
+        self._switch_and_finish()
+        self.prog.finished = True
+        yield self._stamp([])
+
+    def _stamp(self, errors: list[tuple[str, str]]) -> ScoreProgress:
+        """A copy of the counts to yield, with the rate and time left."""
+        prog = self.prog
+        prog.elapsed = time.perf_counter() - self.t0
         n = prog.done + prog.failed
         prog.rate = n / prog.elapsed if prog.elapsed > 0 and n else 0.0
         left = max(0, prog.total - n)
         prog.eta = left / prog.rate if prog.rate > 0 else None
         prog.last_errors = errors
-        return ScoreProgress(**{**prog.__dict__, "last_errors": list(errors)})
+        return replace(prog, last_errors=list(errors))
 
-    yield stamp([])
-    stopped = lambda: should_stop is not None and should_stop()  # noqa: E731
-    cancelled = False
-    while queue and not cancelled:
-        gen = predictor.predict_paths([q[1] for q in queue], batch_size=bs, should_stop=should_stop)
-        pending: list[tuple[tuple[int, str, int, int], Any]] = []
+    def _stopped(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def _score(self, queue: list[_QueueItem]) -> Generator[ScoreProgress, None, bool]:
+        """Score the queue, one write transaction per batch; returns True when cancelled."""
+        gen = self.predictor.predict_paths(
+            [q[1] for q in queue], batch_size=self.bs, should_stop=self.should_stop
+        )
+        pending: list[tuple[_QueueItem, Any]] = []
         idx = 0
+        cancelled = False
         try:
             for res in gen:
                 pending.append((queue[idx], res))
                 idx += 1
-                if len(pending) >= bs or idx == len(queue):
+                if len(pending) >= self.bs or idx == len(queue):
                     batch, pending = pending, []
-                    n_ok, n_bad = store.write(
-                        lambda s, b=batch: _write_batch(
-                            s, b, model_set_id=model_set_id, run_id=run_id, thresholds=t
-                        )
-                    )
-                    errors = [
-                        (item[1], r.reason or "unknown error") for item, r in batch if not r.ok
-                    ]
-                    skip.update(item[0] for item, r in batch if not r.ok)
-                    prog.done += n_ok
-                    prog.failed += n_bad
-                    yield stamp(errors)
-                    if stopped():
+                    yield self._write(batch)
+                    if self._stopped():
                         cancelled = True
                         break
         finally:
             gen.close()
         if idx < len(queue) and not cancelled:
             cancelled = True  # predict_paths returned early: its should_stop fired
-        if cancelled:
-            break
-        with store.session() as s, s.begin():
-            queue = _queue(s, model_set_id, skip)
-        prog.total += len(queue)
-    if cancelled:
-        prog.cancelled = True
-        yield stamp([])
-        return
+        return cancelled
 
-    # Switch the images to this model set in short transactions (see SWITCH_CHUNK), then
-    # complete the run in one more, which also switches anything that changed meanwhile.
-    with store.session() as s, s.begin():
-        todo = _to_switch(s, model_set_id)
-    for i in range(0, len(todo), SWITCH_CHUNK):
-        chunk = todo[i : i + SWITCH_CHUNK]
-        store.write(lambda s, c=chunk: _make_current(s, model_set_id, t, c))
-
-    def finish(s: Session) -> None:
-        _make_current(s, model_set_id, t)
-        if run_id is None:  # nothing was pending: no run was recorded
-            return
-        run = s.get(ScoringRun, run_id)
-        run.finished_at = utcnow()
-        s.add(
-            AuditEvent(
-                action="score_run_end",
-                new={"run_id": run_id, "done": run.n_done, "failed": run.n_failed},
+    def _write(self, batch: list[tuple[_QueueItem, Any]]) -> ScoreProgress:
+        """Write one batch of results; the progress record after it."""
+        n_ok, n_bad = self.store.write(
+            lambda s: _write_batch(
+                s, batch, model_set_id=self.model_set_id, run_id=self.run_id, thresholds=self.t
             )
         )
+        errors = [(item[1], r.reason or "unknown error") for item, r in batch if not r.ok]
+        self.skip.update(item[0] for item, r in batch if not r.ok)
+        self.prog.done += n_ok
+        self.prog.failed += n_bad
+        return self._stamp(errors)
 
-    store.write(finish)
-    prog.finished = True
-    yield stamp([])
+    def _switch_and_finish(self) -> None:
+        """Switch the images to this model set in short transactions (see SWITCH_CHUNK), then
+        complete the run in one more, which also switches anything that changed meanwhile."""
+        model_set_id, run_id, t = self.model_set_id, self.run_id, self.t
+        with self.store.session() as s, s.begin():
+            todo = _to_switch(s, model_set_id)
+        for i in range(0, len(todo), SWITCH_CHUNK):
+            chunk = todo[i : i + SWITCH_CHUNK]
+            self.store.write(lambda s, c=chunk: _make_current(s, model_set_id, t, c))
+
+        def finish(s: Session) -> None:
+            _make_current(s, model_set_id, t)
+            if run_id is None:  # nothing was pending: no run was recorded
+                return
+            run = s.get(ScoringRun, run_id)
+            run.finished_at = utcnow()
+            s.add(
+                AuditEvent(
+                    action="score_run_end",
+                    new={"run_id": run_id, "done": run.n_done, "failed": run.n_failed},
+                )
+            )
+
+        self.store.write(finish)
 
 
 def current_predictions(store: Store, image_ids: list[int]) -> dict[int, Prediction]:

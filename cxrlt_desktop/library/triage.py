@@ -1,6 +1,6 @@
 """The rare-finding score and the per-study triage summary kept in the store.
 
-Rare-finding score of an image (issue 4, item 4)::
+Rare-finding score of an image::
 
     rare_score = max over rare classes c with a probability of  p_c / t_c
 
@@ -138,6 +138,18 @@ def replace_hits(
 
 def refresh_studies(session: Session, study_ids: Iterable[int]) -> None:
     """Recompute the triage summary columns of these studies from their images (same transaction)."""
+    from cxrlt_desktop.store.models import Study
+
+    ids = sorted(set(study_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        params = _study_summaries(session, chunk)
+        if params:
+            session.execute(update(Study), params)
+
+
+def _study_summaries(session: Session, chunk: list[int]) -> list[dict[str, Any]]:
+    """The summary columns of these studies, one dict per study (``update(Study)`` params)."""
     from cxrlt_desktop.store.models import (
         FindingHit,
         Image,
@@ -145,87 +157,93 @@ def refresh_studies(session: Session, study_ids: Iterable[int]) -> None:
         Review,
         ScoreFailure,
         Series,
-        Study,
     )
 
-    ids = sorted(set(study_ids))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        live = (Image.usable.is_(True), Image.missing.is_(False), Series.study_id.in_(chunk))
-        counts = {
-            sid: (n, scored, score)
-            for sid, n, scored, score in session.execute(
-                select(
-                    Series.study_id,
-                    func.count(Image.id),
-                    func.count(Image.current_prediction_id),
-                    func.max(Prediction.rare_score),
-                )
-                .join(Image, Image.series_id == Series.id)
-                .outerjoin(Prediction, Prediction.id == Image.current_prediction_id)
-                .where(*live)
-                .group_by(Series.study_id)
+    # The study's usable images on disk.
+    live = (Image.usable.is_(True), Image.missing.is_(False), Series.study_id.in_(chunk))
+    counts = {
+        sid: (n, scored, score)
+        for sid, n, scored, score in session.execute(
+            select(
+                Series.study_id,
+                func.count(Image.id),
+                func.count(Image.current_prediction_id),
+                func.max(Prediction.rare_score),
             )
-        }
-        failed = dict(
-            session.execute(
-                select(Series.study_id, func.count(func.distinct(Image.id)))
-                .join(Image, Image.series_id == Series.id)
-                .join(ScoreFailure, ScoreFailure.image_id == Image.id)
-                .where(
-                    *live,
-                    Image.current_prediction_id.is_(None),
-                    ScoreFailure.image_version == Image.version,
-                )
-                .group_by(Series.study_id)
-            ).all()
-        )
-        reviewed = dict(
-            session.execute(
-                select(Series.study_id, func.count(func.distinct(Image.id)))
-                .join(Image, Image.series_id == Series.id)
-                .join(Review, Review.image_id == Image.id)
-                .where(*live)
-                .group_by(Series.study_id)
-            ).all()
-        )
-        above = dict(
-            session.execute(
-                select(FindingHit.study_id, func.count(func.distinct(FindingHit.finding)))
-                .where(FindingHit.study_id.in_(chunk))
-                .group_by(FindingHit.study_id)
-            ).all()
-        )
-        tops: dict[int, list[list[dict[str, Any]]]] = {}
-        for sid, top in session.execute(
-            select(Series.study_id, Prediction.top_findings)
             .join(Image, Image.series_id == Series.id)
-            .join(Prediction, Prediction.id == Image.current_prediction_id)
+            .outerjoin(Prediction, Prediction.id == Image.current_prediction_id)
             .where(*live)
-        ):
-            tops.setdefault(sid, []).append(top)
-        params = []
-        for sid in chunk:
-            n, scored, score = counts.get(sid, (0, 0, None))
-            n_rev = reviewed.get(sid, 0)
-            status = "reviewed" if n and n_rev >= n else ("partial" if n_rev else "unreviewed")
-            params.append(
-                {
-                    "id": sid,
-                    "n_images": n,
-                    "n_scored": scored,
-                    "n_failed": failed.get(sid, 0),
-                    "n_reviewed": n_rev,
-                    "rare_score": score,
-                    "priority": score if score is not None and not math.isnan(score) else -1.0,
-                    "n_above": above.get(sid, 0),
-                    "top_findings": merge_top_findings(tops.get(sid, [])),
-                    "review_status": status,
-                    "reviewed": status == "reviewed",
-                }
+            .group_by(Series.study_id)
+        )
+    }
+    failed = dict(
+        session.execute(
+            select(Series.study_id, func.count(func.distinct(Image.id)))
+            .join(Image, Image.series_id == Series.id)
+            .join(ScoreFailure, ScoreFailure.image_id == Image.id)
+            .where(
+                *live,
+                Image.current_prediction_id.is_(None),
+                ScoreFailure.image_version == Image.version,
             )
-        if params:
-            session.execute(update(Study), params)
+            .group_by(Series.study_id)
+        ).all()
+    )
+    reviewed = dict(
+        session.execute(
+            select(Series.study_id, func.count(func.distinct(Image.id)))
+            .join(Image, Image.series_id == Series.id)
+            .join(Review, Review.image_id == Image.id)
+            .where(*live)
+            .group_by(Series.study_id)
+        ).all()
+    )
+    above = dict(
+        session.execute(
+            select(FindingHit.study_id, func.count(func.distinct(FindingHit.finding)))
+            .where(FindingHit.study_id.in_(chunk))
+            .group_by(FindingHit.study_id)
+        ).all()
+    )
+    tops: dict[int, list[list[dict[str, Any]]]] = {}
+    for sid, top in session.execute(
+        select(Series.study_id, Prediction.top_findings)
+        .join(Image, Image.series_id == Series.id)
+        .join(Prediction, Prediction.id == Image.current_prediction_id)
+        .where(*live)
+    ):
+        tops.setdefault(sid, []).append(top)
+    return [
+        _summary_row(sid, counts, failed, reviewed, above, merge_top_findings(tops.get(sid, [])))
+        for sid in chunk
+    ]
+
+
+def _summary_row(
+    sid: int,
+    counts: dict[int, tuple[int, int, float | None]],
+    failed: dict[int, int],
+    reviewed: dict[int, int],
+    above: dict[int, int],
+    top_findings: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The summary columns of one study from the per-study counts."""
+    n, scored, score = counts.get(sid, (0, 0, None))
+    n_rev = reviewed.get(sid, 0)
+    status = "reviewed" if n and n_rev >= n else ("partial" if n_rev else "unreviewed")
+    return {
+        "id": sid,
+        "n_images": n,
+        "n_scored": scored,
+        "n_failed": failed.get(sid, 0),
+        "n_reviewed": n_rev,
+        "rare_score": score,
+        "priority": score if score is not None and not math.isnan(score) else -1.0,
+        "n_above": above.get(sid, 0),
+        "top_findings": top_findings,
+        "review_status": status,
+        "reviewed": status == "reviewed",
+    }
 
 
 # Images re-triaged per write transaction: the whole library in one held the write lock for

@@ -52,8 +52,9 @@ class WorklistRow:
         return self.rare_score is not None and self.rare_score >= 1.0
 
     def to_json(self, *, show_phi: bool = False) -> dict[str, Any]:
-        """The JSON object of issue 4: study_uid, patient, study_date, description, n_images,
-        n_scored, n_failed, rare_score, top_findings, status (+ n_above, patient_name with PHI)."""
+        """The JSON object ``cxrlt worklist --json`` prints: study_uid, patient, study_date,
+        description, n_images, n_scored, n_failed, rare_score, top_findings, status (+ n_above,
+        patient_name with PHI)."""
         d = asdict(self)
         d.pop("study_id")
         if not show_phi:
