@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from cxrlt_desktop.review import ReviewSession, study_after
 from cxrlt_desktop.ui.actions import apply_keymap, build_actions, build_menus
+from cxrlt_desktop.ui.background import quit_all
 from cxrlt_desktop.ui.dicom_tags import DicomTagsDock
 from cxrlt_desktop.ui.export_runner import ExportRunner
 from cxrlt_desktop.ui.findings_panel import FindingsPanel
@@ -450,8 +451,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Cancelling the export, then closing...")
                 self.exports.cancel()
             self.cancel_jobs()
-            for lane in self._lanes():  # the window's own; the jobs' and the export's cancel
-                lane.quit()
+            quit_all()  # every lane's workers: decode, re-sort, worklist query, ...
         if self._busy():
             event.ignore()  # _close_if_closing closes when the last worker has stopped
             return
