@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json and last is not None:
-        out = {k: v for k, v in last.__dict__.items() if k != "problems"}
+        out = {f.name: getattr(last, f.name) for f in fields(last) if f.name != "problems"}
         out["problems"] = problems
         print(json.dumps(out, indent=2))
     return 0

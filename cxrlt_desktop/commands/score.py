@@ -82,34 +82,25 @@ def _fmt(x: float) -> str:
     return "" if math.isnan(x) else f"{x:.9g}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from engine.classes import ALL_CLASSES
-
+def _argument_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the model arguments, or None."""
     if not args.task1_checkpoint and args.clip_model is None:
-        print(
-            "cxrlt score: error: give --task1-checkpoint and/or --clip-model (no model to score with)",
-            file=sys.stderr,
-        )
-        return 2
+        return "give --task1-checkpoint and/or --clip-model (no model to score with)"
     if args.task1_weights is not None and len(args.task1_weights) != len(args.task1_checkpoint):
-        print(
-            f"cxrlt score: error: {len(args.task1_weights)} --task1-weights for "
-            f"{len(args.task1_checkpoint)} --task1-checkpoint files; give one weight per checkpoint",
-            file=sys.stderr,
+        return (
+            f"{len(args.task1_weights)} --task1-weights for "
+            f"{len(args.task1_checkpoint)} --task1-checkpoint files; give one weight per checkpoint"
         )
-        return 2
     if args.batch_size < 1:
-        print("cxrlt score: error: --batch-size must be >= 1", file=sys.stderr)
-        return 2
+        return "--batch-size must be >= 1"
+    return None
 
-    from tqdm import tqdm
 
+def _engine_config(args: argparse.Namespace):  # noqa: ANN202 - engine.predictor.EngineConfig
     from cxrlt_desktop.paths import cache_dir
-    from engine.checkpoints import CheckpointError
-    from engine.predictor import EngineConfig, EngineError, Predictor
-    from engine.zeroshot import ZeroShotError
+    from engine.predictor import EngineConfig
 
-    config = EngineConfig(
+    return EngineConfig(
         task1_checkpoints=list(args.task1_checkpoint),
         task1_weights=args.task1_weights,
         task1_arch=args.task1_arch,  # None: detected from the file, else convnextv2_base
@@ -125,15 +116,22 @@ def run(args: argparse.Namespace) -> int:
         cpu_backend=args.cpu_backend,
         cache_dir=cache_dir(),
     )
-    try:
-        predictor = Predictor(config)
-    except (CheckpointError, ZeroShotError, EngineError) as e:
-        print(f"cxrlt score: error: {e}", file=sys.stderr)
-        return 1
 
-    items, errors = _collect(list(args.inputs))
+
+def _write_scores(
+    predictor,  # noqa: ANN001 - engine.predictor.Predictor
+    items: list[tuple[str, Path]],
+    errors: list[tuple[str, str]],
+    out: Path,
+    no_progress: bool,
+) -> int:
+    """Score ``items`` into ``out`` (via a ``.part`` file); failures go to ``errors``.
+    Returns the number of images scored."""
+    from tqdm import tqdm
+
+    from engine.classes import ALL_CLASSES
+
     ids = {path: image_id for image_id, path in items}
-    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     scored = 0
@@ -144,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             total=len(items),
             unit="img",
             file=sys.stderr,
-            disable=args.no_progress,
+            disable=no_progress,
             dynamic_ncols=True,
         )
         try:
@@ -160,6 +158,28 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     os.replace(tmp, out)
+    return scored
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = _argument_error(args)
+    if problem is not None:
+        print(f"cxrlt score: error: {problem}", file=sys.stderr)
+        return 2
+
+    from engine.checkpoints import CheckpointError
+    from engine.predictor import EngineError, Predictor
+    from engine.zeroshot import ZeroShotError
+
+    try:
+        predictor = Predictor(_engine_config(args))
+    except (CheckpointError, ZeroShotError, EngineError) as e:
+        print(f"cxrlt score: error: {e}", file=sys.stderr)
+        return 1
+
+    items, errors = _collect(list(args.inputs))
+    out: Path = args.out
+    scored = _write_scores(predictor, items, errors, out, args.no_progress)
     err_path = _errors_path(out)
     with open(err_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
