@@ -125,7 +125,7 @@ def prepare(
     }
 
 
-def study_truth(store, labels: dict[str, frozenset[str]], data: Path) -> dict[str, frozenset[str]]:
+def study_truth(labels: dict[str, frozenset[str]], data: Path) -> dict[str, frozenset[str]]:
     """StudyInstanceUID -> the drawn classes of its images (ground truth of the phantoms)."""
     import pydicom
 
@@ -145,7 +145,7 @@ def headless(ctx: dict, top: int, log=_say) -> int:
 
     store = ctx["store"]
     rows = query_worklist(store, limit=max(top, TOP_K), show_phi=True)
-    truth = study_truth(store, ctx["labels"], ctx["data"])
+    truth = study_truth(ctx["labels"], ctx["data"])
     rare_drawn = {uid for uid, lab in truth.items() if lab & set(RARE_CLASSES)}
     log("")
     log("DEMO worklist (synthetic phantoms, DEMO models; highest rare-finding score first)")
