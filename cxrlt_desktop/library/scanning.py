@@ -603,6 +603,31 @@ def _once(walk: Iterable[Any]) -> Iterator[Any]:
             yield item
 
 
+# What the walk found at one path, before any header is read.
+@dataclass
+class _Problem:
+    """A walk problem or a file name the store cannot hold: recorded as unusable."""
+
+    rec: _Rec
+
+
+@dataclass
+class _Unchanged:
+    """A known file with the same size and mtime: not read again."""
+
+    path: str
+
+
+@dataclass
+class _ToRead:
+    """A new or changed file: its header is read."""
+
+    path: Path
+
+
+_WalkItem = _Problem | _Unchanged | _ToRead
+
+
 class _Scan:
     """The state of one :func:`scan`: what the store held under the roots at the start, what
     the walk has seen, and the headers and returned files not written yet."""
@@ -628,16 +653,16 @@ class _Scan:
 
     # -- the walk ------------------------------------------------------------------------------
 
-    def classify(self, item: Any) -> tuple[str, Any]:
-        """("problem", rec) | ("same", path) | ("read", path) for one walk item."""
+    def classify(self, item: Any) -> _WalkItem:
+        """What one walk item is: a problem, an unchanged file or a file to read."""
         from engine.imageio import WalkProblem
 
         if isinstance(item, WalkProblem):
             rec = _Rec(_norm(item.path), 0, 0.0, False, _storable(item.reason), [], {}, False)
-            return ("problem", rec)
+            return _Problem(rec)
         path = _norm(item)
         if path != os.path.abspath(item):
-            return ("problem", _Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
+            return _Problem(_Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
         try:
             st = os.stat(path)
             size, mtime = st.st_size, st.st_mtime
@@ -645,20 +670,20 @@ class _Scan:
             size, mtime = 0, 0.0  # what read_header records for a file it cannot stat
         old = self.known.get(path) or self.dups.get(path)
         if old is not None and old.size == size and old.mtime == mtime:
-            return ("same", path)
-        return ("read", Path(item))
+            return _Unchanged(path)
+        return _ToRead(Path(item))
 
-    def walk(self, workers: int) -> Iterable[tuple[str, Any]]:
+    def walk(self, workers: int) -> Iterable[_WalkItem]:
         """The classified walk items; with ``workers`` > 1 the whole walk is classified first
         (cheap) and the headers stream from worker processes while this process writes
         batches, so reading and writing overlap."""
         from engine.imageio import iter_image_files, read_header
 
         walk = iter_image_files([Path(os.path.abspath(f)) for f in self.folders])
-        items: Iterable[tuple[str, Any]] = (self.classify(x) for x in _once(walk))
+        items: Iterable[_WalkItem] = (self.classify(x) for x in _once(walk))
         if workers > 1:
             items = list(items)
-            to_read = [it[1] for it in items if it[0] == "read"]
+            to_read = [it.path for it in items if isinstance(it, _ToRead)]
             if len(to_read) >= POOL_MIN_FILES * workers:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
@@ -669,34 +694,34 @@ class _Scan:
                 self.heads = iter(self.pool.map(read_header, to_read, chunksize=32))
         return items
 
-    def take(self, kind: str, payload: Any) -> None:
+    def take(self, item: _WalkItem) -> None:
         """Count one classified walk item and queue what it needs written."""
         prog = self.prog
-        if kind == "problem":
-            self.seen.add(payload.path)
-            prog.seen += 1
-            if payload.path not in self.known:
-                self.pending.append(payload)
-        elif kind == "same":
-            path = payload
-            self.seen.add(path)
-            prog.seen += 1
-            prog.unchanged += 1
-            if path in self.known and self.known[path].missing:
-                self.returned_images.append(self.known[path].id)
-                prog.returned += 1
-            elif path in self.dups and self.dups[path].missing:
-                self.returned_dups.append(self.dups[path].id)
-                prog.returned += 1
-            self.since_yield += 1
-        else:
-            from engine.imageio import read_header
+        match item:
+            case _Problem(rec=rec):
+                self.seen.add(rec.path)
+                prog.seen += 1
+                if rec.path not in self.known:
+                    self.pending.append(rec)
+            case _Unchanged(path=path):
+                self.seen.add(path)
+                prog.seen += 1
+                prog.unchanged += 1
+                if path in self.known and self.known[path].missing:
+                    self.returned_images.append(self.known[path].id)
+                    prog.returned += 1
+                elif path in self.dups and self.dups[path].missing:
+                    self.returned_dups.append(self.dups[path].id)
+                    prog.returned += 1
+                self.since_yield += 1
+            case _ToRead(path=path):
+                from engine.imageio import read_header
 
-            self.seen.add(_norm(payload))
-            prog.seen += 1
-            head = next(self.heads) if self.heads is not None else read_header(payload)
-            self.pending.append(_record(head))
-            prog.read += 1
+                self.seen.add(_norm(path))
+                prog.seen += 1
+                head = next(self.heads) if self.heads is not None else read_header(path)
+                self.pending.append(_record(head))
+                prog.read += 1
 
     def batch_full(self, batch_files: int) -> bool:
         return len(self.pending) >= batch_files or self.since_yield >= batch_files
@@ -827,8 +852,8 @@ def scan(
     """
     run = _Scan(store, folders)
     try:
-        for kind, payload in run.walk(workers):
-            run.take(kind, payload)
+        for item in run.walk(workers):
+            run.take(item)
             if run.batch_full(batch_files):
                 run.since_yield = 0
                 run.flush()
