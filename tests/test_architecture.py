@@ -1,4 +1,4 @@
-"""Layer rules (DESIGN.md): import-linter contracts, and heavy imports kept out of start-up."""
+"""Layer rules: import-linter contracts, and heavy imports kept out of start-up."""
 
 import json
 import subprocess

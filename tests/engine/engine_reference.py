@@ -1,6 +1,6 @@
-"""An independent, literal, one-image and one-view-at-a-time implementation of issue 3's method.
+"""An independent, literal, one-image and one-view-at-a-time implementation of the paper's method.
 
-Written from the issue text without the engine's batching, stacking, grey-channel shortcuts or
+Written from the method's description without the engine's batching, stacking, grey-channel shortcuts or
 prototype algebra, to check the batched predictor against. Uses only the engine's model classes
 (loaded with safetensors/torch directly) and open_clip.
 """

@@ -1,4 +1,4 @@
-"""Issue 2 item 7: every bad input gets a one-line reason naming the file, and nothing crashes."""
+"""Every bad input gets a one-line reason naming the file, and nothing crashes."""
 
 from __future__ import annotations
 
@@ -279,7 +279,7 @@ def test_dicom_without_preamble_or_file_meta(dataset, tmp_path, make_ramp):
     np.testing.assert_array_equal(imageio.read_source(path), px)
 
 
-# ------------------------------------------------------------------------- item 5e usability
+# ------------------------------------------------------ is it a chest radiograph the models can score
 
 
 @pytest.mark.parametrize(

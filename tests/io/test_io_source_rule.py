@@ -1,4 +1,4 @@
-"""The source-array rule (issue 2 item 5c) and the display form, on synthetic images."""
+"""The source-array rule (what the models consume) and the display form, on synthetic images."""
 
 from __future__ import annotations
 

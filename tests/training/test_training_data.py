@@ -95,7 +95,8 @@ def test_predictions_align_by_image_id_with_or_without_extension(tmp_path):
 
 
 def _reference_preprocess(arr: np.ndarray, size: int) -> np.ndarray:
-    """Issue 3, item 2, written out independently of engine.preprocess."""
+    """The paper's preprocessing (0.5/99.5 percentile clip, scale to [0, 1], resize), written out
+    independently of engine.preprocess."""
     flat = arr.ravel()
     lo, hi = np.percentile(flat[:: max(1, flat.size // 2000)], (0.5, 99.5))
     u8 = ((np.clip(arr, lo, hi) - lo) / (hi - lo) * 255.0).astype(np.uint8)
