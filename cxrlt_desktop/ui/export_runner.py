@@ -5,6 +5,7 @@ background (:class:`~cxrlt_desktop.ui.export_dialog.ExportJob`, which runs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,22 @@ from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
 class ExportRunner(QObject):
     """Signals: ``message(text, ms)`` for the status bar, ``error(text)``, ``runningChanged(bool)``
-    (False once the export ended, whatever the outcome)."""
+    (False once the export ended, whatever the outcome). ``defaults()`` gives the options an
+    export takes unless told otherwise (``demo``, ``thresholds``: what the window has in force)."""
 
     message = Signal(str, int)
     error = Signal(str)
     runningChanged = Signal(bool)
 
-    def __init__(self, store, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        store,
+        parent: QObject | None = None,
+        defaults: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
         super().__init__(parent)
         self.store = store
+        self._defaults = defaults
         self.job = None
         self.closing = False  # no new export; the outcome of a cancelled one is not reported
 
@@ -41,6 +49,12 @@ class ExportRunner(QObject):
             return None
         return Path(dlg.folder.text().strip()), dlg.options()
 
+    def choose_and_start(self, parent: QWidget | None = None):
+        """File > Export labels: the options dialog (over ``parent``, default the runner's
+        parent), then the export; returns the job, or None when cancelled or refused."""
+        chosen = self.choose(parent if parent is not None else self.parent())
+        return None if chosen is None else self.start(*chosen)
+
     def confirm_close(self, parent: QWidget, title: str) -> bool:
         """Whether the window may close: yes when no export runs, else the reader's answer to
         "Cancel it and close?"."""
@@ -55,7 +69,8 @@ class ExportRunner(QObject):
         return answer == QMessageBox.StandardButton.Yes
 
     def start(self, out_dir: Path, options: dict[str, Any]):
-        """Start an export into ``out_dir``; returns the job, or None when refused.
+        """Start an export into ``out_dir`` with ``options`` over ``defaults()``; returns the job,
+        or None when refused.
 
         The job's ``finished(result, error)`` signal reports the outcome; the status bar too.
         """
@@ -67,7 +82,7 @@ class ExportRunner(QObject):
         if self.closing:
             self.error.emit("The window is closing: no new export.")
             return None
-        job = ExportJob(self.store, out_dir, options, self)
+        job = ExportJob(self.store, out_dir, {**self._defaults(), **options}, self)
         job.progress.connect(lambda text: self.message.emit(text, 3000))
         job.finished.connect(self._on_finished)
         self.job = job

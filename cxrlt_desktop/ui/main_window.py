@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrlt_desktop.review import ReviewSession, study_after
+from cxrlt_desktop.review import ReviewSession
 from cxrlt_desktop.ui.actions import apply_keymap, build_actions, build_menus
 from cxrlt_desktop.ui.background import quit_all
 from cxrlt_desktop.ui.dicom_tags import DicomTagsDock
@@ -44,7 +44,7 @@ from cxrlt_desktop.ui.problems_dock import ProblemsDock
 from cxrlt_desktop.ui.retriage_runner import RetriageRunner
 from cxrlt_desktop.ui.review_controller import ReviewController, reviewer_name
 from cxrlt_desktop.ui.session_view import SessionView
-from cxrlt_desktop.ui.shortcuts import VIEW_TOOLS, help_dialog, merged_keymap
+from cxrlt_desktop.ui.shortcuts import VIEW_TOOLS, about_box, help_dialog, merged_keymap
 from cxrlt_desktop.ui.status_bar import StatusBar, model_status_text
 from cxrlt_desktop.ui.store_access import ImageEntry, study_images
 from cxrlt_desktop.ui.workers import BackgroundJobs, JobResult, PredictorCache
@@ -52,7 +52,6 @@ from cxrlt_desktop.ui.worklist_panel import WorklistPanel
 
 APP_TITLE = "CXR-LT Desktop"
 REFRESH_INTERVAL_MS = 700  # worklist refresh while scores stream in
-RETRIAGE_MESSAGE = "Re-sorting the worklist for the new thresholds..."
 
 
 class MainWindow(QMainWindow):
@@ -102,13 +101,13 @@ class MainWindow(QMainWindow):
         self.retriage = RetriageRunner(
             store, lambda: self.settings.thresholds, self.jobs.is_running, self
         )
-        self.retriage.started.connect(lambda: self.statusBar().showMessage(RETRIAGE_MESSAGE))
         self.retriage.finished.connect(self._on_retriaged)
-        self.exports = ExportRunner(store, self)
-        self.exports.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
-        self.exports.error.connect(self._report_error)
+        self.exports = ExportRunner(store, self, defaults=self._export_defaults)
         self.exports.runningChanged.connect(self._on_export_running)
         self._build_panels()
+        for runner in (self.retriage, self.exports):
+            runner.message.connect(self.status_bar.showMessage)
+            runner.error.connect(self._report_error)
         for lane in self._lanes():
             lane.idle.connect(self._close_if_closing)
         self._connect_jobs()
@@ -202,7 +201,7 @@ class MainWindow(QMainWindow):
 
     def _connect_jobs(self) -> None:
         jobs = self.jobs
-        jobs.progress.connect(self.status_bar.job_progress)
+        self.status_bar.follow(jobs)  # before _on_job_finished: the result shows first
         jobs.problemFound.connect(self.problems_dock.add)
         jobs.modelsLoaded.connect(self._show_models)
         jobs.batchScored.connect(
@@ -210,7 +209,6 @@ class MainWindow(QMainWindow):
         )
         jobs.scanFinished.connect(lambda _n: self.refresh_worklist())
         jobs.finished.connect(self._on_job_finished)
-        jobs.started.connect(self.status_bar.job_started)
 
     def _build_actions(self) -> None:
         """QActions, the image tool row and the menus, from the tables in :mod:`.shortcuts`."""
@@ -227,9 +225,7 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[str | Path]) -> bool:
         """Scan these folders/files, then score what is pending. Returns False if queued."""
         if not self.predictors.configured:
-            self.status_bar.progress_label.setText(
-                "No models configured: scanning only (File > Settings)"
-            )
+            self.status_bar.scanning_only()
         return self.jobs.start([Path(p) for p in paths], score=self.predictors.configured)
 
     def score_pending(self) -> bool:
@@ -266,12 +262,6 @@ class MainWindow(QMainWindow):
     def study_image_entries(self) -> list[ImageEntry]:
         return list(self.session.images)
 
-    def next_study(self) -> None:
-        self._step_study(1)
-
-    def previous_study(self) -> None:
-        self._step_study(-1)
-
     def problem_rows(self) -> list[tuple[str, str, str]]:
         """(file, step, reason) rows of the Problems list."""
         return self.problems_dock.rows()
@@ -288,14 +278,7 @@ class MainWindow(QMainWindow):
         return self._help_dialog
 
     def show_about(self) -> None:
-        from cxrlt_desktop import __version__
-
-        QMessageBox.about(
-            self,
-            APP_TITLE,
-            f"<b>{APP_TITLE}</b> {__version__}<br>Chest X-ray triage with the CXR-LT 2026 "
-            "first-place method. Not a medical device.",
-        )
+        about_box(self, APP_TITLE)
 
     def open_settings(self, first_start: bool = False):
         """Open the settings dialog (non-blocking); returns the dialog."""
@@ -320,12 +303,6 @@ class MainWindow(QMainWindow):
         if study_uid != self.session.study_uid:
             self.view.open_study(study_uid)
 
-    def _step_study(self, delta: int) -> None:
-        order = self.worklist_panel.loaded_order(delta)
-        uid = study_after(order, self.worklist_panel.current_uid(), delta)
-        if uid is not None:
-            self.worklist_panel.select_row(order.index(uid))
-
     def _on_worklist_refreshed(self) -> None:
         self.session.reload()  # predictions that arrived for the open study
         self.worklistRefreshed.emit()
@@ -333,7 +310,6 @@ class MainWindow(QMainWindow):
     # ================================================================== jobs and models
     def _on_job_finished(self, result: JobResult) -> None:
         self.last_job = result
-        self.status_bar.job_finished(result)
         if result.error:
             self._report_error(result.error)
         self.retriage.resume()  # owed when the job scored with thresholds changed since
@@ -356,10 +332,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== thresholds, settings
     def _on_retriaged(self, error: str) -> None:
-        if error:
-            self._report_error(f"The worklist was not re-sorted for the new thresholds: {error}")
-        else:
-            self.statusBar().showMessage("Worklist re-sorted for the new thresholds", 5000)
+        if not error:  # the runner has shown its message or error
             self.refresh_worklist()
         self.retriaged.emit(error)
 
@@ -394,18 +367,14 @@ class MainWindow(QMainWindow):
     def export_running(self) -> bool:
         return self.exports.running()
 
-    def choose_export(self) -> None:
-        chosen = self.exports.choose(self)
-        if chosen is not None:
-            self.export_to(chosen[0], **chosen[1])
-
     def export_to(self, out_dir: Path, **options: Any):
         """Export the verdicts into ``out_dir`` in the background; returns the job (None when
         refused). Its ``finished(result, error)`` signal reports the outcome; the status bar too.
         """
-        options.setdefault("demo", self.is_demo())
-        options.setdefault("thresholds", self.settings.thresholds or None)
         return self.exports.start(out_dir, options)
+
+    def _export_defaults(self) -> dict[str, Any]:
+        return {"demo": self.is_demo(), "thresholds": self.settings.thresholds or None}
 
     def _on_export_running(self, running: bool) -> None:
         self.export_action.setEnabled(not running)

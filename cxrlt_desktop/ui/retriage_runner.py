@@ -5,7 +5,8 @@ current prediction in short transactions; the store records it as pending until 
 a re-sort cut short (a close) is finished at the next start (:meth:`RetriageRunner.resume`). A
 scoring job that started with the old thresholds owes another re-sort when it ends: when the
 re-sort finishes while such a job still runs (or the window closes), that is recorded in the
-store the same way, and the job's end (or the next start) resumes it.
+store the same way, and the job's end (or the next start) resumes it. What the status bar says
+about it (re-sorting, done, the error) comes from here too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from PySide6.QtCore import QObject, Signal
 from cxrlt_desktop.library.triage import mark_retriage_pending, retriage, retriage_pending
 from cxrlt_desktop.ui.background import Lane
 
+RETRIAGE_MESSAGE = "Re-sorting the worklist for the new thresholds..."
+
 
 def _retriage(store, thresholds: dict[str, float], should_stop: threading.Event) -> int:
     # Runs in the lane; a stop leaves the re-sort pending in the store.
@@ -26,9 +29,13 @@ def _retriage(store, thresholds: dict[str, float], should_stop: threading.Event)
 
 
 class RetriageRunner(QObject):
-    """Signals ``started()`` and ``finished(error)`` ("" when done); none once closing."""
+    """Signals ``started()``, ``message(text, ms)`` for the status bar, ``error(text)`` and
+    ``finished(error)`` ("" when done; after its message or error); none of the last three once
+    closing."""
 
     started = Signal()
+    message = Signal(str, int)
+    error = Signal(str)
     finished = Signal(str)
 
     def __init__(
@@ -48,6 +55,7 @@ class RetriageRunner(QObject):
     def start(self, owed: bool = False) -> None:
         """Re-sort for the thresholds in force; ``owed``: a running job still uses old ones."""
         self.started.emit()
+        self.message.emit(RETRIAGE_MESSAGE, 0)
         self.lane.run(
             _retriage,
             self.store,
@@ -78,9 +86,13 @@ class RetriageRunner(QObject):
             except Exception as exc:  # noqa: BLE001 - the window goes on
                 print(f"cxrlt gui: {exc}", file=sys.stderr)
         if not self.closing:
+            if error:
+                self.error.emit(f"The worklist was not re-sorted for the new thresholds: {error}")
+            else:
+                self.message.emit("Worklist re-sorted for the new thresholds", 5000)
             self.finished.emit(error)
         if again:
             self.start()
 
 
-__all__ = ["RetriageRunner"]
+__all__ = ["RETRIAGE_MESSAGE", "RetriageRunner"]

@@ -7,7 +7,8 @@ hide action of the window's dock ``NAME``). The window builds its QActions, menu
 row from these tables. :data:`ACTIONS` are the actions with an editable key: the Shortcuts tab of
 the settings dialog and Help > Keyboard and scores list them, and the key map is a plain
 ``{action: key sequence}`` dict so that settings can store and edit it; :func:`merged_keymap`
-validates a user's overrides against the defaults.
+validates a user's overrides against the defaults. Help > Keyboard and scores and Help > About
+are built here too (:func:`help_dialog`, :func:`about_box`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class ActionSpec:
 
 _A = ActionSpec
 ALL_ACTIONS: tuple[ActionSpec, ...] = (
-    _A("next_study", "Next study in the worklist", "next_study", "PgDown"),
-    _A("previous_study", "Previous study in the worklist", "previous_study", "PgUp"),
+    _A("next_study", "Next study in the worklist", "worklist_panel.step", "PgDown", (1,)),
+    _A("previous_study", "Previous study in the worklist", "worklist_panel.step", "PgUp", (-1,)),
     _A("next_image", "Next image of the study (across series)", "session.next_image", "Right"),
     _A("previous_image", "Previous image of the study", "session.previous_image", "Left"),
     _A("next_series", "First image of the next series", "session.next_series", "Ctrl+Right"),
@@ -102,7 +103,7 @@ ALL_ACTIONS: tuple[ActionSpec, ...] = (
     # Menu actions without an editable key
     _A("open", "&Open folder...", "choose_folder", standard_key="Open"),
     _A("score", "&Score pending images", "score_pending"),
-    _A("export", "&Export labels...", "choose_export"),
+    _A("export", "&Export labels...", "exports.choose_and_start"),
     _A("settings", "Se&ttings...", "open_settings", standard_key="Preferences"),
     _A("quit", "&Quit", "close", standard_key="Quit"),
     _A("help", "&Keyboard and scores", "show_help"),
@@ -226,6 +227,20 @@ def help_dialog(parent, keymap: dict[str, str]):
     return dlg
 
 
+def about_box(parent, title: str) -> None:
+    """Help > About: the version, what the application is, and that it is not a medical device."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from cxrlt_desktop import __version__
+
+    QMessageBox.about(
+        parent,
+        title,
+        f"<b>{title}</b> {__version__}<br>Chest X-ray triage with the CXR-LT 2026 "
+        "first-place method. Not a medical device.",
+    )
+
+
 def help_html(keymap: dict[str, str]) -> str:
     """The Help > Keyboard and scores page: every shortcut and the rare-finding formula."""
     rows = "".join(
@@ -249,6 +264,7 @@ __all__ = [
     "VIEW_TOOLS",
     "ActionSpec",
     "ShortcutAction",
+    "about_box",
     "help_dialog",
     "help_html",
     "merged_keymap",

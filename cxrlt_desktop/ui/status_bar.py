@@ -86,6 +86,16 @@ class StatusBar(QStatusBar):
         self.addPermanentWidget(self.readout_label)
         self.addPermanentWidget(self.model_status)
 
+    def follow(self, jobs) -> None:
+        """Show the start, progress and end of ``jobs``' jobs
+        (:class:`~cxrlt_desktop.ui.workers.BackgroundJobs`)."""
+        jobs.started.connect(self.job_started)
+        jobs.progress.connect(self.job_progress)
+        jobs.finished.connect(self.job_finished)
+
+    def scanning_only(self) -> None:
+        self.progress_label.setText("No models configured: scanning only (File > Settings)")
+
     def job_started(self) -> None:
         self.progress_bar.setVisible(True)
         self.progress_bar.setRange(0, 0)

@@ -1,8 +1,9 @@
 """The worklist panel: the filters (status, finding, free text, show names) over the table of
 studies ordered by rare-finding score (:class:`~cxrlt_desktop.ui.worklist_model.WorklistModel`).
 
-It reports the study the reader moves to (``studyActivated``) and selects rows on request,
-fetching pages until a study is loaded; which study is open is the review session's business.
+It reports the study the reader moves to (``studyActivated``) and selects rows on request
+(a study by UID, fetching pages until it is loaded; the next / previous study of the list);
+which study is open is the review session's business.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrlt_desktop.review import study_after
 from cxrlt_desktop.ui.worklist_model import STUDY_UID_ROLE, WorklistModel
 
 COLUMN_WIDTHS = (60, 92, 78, 178, 76, 48, 110)
@@ -116,6 +118,14 @@ class WorklistPanel(QWidget):
             return False
         self.select_row(row)
         return True
+
+    def step(self, delta: int) -> None:
+        """Select the study ``delta`` rows from the current one (PgDown / PgUp); a page more is
+        fetched when it is past the loaded rows; nothing past either end."""
+        order = self.loaded_order(delta)
+        uid = study_after(order, self.current_uid(), delta)
+        if uid is not None:
+            self.select_row(order.index(uid))
 
     def current_uid(self) -> str | None:
         cur = self.table.currentIndex()
