@@ -55,21 +55,27 @@ class _Generator(GeneratorWorker):
 
     def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         super().__init__(func, *args, **kwargs)
-        self._raised: RuntimeError | None = None
-        self._gen = self._guarded(self._gen)
-
-    def _guarded(self, gen):  # noqa: ANN001, ANN202
-        try:
-            return (yield from gen)
-        except RuntimeError as exc:
-            self._raised = exc
-            return None
+        # A list, not ``self``: a generator holding its worker would make a reference cycle, and
+        # the cyclic collector may then free the worker's QObject on whichever thread happens to
+        # allocate (a worker thread mid-query: a crash).
+        self._raised: list[RuntimeError] = []
+        self._gen = _guarded(self._gen, self._raised)
 
     def work(self) -> Any:
         result = super().work()
-        if self._raised is not None:
-            raise self._raised  # WorkerBase.run emits errored, then finished
+        if self._raised:
+            # popped: the exception's traceback holds this worker, and the worker must not hold
+            # the exception (a cycle again)
+            raise self._raised.pop()  # WorkerBase.run emits errored, then finished
         return result
+
+
+def _guarded(gen, raised: list[RuntimeError]):  # noqa: ANN001, ANN202
+    try:
+        return (yield from gen)
+    except RuntimeError as exc:
+        raised.append(exc)
+        return None
 
 
 class Lane(QObject):

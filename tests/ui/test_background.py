@@ -183,3 +183,37 @@ def test_quit_all_skips_a_lane_deleted_with_its_parent(qtbot):
     quit_all()
     assert wait_all(10_000)
     qtbot.waitUntil(lambda: not live.busy, timeout=10_000)
+
+
+def test_finished_workers_are_freed_without_the_cyclic_collector(qtbot):
+    """A worker in a reference cycle is freed by the cyclic collector, which runs on whichever
+    thread allocates: its QObject then dies on a worker thread (a segfault mid-query). Workers
+    must go by reference counting alone, right when they are done."""
+    import gc
+
+    from superqt.utils import WorkerBase
+
+    def failing():
+        yield 1
+        raise RuntimeError("model file is not a checkpoint")
+
+    lane = Lane("refcount")
+    gc.collect()
+    before = {id(o) for o in gc.get_objects() if isinstance(o, WorkerBase)}
+    gc.disable()
+    try:
+        errors = []
+        lane.run(_count, 3, stop=True)
+        # the message only: an exception object's traceback holds the worker's frames
+        lane.run(failing, connect={"errored": lambda exc: errors.append(str(exc))})
+        lane.run(sum, [1, 2])
+        qtbot.waitUntil(lambda: not lane.busy, timeout=10_000)
+        assert lane.wait(10_000)
+        qtbot.wait(50)  # the queued finished signals
+        left = [
+            o for o in gc.get_objects() if isinstance(o, WorkerBase) and id(o) not in before
+        ]
+        assert left == [], left
+        assert errors == ["model file is not a checkpoint"]
+    finally:
+        gc.enable()
