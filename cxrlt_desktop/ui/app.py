@@ -11,18 +11,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtWidgets import QApplication
 
 from cxrlt_desktop.ui.main_window import MainWindow
 
+# How often the GUI thread checks whether a cyclic collection is due (seconds).
+GC_INTERVAL_S = 0.5
+
+
+_GC: GarbageCollector | None = None
+
 
 def ensure_app(argv: list[str] | None = None) -> QApplication:
-    """The process's QApplication (created on first use)."""
+    """The process's QApplication (created on first use), with cyclic garbage collection moved
+    to the GUI thread.
+
+    Python's cyclic collector runs on whichever thread happens to allocate. A Qt object in a
+    reference cycle (a widget whose Python side holds a slot bound to itself, a dialog, a
+    window the reader closed) would then be destroyed on a decode or scoring thread, which Qt
+    does not allow: the process crashes at random. pyqtgraph's :class:`GarbageCollector`
+    disables automatic collection and collects on a GUI-thread timer instead (the collection
+    thresholds stay as they were).
+    """
+    global _GC
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])
         app.setApplicationName("CXR-LT Desktop")
         app.setOrganizationName("cxrlt-desktop")
+    if _GC is None:
+        _GC = GarbageCollector(interval=GC_INTERVAL_S)
     return app  # type: ignore[return-value]
 
 
