@@ -1,4 +1,5 @@
-"""Issue 6 "Done when": verdicts in the store -> export -> train -> score -> eval -> calibrate.
+"""The feedback loop end to end: verdicts in the store -> export -> train -> score -> eval ->
+calibrate.
 
 Everything is real: DICOMs written with PHI, a SQLite store filled by the library scan, a
 random-weight convnextv2_atto checkpoint scored by the engine at 64 px, verdicts set through

@@ -37,7 +37,7 @@ COMMON = [
 
 
 def _reference_input(path: Path) -> np.ndarray:
-    """Issue 3 preprocessing written out (percentile stretch, resize, ImageNet normalisation)."""
+    """The Task 1 preprocessing written out (percentile stretch, resize, ImageNet normalisation)."""
     import cv2
 
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
