@@ -200,6 +200,7 @@ def test_finished_workers_are_freed_without_the_cyclic_collector(qtbot):
     lane = Lane("refcount")
     gc.collect()
     before = {id(o) for o in gc.get_objects() if issubclass(type(o), WorkerBase)}
+    was_enabled = gc.isenabled()  # the app turns automatic collection off (ui/app.py)
     gc.disable()
     try:
         errors = []
@@ -216,4 +217,5 @@ def test_finished_workers_are_freed_without_the_cyclic_collector(qtbot):
         assert left == [], left
         assert errors == ["model file is not a checkpoint"]
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()

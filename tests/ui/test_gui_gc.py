@@ -25,6 +25,7 @@ def _make_cycles(n: int) -> int:
 
 def test_cycles_are_collected_on_the_gui_thread_only(qtbot):
     ensure_app()
+    assert not gc.isenabled(), "automatic collection is on: a worker thread may trigger it"
     gui = threading.get_ident()
     threads: list[int] = []
 
