@@ -89,3 +89,20 @@ def make_window(qtbot, store, tmp_path):
             w.jobs.cancel()
             with qtbot.waitSignal(w.jobs.finished, timeout=120_000):
                 pass
+
+
+@pytest.fixture
+def make_scored_window(qtbot, make_window, model_settings, tmp_path):
+    """Factory: a shown main window that has scanned and scored ``n_phantoms`` phantom studies
+    with the test models."""
+    from gui_helpers import make_study_folder
+
+    def make(n_phantoms: int):
+        folder = make_study_folder(tmp_path / "in", None, n_phantoms=n_phantoms, broken=False)
+        window = make_window(model_settings)
+        window.show()
+        with qtbot.waitSignal(window.jobFinished, timeout=600_000):
+            window.open_paths([folder])
+        return window
+
+    return make

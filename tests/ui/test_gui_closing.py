@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from gui_helpers import independent_study_scores, make_study_folder
+from gui_helpers import independent_study_scores
 
 from cxrlt_desktop.demo.phantoms import write_demo_data
 from cxrlt_desktop.library.triage import retriage_pending
@@ -19,13 +19,8 @@ NEW = {"Mass": 0.001, "Pneumothorax": 0.002}
 
 
 @pytest.fixture
-def scored_window(qtbot, make_window, model_settings, tmp_path):
-    folder = make_study_folder(tmp_path / "in", None, n_phantoms=3, broken=False)
-    window = make_window(model_settings)
-    window.show()
-    with qtbot.waitSignal(window.jobFinished, timeout=JOB_TIMEOUT_MS):
-        window.open_paths([folder])
-    return window
+def scored_window(make_scored_window):
+    return make_scored_window(3)
 
 
 def _assert_sorted_for(qtbot, window, store, thresholds) -> None:

@@ -8,22 +8,16 @@ keeping the keyboard after Enter. Real store, real scan and scoring, real widget
 from __future__ import annotations
 
 import pytest
-from gui_helpers import independent_study_scores, make_study_folder, stored_verdicts
+from gui_helpers import independent_study_scores, stored_verdicts
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from cxrlt_desktop.library.reviews import image_note
 
-JOB_TIMEOUT_MS = 600_000
-
 
 @pytest.fixture
-def scored_window(qtbot, make_window, model_settings, tmp_path):
-    folder = make_study_folder(tmp_path / "in", None, n_phantoms=5, broken=False)
-    window = make_window(model_settings)
-    window.show()
-    with qtbot.waitSignal(window.jobFinished, timeout=JOB_TIMEOUT_MS):
-        window.open_paths([folder])
+def scored_window(make_scored_window):
+    window = make_scored_window(5)
     assert window.worklist_model.rowCount() >= 3
     return window
 
