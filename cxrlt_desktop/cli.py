@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from cxrlt_desktop import __version__
+from engine.offline import go_offline
+
+go_offline()  # before any command imports a library that could phone home
+
+from cxrlt_desktop import __version__  # noqa: E402
+from cxrlt_desktop.log_setup import configure_logging  # noqa: E402
 
 # Order is the order shown in --help.
 COMMANDS = [
@@ -39,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cxrlt", description="CXR-LT Desktop: chest X-ray triage and review."
     )
     parser.add_argument("--version", action="version", version=f"cxrlt {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show other libraries' warnings and log messages with tracebacks "
+        "(also CXRLT_VERBOSE=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"cxrlt_desktop.commands.{name}").register(sub)
@@ -46,11 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # No network at run time: a hub lookup would only waste time in retries.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose or None)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

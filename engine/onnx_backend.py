@@ -177,6 +177,9 @@ def make_runner(
 
 def _open(kind: str, model: Any, path: Path, threads: int) -> OrtRunner | OpenVinoRunner:
     if kind == "openvino":
+        from engine.offline import go_offline
+
+        go_offline()  # OpenVINO's telemetry phones home on import unless it is blocked first
         import openvino as ov
 
         core = ov.Core()

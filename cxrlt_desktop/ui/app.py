@@ -11,10 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyqtgraph.util.garbage_collector import GarbageCollector
-from PySide6.QtWidgets import QApplication
+from engine.offline import go_offline
 
-from cxrlt_desktop.ui.main_window import MainWindow
+go_offline()  # the GUI started without the CLI (tests, benchmarks) is offline too
+
+from pyqtgraph.util.garbage_collector import GarbageCollector  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from cxrlt_desktop.ui.main_window import MainWindow  # noqa: E402
 
 # How often the GUI thread checks whether a cyclic collection is due (seconds).
 GC_INTERVAL_S = 0.5
