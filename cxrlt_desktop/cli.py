@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from engine.offline import go_offline
@@ -18,6 +19,7 @@ go_offline()  # before any command imports a library that could phone home
 
 from cxrlt_desktop import __version__  # noqa: E402
 from cxrlt_desktop.log_setup import configure_logging  # noqa: E402
+from cxrlt_desktop.paths import private_umask  # noqa: E402
 
 # Order is the order shown in --help.
 COMMANDS = [
@@ -57,17 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.verbose or None)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
+    # The app's files (database, caches, exports) are private to the user: 0600 / 0700. The
+    # old umask comes back on return, for callers that run main() in their own process.
+    old_umask = private_umask()
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("cxrlt: interrupted", file=sys.stderr)
-        return 130
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        configure_logging(args.verbose or None)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("cxrlt: interrupted", file=sys.stderr)
+            return 130
+    finally:
+        os.umask(old_umask)
 
 
 if __name__ == "__main__":
