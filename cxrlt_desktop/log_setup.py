@@ -10,8 +10,8 @@ and timm's warnings) would only repeat them at length:
 - Python warnings are shown (one line, through logging) only when they are attributed to the app's
   own modules; other libraries' warnings are ignored.
 
-Verbose (``cxrlt --verbose ...`` or ``CXRLT_VERBOSE=1``): every record at INFO and above from
-every library, with tracebacks, and every warning once per place. A ``PYTHONWARNINGS`` or ``-W``
+Verbose (``cxrlt --verbose ...`` or ``CXRLT_VERBOSE=1``): the app's records from INFO, every other
+library's from WARNING, with tracebacks, and every warning once per place. A ``PYTHONWARNINGS`` or ``-W``
 setting is left as the user gave it.
 """
 
@@ -48,12 +48,16 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-class _QuietFilter(logging.Filter):
-    """Own packages from WARNING, others from CRITICAL."""
+class _LevelFilter(logging.Filter):
+    """One threshold for the app's own loggers (and shown warnings), another for the rest."""
+
+    def __init__(self, own: int, others: int) -> None:
+        super().__init__()
+        self.own, self.others = own, others
 
     def filter(self, record: logging.LogRecord) -> bool:
         own = record.name.split(".", 1)[0] in OWN_PACKAGES or record.name == "py.warnings"
-        return record.levelno >= (logging.WARNING if own else logging.CRITICAL)
+        return record.levelno >= (self.own if own else self.others)
 
 
 class _OneLine(logging.Formatter):
@@ -95,12 +99,12 @@ def configure_logging(verbose: bool | None = None) -> None:
     handler.set_name(_HANDLER_NAME)
     if verbose:
         handler.setFormatter(logging.Formatter("cxrlt: %(name)s: %(levelname)s: %(message)s"))
-        handler.setLevel(logging.INFO)
-        if root.level > logging.INFO or root.level == logging.NOTSET:
+        handler.addFilter(_LevelFilter(logging.INFO, logging.WARNING))
+        if root.level > logging.INFO:
             root.setLevel(logging.INFO)
     else:
         handler.setFormatter(_OneLine())
-        handler.addFilter(_QuietFilter())
+        handler.addFilter(_LevelFilter(logging.WARNING, logging.CRITICAL))
     root.addHandler(handler)
     if sys.warnoptions:  # the user's -W / PYTHONWARNINGS win
         return

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SITECUSTOMIZE = r'''
+SITECUSTOMIZE = r"""
 import os
 import socket
 import sys
@@ -62,7 +62,7 @@ def _hook(event, args):
 
 _record(f"START {sys.argv[:3]!r}")
 sys.addaudithook(_hook)
-'''
+"""
 
 # Set by the suite or by CI; the commands must not depend on them.
 _DROP = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK")
