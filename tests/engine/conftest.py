@@ -45,6 +45,11 @@ def rg1_files():
 
     names = ["RG1_UNCR.dcm", "RG1_J2KR.dcm"]
     paths = [get_testdata_file(n, download=False) for n in names]
-    if any(p is None for p in paths):
-        pytest.skip("pydicom-data RG1 files are not installed")
+    missing = [n for n, p in zip(names, paths, strict=True) if p is None]
+    if missing:
+        pytest.fail(
+            f"pydicom-data test files {', '.join(missing)} are missing: the engine tests need the "
+            "pydicom-data package (in the test extra): pip install -e '.[test]'",
+            pytrace=False,
+        )
     return paths

@@ -1,4 +1,8 @@
-"""The batched predictor against the literal one-image, one-view reference (engine_reference)."""
+"""The batched predictor against the literal one-image, one-view reference (engine_reference).
+
+The reference computes the heads from the checkpoints' raw tensors (engine_reference.RawTask1),
+so a change to the engine's head (a dropped BatchNorm, another activation) fails these tests.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import SIZE
-from engine_reference import clip_probs, task1_probs
+from engine_reference import RawTask1, clip_probs, task1_probs
 
 from engine.classes import TASK2_CLASSES
 from engine.predictor import EngineConfig, EngineError, Predictor
-
-
-def _plain_model(path: Path, head: str):
-    """Load a checkpoint without engine.checkpoints (independent of the loader under test)."""
-    from safetensors.torch import load_file
-
-    from engine.models import build_model
-
-    if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, weights_only=True)["model_state_dict"]
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = build_model("convnextv2_atto", head)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +36,7 @@ def reference(arrays, csra_file, mlp_file, clip_dir):
 
     from engine.zeroshot import load_prompts
 
-    models = [_plain_model(csra_file, "csra"), _plain_model(mlp_file, "mlp")]
+    models = [RawTask1(csra_file), RawTask1(mlp_file)]
     clip = open_clip.create_model(f"local-dir:{clip_dir}").eval()
     tok = open_clip.get_tokenizer(f"local-dir:{clip_dir}")
     prompts = load_prompts()
@@ -113,7 +101,7 @@ def test_fast_mode_is_csra_identity_only(tmp_path, arrays, reference, csra_file,
     with torch.no_grad():
         p = np.stack(
             [
-                torch.sigmoid(reference["models"][0](task1_input(a, SIZE))[0])[0].double().numpy()
+                torch.sigmoid(reference["models"][0](task1_input(a, SIZE))[0])[0].numpy()
                 for a in arrays[:3]
             ]
         )

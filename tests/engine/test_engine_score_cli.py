@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SIZE
-from engine_reference import clip_probs, task1_probs
+from engine_reference import RawTask1, clip_probs, task1_probs
 
 from cxrlt_desktop.cli import main
 from engine.classes import ALL_CLASSES, TASK2_CLASSES
@@ -36,7 +36,6 @@ def test_score_paper_mode_matches_reference(
 ):
     import open_clip
 
-    from engine.checkpoints import load_task1_model
     from engine.imageio import read_source
     from engine.zeroshot import load_prompts
 
@@ -72,7 +71,7 @@ def test_score_paper_mode_matches_reference(
     assert [r[0] for r in rows] == ["a/b/two.dcm", "a/one.dcm", "RG1_UNCR.dcm"]
     got = np.array([[float(v) for v in r[1:]] for r in rows])
 
-    models = [load_task1_model(mlp_file).model, load_task1_model(csra_file).model]
+    models = [RawTask1(mlp_file), RawTask1(csra_file)]
     clip = open_clip.create_model(f"local-dir:{clip_dir}").eval()
     tok = open_clip.get_tokenizer(f"local-dir:{clip_dir}")
     prompts = load_prompts()

@@ -38,7 +38,11 @@ def rg1_uncr():
 
     path = get_testdata_file("RG1_UNCR.dcm", download=False)
     if path is None:
-        pytest.skip("pydicom-data is not installed")
+        pytest.fail(
+            "pydicom-data test file RG1_UNCR.dcm is missing: the GUI tests need the pydicom-data "
+            "package (in the test extra): pip install -e '.[test]'",
+            pytrace=False,
+        )
     return Path(path)
 
 
