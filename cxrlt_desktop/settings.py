@@ -40,9 +40,12 @@ from typing import Any
 
 import tomli_w
 
+from engine.smallfiles import MAX_TEXT_BYTES, SmallFileError, read_small_text
+
 MODES = ("paper", "fast")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
+MAX_SETTINGS_BYTES = MAX_TEXT_BYTES  # a settings file is a few hundred bytes
 
 
 class SettingsError(ValueError):
@@ -166,17 +169,20 @@ class Settings:
         Raises
         ------
         SettingsError
-            The file is not valid TOML, or names an unknown key or a bad value.
+            The file is not a regular file (a FIFO, a device, a folder), is over 1 MiB, is not
+            valid UTF-8 TOML, or names an unknown key or a bad value.
         """
         p = Path(path) if path else default_path()
         if not p.exists():
             return cls()
         try:
-            data = tomllib.loads(p.read_text("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            text = read_small_text(p, MAX_SETTINGS_BYTES)
+        except SmallFileError as exc:
+            raise SettingsError([exc.reason], str(p)) from exc
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise SettingsError([f"not valid TOML: {exc}"], str(p)) from exc
-        except OSError as exc:
-            raise SettingsError([f"cannot read: {exc.strerror}"], str(p)) from exc
         return cls.from_dict(data, source=str(p))
 
     def save(self, path: Path | str | None = None) -> Path:

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.classes import ALL_CLASSES
+from engine.smallfiles import MAX_TEXT_BYTES, SmallFileError, read_small_text
 
 # Keeps logit(p) finite: the engine clips its output to [1e-6, 1 - 1e-6] already.
 _EPS = 1e-7
+MAX_CALIBRATION_BYTES = MAX_TEXT_BYTES  # 36 temperatures are about a kilobyte
 
 
 def load_temperatures(path: str | Path) -> dict[str, float]:
@@ -40,13 +42,18 @@ def load_temperatures(path: str | Path) -> dict[str, float]:
     Raises
     ------
     ValueError
-        With the file name, when the file is not such a mapping or a temperature is not a
-        finite positive number or a class name is unknown.
+        With the file name, when the file is not a regular file of at most 1 MiB (a FIFO, a
+        device, a folder), not such a mapping, or a temperature is not a finite positive number
+        or a class name is unknown.
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        text = read_small_text(path, MAX_CALIBRATION_BYTES)
+    except SmallFileError as e:
+        raise ValueError(f"{path}: cannot read the calibration file: {e.reason}") from e
+    try:
+        data = json.loads(text)
+    except ValueError as e:
         raise ValueError(f"{path}: cannot read calibration JSON ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(f"{path}: calibration must be a JSON object {{class: temperature}}")

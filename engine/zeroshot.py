@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.classes import TASK2_CLASSES
+from engine.smallfiles import MAX_TEXT_BYTES, SmallFileError, read_small_text
 
 if TYPE_CHECKING:
     import torch
 
 SCALE = 5.0
+MAX_PROMPTS_BYTES = MAX_TEXT_BYTES  # the shipped prompts file is under 4 KB
 WEIGHT_NAMES = (
     "open_clip_model.safetensors",
     "open_clip_pytorch_model.safetensors",
@@ -58,13 +60,18 @@ def load_prompts(path: Path | str | None = None) -> dict[str, list[str]]:
     Raises
     ------
     ZeroShotError
-        Unreadable JSON, a missing class, an empty or non-string prompt list. Unknown class names
-        are refused too (a typo would otherwise silently drop a class).
+        Not a regular file of at most 1 MiB (a FIFO, a device, a folder), unreadable JSON, a
+        missing class, an empty or non-string prompt list. Unknown class names are refused too
+        (a typo would otherwise silently drop a class).
     """
     path = Path(path) if path is not None else default_prompts_path()
     try:
-        data = json.loads(Path(path).read_text("utf-8"))
-    except (OSError, ValueError) as e:
+        text = read_small_text(path, MAX_PROMPTS_BYTES)
+    except SmallFileError as e:
+        raise ZeroShotError(path, f"cannot read the prompts file: {e.reason}") from e
+    try:
+        data = json.loads(text)
+    except ValueError as e:
         raise ZeroShotError(path, f"cannot read the prompts JSON ({e})") from e
     if not isinstance(data, dict):
         raise ZeroShotError(path, "expected a JSON object {class name: [prompt, ...]}")

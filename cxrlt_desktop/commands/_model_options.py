@@ -92,12 +92,14 @@ def load_settings(args: argparse.Namespace):  # noqa: ANN201
     """The settings named by ``--settings`` (or the user's file); raises SettingsError.
 
     The user's file may be absent (defaults); a file named with ``--settings`` must exist, so
-    that a mistyped name is an error rather than a silent fall-back to the defaults.
+    that a mistyped name is an error rather than a silent fall-back to the defaults. What is
+    there but is no regular file (a folder, a FIFO, a device) is refused by ``Settings.load``
+    with what it is.
     """
     from cxrlt_desktop.settings import Settings, SettingsError
 
     named = getattr(args, "settings", None)
-    if named is not None and not Path(named).is_file():
+    if named is not None and not Path(named).exists():
         raise SettingsError(["no such settings file (given with --settings)"], str(named))
     return Settings.load(named)
 

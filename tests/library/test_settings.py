@@ -65,6 +65,27 @@ def test_not_toml(tmp_path):
         Settings.load(p)
 
 
+def test_not_utf8_named_with_the_offset(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes('reviewer = "Dr M\u00fcller"\n'.encode("latin-1"))
+    with pytest.raises(SettingsError) as e:
+        Settings.load(p)
+    assert str(e.value) == f"{p}: not utf-8 text (invalid byte at offset 16)"
+
+
+def test_settings_over_a_mebibyte_refused_by_size(tmp_path):
+    # A valid TOML file, only too large: refused before parsing (the limit is the file size).
+    p = tmp_path / "big.toml"
+    p.write_text('reviewer = "Dr A"\n' + "# padding\n" * 110_000)
+    assert p.stat().st_size > 1 << 20
+    with pytest.raises(SettingsError) as e:
+        Settings.load(p)
+    size = p.stat().st_size
+    assert str(e.value) == f"{p}: too large: {size:,} bytes (at most 1,048,576 bytes accepted)"
+    p.write_text('reviewer = "Dr A"\n' + "# padding\n" * 100_000)  # just under: fine
+    assert Settings.load(p).reviewer == "Dr A"
+
+
 def test_bool_is_not_a_number():
     with pytest.raises(SettingsError, match="engine.batch_size"):
         Settings.from_dict({"engine": {"batch_size": True}})
