@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from cxrlt_desktop.export.header_phi import HeaderFacts
 from cxrlt_desktop.export.records import ImageRecord
 from cxrlt_desktop.library.pseudonym import pseudonym
 
@@ -94,52 +95,117 @@ def shift_timestamp(ts: datetime | None, days: int) -> str:
 # de-identification of free text
 
 
-def patient_identifiers(rec: ImageRecord) -> list[str]:
-    """The patient's known identifying strings, longest first, for scrubbing free text."""
+def patient_identifiers(rec: ImageRecord, header: HeaderFacts | None = None) -> list[str]:
+    """The patient's known identifying strings, longest first, for scrubbing free text.
+
+    From the store's record (name, IDs, accession, institution, dates, UIDs, the file's path
+    and name) and, when given, the image's own header (:mod:`.header_phi`: every person name,
+    identifier, address, place, date and UID in it), each expanded into the forms people
+    write: name parts and orders (:func:`_name_forms`), an ID with and without its letters
+    (:func:`_id_forms`), address parts (:func:`_place_forms`), dates in the usual written
+    forms (:func:`_date_forms`).
+    """
+    meta = rec.meta
+    names = [rec.patient_name, *_meta_texts(meta, "PatientName")]
+    ids = [rec.patient_id, rec.accession, *_meta_texts(meta, "PatientID", "AccessionNumber")]
+    places = [rec.institution, *_meta_texts(meta, "InstitutionName")]
+    dates = [rec.study_date, rec.birth_date, *_meta_texts(meta, "PatientBirthDate", "StudyDate")]
+    plain = [rec.study_uid, rec.series_uid, rec.sop_uid, rec.path]
+    plain.append(Path(rec.path).name if rec.path else None)
+    if header is not None:
+        names += header.names
+        ids += header.ids
+        places += header.places
+        dates += header.dates
+        plain += header.uids
     out: set[str] = set()
-    raw = [
-        rec.patient_id,
-        rec.patient_name,
-        rec.birth_date,
-        rec.accession,
-        rec.institution,
-        rec.study_uid,
-        rec.series_uid,
-        rec.sop_uid,
-        rec.study_date,
-        rec.path,
-        Path(rec.path).name if rec.path else None,
-    ]
-    for key in (
-        "PatientName",
-        "PatientID",
-        "AccessionNumber",
-        "InstitutionName",
-        "PatientBirthDate",
+    for forms, values in (
+        (_name_forms, names),
+        (_id_forms, ids),
+        (_place_forms, places),
+        (_dates, dates),
+        (_plain_forms, plain),
     ):
-        v = rec.meta.get(key)
-        if isinstance(v, str):
-            raw.append(v)
-    for da in (rec.study_date, rec.birth_date):
-        if da:
-            out.update(_date_forms(da.strip()))
-    for v in raw:
-        if not v:
-            continue
-        v = str(v).strip()
-        if len(v) >= 2:
-            out.add(v)
-        if not ("^" in v or " " in v or "=" in v):
-            continue
-        # Person names: "Family^Given^Middle", with "=" between the alphabetic, ideographic
-        # and phonetic groups -> each part, and per group the "Given Family" order too.
-        for group in v.split("="):
-            parts = [p for p in re.split(r"[\^\s]+", group) if len(p) >= 2]
-            out.update(parts)
-            if len(parts) >= 2:
-                out.add(" ".join(parts))
-                out.add(" ".join(reversed(parts)))
-    return sorted(out, key=len, reverse=True)
+        for v in values:
+            if v:
+                out |= forms(str(v).strip())
+    return sorted((o for o in out if len(o) >= 2), key=len, reverse=True)
+
+
+def _meta_texts(meta: dict, *keys: str) -> list[str]:
+    """The string values of ``keys`` in a stored header (lists flattened)."""
+    out: list[str] = []
+    for key in keys:
+        v = meta.get(key)
+        for item in v if isinstance(v, list) else [v]:
+            if isinstance(item, str) and item.strip():
+                out.append(item)
+    return out
+
+
+def _plain_forms(value: str) -> set[str]:
+    return {value}
+
+
+def _name_forms(value: str) -> set[str]:
+    """A DICOM person name (``Family^Given^Middle^Prefix^Suffix``, ``=`` between the
+    alphabetic, ideographic and phonetic groups) as people write it: the whole value, each
+    name part, each part of a hyphenated or multi-word part, and per group "Given Family",
+    "Family Given", "Family, Given" and "Given Middle Family". Prefixes and suffixes (Dr, Jr)
+    are left out: they identify nobody and would remove those words from every note."""
+    out = {value}
+    for group in value.split("="):
+        comps = [c.strip() for c in group.split("^")]
+        if len(comps) == 1:  # no "^": a name written freely ("John Smith", "Smith, John")
+            comps = [w for w in re.split(r"[\s,]+", group) if w]
+        comps = [c for c in comps[:3] if c]
+        for comp in comps:
+            out.add(comp)
+            out.update(w for w in re.split(r"[\s\-,.'’]+", comp) if len(w) >= 2)
+        if len(comps) >= 2:
+            family, given, middle = comps[0], comps[1], comps[2:]
+            out |= {
+                f"{given} {family}",
+                f"{family} {given}",
+                f"{family}, {given}",
+                " ".join([given, *middle, family]),
+                " ".join([family, given, *middle]),
+            }
+    return out
+
+
+def _id_forms(value: str) -> set[str]:
+    """An identifier with and without its letters and separators: ``MRN-0012345`` also as
+    ``0012345``, ``12345``, ``MRN0012345`` and ``MRN 0012345``; each letter-and-digit token of
+    4 or more characters alone (``AB-1234-XY`` -> ``1234``). Shorter pieces (and IDs shorter
+    than 3 characters) are left: a bare "12" in a note is a measurement more often than an
+    ID."""
+    out = {value} if len(value) >= 3 else set()  # "12" alone is a measurement more often
+    tokens = [t for t in re.split(r"[^0-9A-Za-z]+", value) if t]
+    if len(tokens) > 1:
+        out |= {"".join(tokens), " ".join(tokens), "-".join(tokens)}
+    out.update(t for t in tokens if len(t) >= 4 and any(c.isdigit() for c in t))
+    for run in re.findall(r"\d{4,}", value):
+        out.add(run)
+        stripped = run.lstrip("0")
+        if len(stripped) >= 4:
+            out.add(stripped)
+    return out
+
+
+def _place_forms(value: str) -> set[str]:
+    """An address or place: the whole value and each of its parts between ``^``, commas,
+    semicolons and line breaks (street, town, postcode) of 3 or more characters."""
+    out = {value, " ".join(value.split())}
+    parts = [p.strip() for p in re.split(r"[\^,;\r\n]+", value)]
+    out.update(p for p in parts if len(p) >= 3)
+    return out
+
+
+def _dates(value: str) -> set[str]:
+    """A DICOM date (DA ``YYYYMMDD`` or the start of a DT) and its written forms."""
+    da = value.strip()[:8]
+    return {da, *_date_forms(da)} if re.fullmatch(r"\d{8}", da) else set()
 
 
 _MONTHS = (
@@ -166,6 +232,8 @@ def _date_forms(da: str) -> set[str]:
         day = int(dd)
         nth = f"{day}{'th' if 11 <= day <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th')}"
         for name in {_MONTHS[int(mm) - 1], _MONTHS[int(mm) - 1][:3]}:
+            if y == y4:  # month and year alone ("March 2024") still date the study
+                out |= {f"{name} {y}", f"{name}, {y}", f"{name}-{y}"}
             for d in {dd, str(day), nth}:
                 out |= {
                     f"{d} {name} {y}",

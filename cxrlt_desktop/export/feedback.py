@@ -9,7 +9,10 @@ An export is a folder holding
 - ``disagreements.csv``: one row per finding whose verdict contradicts the model at its
   operating threshold (present while p < t, absent while p >= t), largest ``|p - t|`` first.
 - ``images/<ImageID>.png`` (``copy_images``): each image's source array
-  (:func:`engine.imageio.read_source`), lossless where possible, see :mod:`.images`.
+  (:func:`engine.imageio.read_source`), lossless where possible, see :mod:`.images`. A
+  de-identified export leaves out images whose header says (or, for a secondary capture,
+  does not deny) that text is burned into the pixels, unless ``allow_burned_in``
+  (:func:`.header_phi.burned_in_reason`).
 - ``sr/<ImageID>.dcm`` (``sr``): one DICOM Structured Report (TID 1500) per image, see
   :mod:`.sr`.
 - ``README.txt`` (:mod:`.readme`): the options used, counts, the models (sha256) and whether
@@ -18,16 +21,23 @@ An export is a folder holding
 De-identification (unless ``include_phi``, see :mod:`.deid`): ImageID and PatientID are salted
 SHA-256 pseudonyms (:mod:`cxrlt_desktop.library.pseudonym`; the salt is per installation, so
 pseudonyms are stable across exports); no patient name, birth date, accession number,
-institution, path or original UID is written; free-text notes have the patient's known
-identifiers replaced by ``[removed]``; with ``shift_dates`` every date of a patient (study
-date, review time) moves by the same offset of 1 to 730 days into the past, derived from the
-salt and the patient, so intervals are kept.
+institution, path or original UID is written; free-text notes have every identifier known from
+the store and from the image's own header replaced by ``[removed]`` (a note whose image header
+cannot be read, or whose file changed since the scan, is withheld); every date of a patient
+(study date, review time) moves by the same offset of 1 to 730 days into the past, derived
+from the salt and the patient, so intervals are kept (``shift_dates``, on by default unless
+``include_phi``).
 
 Overwriting: an export goes into an empty (or new) folder only; a folder that holds anything
 is refused with :class:`ExportError`, so an earlier export is never overwritten. Each file is
-written to a temporary file in the same folder, fsynced and renamed (``os.replace``); if the
-export fails or is cancelled, the files it wrote are removed again, so the folder is left as
-it was and can be used for the next try (:mod:`.files`).
+written to a temporary file in the same folder, fsynced and renamed (``os.replace``), mode
+0600; if the export fails or is cancelled, the files it wrote are removed again, so the folder
+is left as it was and can be used for the next try (:mod:`.files`). Every path is built by
+:func:`.files.inside`, which refuses one that would resolve outside the export folder, and a
+UID names a file only when it is a plain DICOM UID (:func:`.files.is_file_uid`).
+
+CSV cells a spreadsheet would run as a formula (a note starting with ``=``, say) are written
+with a leading ``'`` (:mod:`.safe_csv`).
 
 The store is read once, into the typed records of :mod:`.records`. Everything runs without Qt
 and prints nothing: :func:`iter_export` yields :class:`ExportProgress` records and returns the
@@ -64,10 +74,13 @@ from cxrlt_desktop.export.files import (
     README_TXT,
     SR_DIR,
     atomic_write,
-    csv_bytes,
+    inside,
+    is_file_uid,
+    make_private_dir,
     prepare_out_dir,
     remove_written,
 )
+from cxrlt_desktop.export.header_phi import HeaderFacts, burned_in_reason, read_header_facts
 from cxrlt_desktop.export.images import check_unchanged, encode_png, source_to_png_array
 from cxrlt_desktop.export.readme import readme_text
 from cxrlt_desktop.export.records import (
@@ -77,6 +90,7 @@ from cxrlt_desktop.export.records import (
     VerdictRecord,
     read_store,
 )
+from cxrlt_desktop.export.safe_csv import Numeric, csv_bytes
 from cxrlt_desktop.export.sr import SRInput, build_sr, sr_bytes
 from cxrlt_desktop.library.triage import threshold_vector
 from engine.classes import ALL_CLASSES
@@ -96,6 +110,7 @@ DISAGREEMENT_COLUMNS: tuple[str, ...] = (
     "scoring_settings",
 )
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # the SOP class of an image without one
+NOTE_WITHHELD = "[note withheld: its image's header could not be checked for identifiers]"
 
 
 @dataclass
@@ -132,6 +147,13 @@ class ExportResult:
         PNGs written under images/.
     n_images_scaled : int
         Of those, float sources that were rescaled to 0..65535 (not lossless).
+    n_images_burned_in : int
+        Images left out of images/ because their pixels may show burned-in text.
+    n_images_unflagged : int
+        PNGs copied from PNG/JPEG/TIFF files, which carry no burned-in-text flag.
+    n_notes_withheld : int
+        Notes replaced by :data:`NOTE_WITHHELD` (the image's header could not be read, or the
+        file changed since the scan).
     n_sr : int
         SR files written under sr/.
     demo : bool
@@ -153,6 +175,9 @@ class ExportResult:
     n_disagreements: int = 0
     n_images_copied: int = 0
     n_images_scaled: int = 0
+    n_images_burned_in: int = 0
+    n_images_unflagged: int = 0
+    n_notes_withheld: int = 0
     n_sr: int = 0
     demo: bool = False
     options: dict[str, Any] = field(default_factory=dict)
@@ -176,14 +201,17 @@ class _Exported:
     patient_id: str
     study_date: str
     shift: int
-    identifiers: list[str]  # what to scrub from its notes (none with PHI included)
+    # The image's header as read at export time (read once, when first needed): its facts,
+    # or why it could not be read. None: not read yet.
+    header: HeaderFacts | str | None = None
+    identifiers: list[str] | None = None  # what to scrub from its notes, once known
 
 
 class _Disagreement(NamedTuple):
     margin: float  # |p - t|
     image_id: str
     finding: str
-    row: list[str]  # the disagreements.csv row
+    row: list[Any]  # the disagreements.csv row (text, and Numeric for the numbers)
 
 
 def _fmt_prob(p: float) -> str:
@@ -208,6 +236,7 @@ class _ExportRun:
         self.out = out
         self.include_phi = options["include_phi"]
         self.shift_dates = options["shift_dates"]
+        self.allow_burned_in = options["allow_burned_in"]
         self.thresholds = thresholds
         self.salt = salt
         self.should_stop = should_stop
@@ -221,7 +250,11 @@ class _ExportRun:
                 f"{self.out}: export cancelled; the files it had written were removed"
             )
 
-    def write(self, path: Path, data: bytes | Callable[[io.BufferedWriter], Any]) -> None:
+    def write(
+        self, parts: tuple[str, ...], data: bytes | Callable[[io.BufferedWriter], Any]
+    ) -> None:
+        """Write the file ``out/parts...`` (checked to stay inside the export folder)."""
+        path = inside(self.out, *parts)
         try:
             atomic_write(path, data)
         except OSError as e:
@@ -229,8 +262,8 @@ class _ExportRun:
         self.result.files.append(path)
 
     def make_dir(self, name: str) -> Path:
-        folder = self.out / name
-        folder.mkdir()
+        folder = inside(self.out, name)
+        make_private_dir(folder)
         self.made_dirs.append(folder)
         return folder
 
@@ -248,14 +281,52 @@ class _ExportRun:
         salt = self.salt
         shift = date_shift_days(rec.patient_key, salt=salt) if self.shift_dates else 0
         if self.include_phi:
-            image_id = rec.sop_uid or f"image{rec.id}"
+            # The ImageID names files (images/, sr/): a SOPInstanceUID that is not a plain UID
+            # ("../../x", "/tmp/abs", 65 characters) gets the pseudonym instead.
+            if is_file_uid(rec.sop_uid):
+                image_id = str(rec.sop_uid)
+            elif rec.sop_uid:
+                image_id = image_pseudonym(rec.image_key, salt=salt)
+            else:
+                image_id = f"image{rec.id}"
             patient_id = rec.patient_id or ""
         else:
             image_id = image_pseudonym(rec.image_key, salt=salt)
             patient_id = patient_pseudonym(rec.patient_id, rec.patient_key, salt=salt)
         study_date = shift_da(rec.study_date, shift) if self.shift_dates else (rec.study_date or "")
-        idents = [] if self.include_phi else patient_identifiers(rec)
-        return _Exported(rec, image_id, patient_id, study_date, shift, idents)
+        return _Exported(rec, image_id, patient_id, study_date, shift)
+
+    # -- the image's header, read again at export time ---------------------------------------
+
+    def header(self, e: _Exported) -> HeaderFacts | str:
+        """The image's :class:`HeaderFacts`, or why they cannot be known (read once).
+
+        Only a file unchanged since the scan counts: the verdicts and notes were made on the
+        scanned file, and another file now at its path says nothing about that one.
+        """
+        if e.header is None:
+            if not e.rec.is_dicom:
+                e.header = HeaderFacts()
+            else:
+                try:
+                    check_unchanged(e.rec)
+                    e.header = read_header_facts(e.rec.path)
+                except (OSError, ValueError) as exc:
+                    e.header = getattr(exc, "strerror", None) or str(exc)
+        return e.header
+
+    def note_text(self, e: _Exported, note: str | None) -> str:
+        """A note as exported: as it is with PHI; else scrubbed of every identifier of the
+        store and the image's header, or withheld when the header cannot be read."""
+        if self.include_phi or not note:
+            return note or ""
+        if e.identifiers is None:
+            facts = self.header(e)
+            if isinstance(facts, str):
+                self.result.n_notes_withheld += 1
+                return NOTE_WITHHELD
+            e.identifiers = patient_identifiers(e.rec, facts)
+        return scrub_text(note, e.identifiers)
 
     # -- models behind the exported predictions ----------------------------------------------
 
@@ -289,10 +360,19 @@ class _ExportRun:
         """Write ``images/<ImageID>.png``; an image that cannot be read is a problem, not fatal."""
         from engine.imageio import ImageReadError, read_source
 
-        img_dir = self.make_dir(IMAGES_DIR)
+        self.make_dir(IMAGES_DIR)
         result = self.result
         for k, e in enumerate(exported):
             self.check_stop()
+            burned = self._burned_in(e)
+            if burned is not None:
+                result.n_images_burned_in += 1
+                result.problems.append(
+                    f"{e.rec.path}: not copied: {burned}; --allow-burned-in copies it"
+                )
+                self.readme_problems.append(f"{e.image_id}: image not copied: {burned}")
+                yield ExportProgress("images", k + 1, len(exported), e.image_id)
+                continue
             try:
                 check_unchanged(e.rec)
                 arr, scaled = source_to_png_array(read_source(e.rec.path))
@@ -303,14 +383,25 @@ class _ExportRun:
                 # De-identified, the README gets the kind of problem only: the details can
                 # quote the file's own bytes.
                 shown = (
-                    reason if self.include_phi else scrub_text(reason.split(": ")[0], e.identifiers)
+                    reason
+                    if self.include_phi
+                    else scrub_text(reason.split(": ")[0], patient_identifiers(e.rec))
                 )
                 self.readme_problems.append(f"{e.image_id}: image not copied: {shown}")
             else:
-                self.write(img_dir / f"{e.image_id}.png", png)
+                self.write((IMAGES_DIR, f"{e.image_id}.png"), png)
                 result.n_images_copied += 1
                 result.n_images_scaled += int(scaled)
+                result.n_images_unflagged += int(not e.rec.is_dicom)
             yield ExportProgress("images", k + 1, len(exported), e.image_id)
+
+    def _burned_in(self, e: _Exported) -> str | None:
+        """Why the image's PNG stays out of a de-identified export (burned-in text), or None.
+        A header that cannot be read is left to the copy itself, which reports it."""
+        if self.include_phi or self.allow_burned_in:
+            return None
+        facts = self.header(e)
+        return None if isinstance(facts, str) else burned_in_reason(facts, e.rec.is_dicom)
 
     # -- sr/ ---------------------------------------------------------------------------------
 
@@ -318,7 +409,7 @@ class _ExportRun:
         self, exported: list[_Exported], preds: dict[int, PredictionRecord]
     ) -> Generator[ExportProgress, None, None]:
         """Write ``sr/<ImageID>.dcm``; an SR that cannot be built is a problem, not fatal."""
-        sr_dir = self.make_dir(SR_DIR)
+        self.make_dir(SR_DIR)
         for k, e in enumerate(exported):
             self.check_stop()
             pred = preds.get(e.rec.current_prediction_id or -1)
@@ -329,7 +420,7 @@ class _ExportRun:
                 self.result.problems.append(f"{e.rec.path}: no SR: {first_line}")
                 self.readme_problems.append(f"{e.image_id}: no SR written ({type(exc).__name__})")
             else:
-                self.write(sr_dir / f"{e.image_id}.dcm", data)
+                self.write((SR_DIR, f"{e.image_id}.dcm"), data)
                 self.result.n_sr += 1
             yield ExportProgress("sr", k + 1, len(exported), e.image_id)
 
@@ -383,7 +474,7 @@ class _ExportRun:
                     cells.append("")
                     result.n_uncertain += 1
             label_rows.append([e.image_id, e.study_date, e.patient_id, *cells])
-        self.write(self.out / LABELS_CSV, csv_bytes(LABEL_COLUMNS, label_rows))
+        self.write((LABELS_CSV,), csv_bytes(LABEL_COLUMNS, label_rows))
 
     # -- disagreements.csv -------------------------------------------------------------------
 
@@ -407,9 +498,7 @@ class _ExportRun:
         # Largest margin first; ties in a stable, content-defined order.
         dis.sort(key=lambda d: (-d.margin, d.image_id, ALL_CLASSES.index(d.finding)))
         self.result.n_disagreements = len(dis)
-        self.write(
-            self.out / DISAGREEMENTS_CSV, csv_bytes(DISAGREEMENT_COLUMNS, [d.row for d in dis])
-        )
+        self.write((DISAGREEMENTS_CSV,), csv_bytes(DISAGREEMENT_COLUMNS, [d.row for d in dis]))
         yield ExportProgress("csv", 2, 2, DISAGREEMENTS_CSV)
 
     def _disagreement(
@@ -423,20 +512,41 @@ class _ExportRun:
         model_present = p >= t
         if (v.verdict == "present") == model_present:
             return None
-        note = (v.note or "") if self.include_phi else scrub_text(v.note, e.identifiers)
         row = [
             e.image_id,
             finding,
-            _fmt_prob(p),
-            _fmt_prob(t),
+            Numeric(_fmt_prob(p)),
+            Numeric(_fmt_prob(t)),
             v.verdict,
-            note,
+            self.note_text(e, v.note),
             v.reviewer,
             shift_timestamp(v.reviewed_at, e.shift),
             _models_text(pred.models),
             json.dumps(pred.settings, sort_keys=True, separators=(",", ":")),
         ]
         return _Disagreement(abs(p - t), e.image_id, finding, row)
+
+
+def default_shift_dates(include_phi: bool) -> bool:
+    """Whether an export shifts dates unless told: yes when de-identified.
+
+    Study dates are identifiers (HIPAA's Safe Harbor keeps only the year), and training needs
+    no calendar date; the per-patient shift keeps the intervals between a patient's studies.
+    An export with PHI keeps the dates, like the other identifiers.
+    """
+    return not include_phi
+
+
+def _read(store: Any) -> StoreSnapshot:
+    """:func:`read_store`, with a damaged database reported as what to do about it."""
+    from sqlalchemy.exc import DBAPIError
+
+    from cxrlt_desktop.store import database_error_message
+
+    try:
+        return read_store(store)
+    except DBAPIError as exc:
+        raise ExportError(database_error_message(store, exc)) from exc
 
 
 def _thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
@@ -451,9 +561,10 @@ def iter_export(
     out_dir: str | os.PathLike[str],
     *,
     include_phi: bool = False,
-    shift_dates: bool = False,
+    shift_dates: bool | None = None,
     copy_images: bool = False,
     sr: bool = False,
+    allow_burned_in: bool = False,
     demo: bool = False,
     thresholds: Mapping[str, float] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -471,15 +582,16 @@ def iter_export(
     created_dir = prepare_out_dir(out)
     options = {
         "include_phi": include_phi,
-        "shift_dates": shift_dates,
+        "shift_dates": default_shift_dates(include_phi) if shift_dates is None else shift_dates,
         "copy_images": copy_images,
         "sr": sr,
+        "allow_burned_in": allow_burned_in,
     }
     run = _ExportRun(out, options, th, salt, should_stop)
     complete = False
     try:
         yield ExportProgress("read", 0, 1, "reading verdicts from the database")
-        snap = read_store(store)
+        snap = _read(store)
         run.check_stop()
         yield ExportProgress("read", 1, 1, f"{len(snap.images)} reviewed images")
         exported = run.identities(snap.images)
@@ -493,7 +605,7 @@ def iter_export(
         # README.txt last: its presence marks a complete export.
         run.check_stop()
         readme = readme_text(run.result, th, models, run.readme_problems)
-        run.write(out / README_TXT, readme.encode("utf-8"))
+        run.write((README_TXT,), readme.encode("utf-8"))
         complete = True
         yield ExportProgress("done", 1, 1, str(out))
         return run.result
@@ -508,9 +620,10 @@ def export_feedback(
     out_dir: str | os.PathLike[str],
     *,
     include_phi: bool = False,
-    shift_dates: bool = False,
+    shift_dates: bool | None = None,
     copy_images: bool = False,
     sr: bool = False,
+    allow_burned_in: bool = False,
     demo: bool = False,
     thresholds: Mapping[str, float] | None = None,
     progress: Callable[[ExportProgress], None] | None = None,
@@ -526,12 +639,17 @@ def export_feedback(
         A new or empty folder (a non-empty one is refused, see the module docstring).
     include_phi : bool
         Keep original identifiers (PatientID, SOPInstanceUID as ImageID, names in the SR).
-    shift_dates : bool
-        Shift each patient's dates by a per-patient offset (1 to 730 days back).
+    shift_dates : bool, optional
+        Shift each patient's dates by a per-patient offset (1 to 730 days back). Default
+        (None): shifted when de-identified, kept with ``include_phi``
+        (:func:`default_shift_dates`).
     copy_images : bool
         Write ``images/<ImageID>.png`` (the source arrays), so training reads the export as is.
     sr : bool
         Write one DICOM SR per image under ``sr/``.
+    allow_burned_in : bool
+        Copy images whose pixels may show burned-in text into a de-identified export too
+        (left out by default, see :func:`.header_phi.burned_in_reason`).
     demo : bool
         Mark the export DEMO even if no model manifest says so (the GUI's demo mode).
     thresholds : mapping, optional
@@ -560,6 +678,7 @@ def export_feedback(
         shift_dates=shift_dates,
         copy_images=copy_images,
         sr=sr,
+        allow_burned_in=allow_burned_in,
         demo=demo,
         thresholds=thresholds,
         should_stop=should_stop,

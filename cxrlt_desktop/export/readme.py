@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     from cxrlt_desktop.export.feedback import ExportResult
 
 
+def _left_out_lines(result: ExportResult) -> list[str]:
+    """What images/ lacks or holds unchecked because of burned-in text, with why."""
+    lines = []
+    if result.n_images_burned_in:
+        lines += [
+            f"    Left out: {result.n_images_burned_in} images whose pixels may show burned-in text",
+            "    (BurnedInAnnotation YES, or a secondary capture without the flag); their labels are",
+            "    exported. Export with --allow-burned-in to copy them (then check them by eye).",
+        ]
+    if result.n_images_unflagged:
+        lines += [
+            f"    {result.n_images_unflagged} images came from PNG/JPEG/TIFF files, which carry no",
+            "    burned-in-text flag: look at them before sharing.",
+        ]
+    return lines
+
+
 def readme_text(
     result: ExportResult,
     thresholds: Mapping[str, float],
@@ -45,6 +62,7 @@ def readme_text(
         f"  include PHI ........ {'YES: this export CONTAINS patient identifiers' if o['include_phi'] else 'no (de-identified)'}",
         f"  shift dates ........ {'yes (per-patient offset of 1-' + str(MAX_SHIFT_DAYS) + ' days into the past)' if o['shift_dates'] else 'no'}",
         f"  copy images ........ {'yes' if o['copy_images'] else 'no'}",
+        f"  burned-in text ..... {'allowed (images with burned-in text copied too)' if o.get('allow_burned_in') else 'images that may show it are left out'}",
         f"  DICOM SR ........... {'yes' if o['sr'] else 'no'}",
         f"  DEMO models ........ {'yes' if result.demo else 'no'}",
         "",
@@ -64,6 +82,7 @@ def readme_text(
             f"    ({result.n_images_scaled} images), which leaves the models' input unchanged up to rounding.",
             f"    Train with: cxrlt train --labels {LABELS_CSV} --images {IMAGES_DIR} ...",
         ]
+        lines += _left_out_lines(result)
     if o["sr"]:
         lines += [
             f"  {SR_DIR}/: {result.n_sr} DICOM Structured Reports (TID 1500) named <ImageID>.dcm.",
@@ -75,9 +94,15 @@ def readme_text(
             "  ImageID and PatientID are salted SHA-256 pseudonyms (the salt stays on the exporting",
             "  machine, so the same patient keeps the same pseudonym in later exports). No patient name,",
             "  birth date, accession number, institution, file path or original UID is included; UIDs in",
-            "  the SR files are new pseudonymous UIDs. Known identifiers are removed from notes, but free",
-            "  text can hold anything: read the notes before sharing.",
+            "  the SR files are new pseudonymous UIDs. Every name, ID, address, place, date and UID of the",
+            "  store and of the image's own header is removed from notes, but free text can hold anything:",
+            "  read the notes before sharing.",
         ]
+        if result.n_notes_withheld:
+            lines += [
+                f"  {result.n_notes_withheld} notes were withheld: their image's header could not be read (the",
+                "  file is gone, unreadable or changed since the scan), so they could not be checked.",
+            ]
     lines += ["", "Models (role: sha256)"]
     if models:
         lines += [

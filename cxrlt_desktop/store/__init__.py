@@ -10,13 +10,32 @@ from __future__ import annotations
 from cxrlt_desktop.store.db import (
     Store,
     StoreError,
+    check_library,
     current_revision,
+    damage_message,
     default_url,
     make_engine,
+    sqlite_path,
     upgrade,
 )
 
-__all__ = ["Store", "StoreError", "open_store", "default_url", "current_revision"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "open_store",
+    "default_url",
+    "current_revision",
+    "damage_message",
+    "database_error_message",
+]
+
+
+def database_error_message(store: Store, exc: BaseException) -> str:
+    """One line for a database error met while using ``store``: what to do when the file is
+    damaged, else the file (or URL) and SQLite's own words."""
+    where = sqlite_path(store.url) or store.url
+    orig = getattr(exc, "orig", None) or exc
+    return damage_message(where, exc) or f"{where}: database error ({orig})"
 
 
 def open_store(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Store:
@@ -36,19 +55,36 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = T
     Raises
     ------
     StoreError
-        The URL is not usable (the message names it and says why).
+        The URL is not usable (the message names it and says why): among others a file that
+        is not a CXR-LT library (0 bytes, not SQLite, another program's database) or a damaged
+        one (with what to do about it).
     """
     try:
         url = url or default_url()
     except OSError as exc:  # the user data folder cannot be created
         raise StoreError(f"cannot use the user data folder: {exc}") from exc
     store = Store(url, make_engine(url, create=create))
-    if migrate:
-        try:
+    try:
+        check_library(store, create=create)
+        if migrate:
             upgrade(store)
-        except Exception as exc:
-            store.close()
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"cannot open the database {url!r}: {exc}") from exc
+    except Exception as exc:
+        store.close()
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(_open_error(url, exc)) from exc
     return store
+
+
+def _open_error(url: str, exc: BaseException) -> str:
+    """The message for a database that could not be opened or migrated."""
+    where = sqlite_path(url) or url
+    damaged = damage_message(where, exc)
+    if damaged:
+        return damaged
+    if "Can't locate revision" in str(exc):
+        return (
+            f"{where}: written by a newer CXR-LT Desktop (its schema revision is unknown to this "
+            f"version: {exc}); open it with that version, or scan into a new library with --db NEW"
+        )
+    return f"cannot open the database {url!r}: {exc}"

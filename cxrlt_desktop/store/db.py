@@ -8,7 +8,9 @@ department can point several workstations at one PostgreSQL database.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,133 @@ BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+DB_FILE_MODE = 0o600  # the database holds names, birth dates and IDs: the user's only
+DB_DIR_MODE = 0o700
+# What SQLite says about a file it cannot read as a database (sqlite3.DatabaseError texts).
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt")
+
+
 class StoreError(Exception):
     """The database URL or file cannot be used (the message says why and how to fix it)."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases, ``file:`` URIs and bad URLs)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - sqlalchemy raises ArgumentError/ValueError
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database.startswith("file:"):
+        return None
+    if database == ":memory:":
+        return None
+    return Path(database).expanduser()
+
+
+def damage_message(where: str | os.PathLike[str], exc: BaseException) -> str | None:
+    """The user's message when ``exc`` says the database file is damaged, else None.
+
+    ``where`` names the file (or URL). SQLite reports a damaged file as "database disk image is
+    malformed" or "file is not a database"; the message says what to do about it.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if not any(word in text.lower() for word in _DAMAGE_WORDS):
+        return None
+    return (
+        f"{where}: is damaged (SQLite says: {text}); restore it from a backup or rescan into "
+        "a new library with --db NEW"
+    )
+
+
+def _not_a_library(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"{path}: not a CXR-LT library ({why}); check --db, or scan into a new library with "
+        "`cxrlt scan FOLDER --db NEW`"
+    )
+
+
+def check_database_file(path: Path, *, create: bool) -> None:
+    """Check (or create) a SQLite database file before SQLite opens it.
+
+    - Missing: an error unless ``create``; then an empty file is created with mode 0600 (and
+      its folder 0700), so the database, its WAL and shared-memory files (SQLite gives those
+      the database's mode) are the user's only, whatever the umask.
+    - Not a regular file (a folder, a FIFO, a device): an error.
+    - 0 bytes: an error unless ``create`` (a command that reads a library must not treat a
+      truncated or mistyped file as a new empty library).
+    - Anything else that does not start with the SQLite header: an error.
+    - An existing database (and its -wal/-shm/-journal files) readable by others is made 0600.
+
+    Raises
+    ------
+    StoreError
+        With the file's path and what is wrong in one line.
+    """
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        if not create:
+            raise StoreError(
+                f"{path}: the database does not exist (nothing has been scanned into it); "
+                "check --db, or create it with `cxrlt scan FOLDER`"
+            ) from None
+        _create_private_file(path)
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the database file ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise _not_a_library(path, "a folder, not a database file")
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_a_library(path, "not a regular file")
+    if st.st_size == 0:
+        if create:
+            _make_private(path)
+            return
+        raise _not_a_library(path, "0 bytes")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the database file ({exc.strerror or exc})") from exc
+    if head != SQLITE_MAGIC:
+        raise _not_a_library(path, f"{st.st_size} bytes that are not an SQLite database")
+    for p in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm", "-journal"))):
+        _make_private(p)
+
+
+def _create_private_file(path: Path) -> None:
+    """An empty file with mode 0600 (its missing folders 0700), unless another process made
+    it first."""
+    from cxrlt_desktop.paths import private_dir
+
+    try:
+        private_dir(path.parent)
+    except OSError as exc:
+        raise StoreError(
+            f"{path.parent}: cannot create the folder for the database ({exc.strerror or exc})"
+        ) from exc
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the database ({exc.strerror or exc})") from exc
+    os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other access away from one of the database's files (when it is ours)."""
+    if os.name != "posix":
+        return
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & DB_FILE_MODE)
+    except OSError:
+        pass  # missing (no WAL yet) or not ours: nothing to do
 
 
 def default_url() -> str:
@@ -52,7 +179,9 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
     transactions begun with ``BEGIN`` (reads) or ``BEGIN IMMEDIATE`` (writes, see
     :meth:`Store.session`) so that two writers queue on the busy timeout instead of failing
     when one upgrades a read snapshot to a write. With ``create=False`` a SQLite file that does
-    not exist is an error instead of a new empty database.
+    not exist (or has 0 bytes) is an error instead of a new empty database; a file that is not
+    an SQLite database is always one (:func:`check_database_file`). A new database file is
+    created with mode 0600.
     """
     try:
         parsed = make_url(url)
@@ -69,18 +198,9 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
             f"database URL {url!r} is an in-memory SQLite database; give a file, "
             "e.g. sqlite:////path/to/cxrlt.db"
         )
-    path = Path(database).expanduser()
-    if not create and not database.startswith("file:") and not path.is_file():
-        raise StoreError(
-            f"the database {str(path)!r} does not exist (nothing has been scanned into it); "
-            "check --db, or create it with `cxrlt scan FOLDER`"
-        )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the folder {str(path.parent)!r} for the database: {exc.strerror or exc}"
-        ) from exc
+    path = sqlite_path(url)
+    if path is not None:
+        check_database_file(path, create=create)
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -165,6 +285,41 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+def check_library(store: Store, *, create: bool) -> None:
+    """Refuse a SQLite database that is not a CXR-LT library, or is damaged.
+
+    A database with tables but no ``alembic_version`` belongs to another program (migrating it
+    would add the library's tables to it); with ``create=False`` an empty database is refused
+    too (nothing was ever scanned into it). A file SQLite cannot read gives
+    :func:`damage_message`. PostgreSQL URLs are not checked here.
+
+    Raises
+    ------
+    StoreError
+    """
+    if not store.is_sqlite:
+        return
+    where = sqlite_path(store.url) or store.url
+    try:
+        with store.engine.connect() as conn:
+            names = {
+                row[0]
+                for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except DBAPIError as exc:
+        raise StoreError(
+            damage_message(where, exc) or f"{where}: cannot open the database ({exc.orig})"
+        ) from exc
+    if not names:
+        if not create:
+            raise _not_a_library(Path(where), "an empty SQLite database")
+        return
+    if "alembic_version" not in names:
+        raise _not_a_library(
+            Path(where), "an SQLite database of another program: no alembic_version table"
+        )
 
 
 def alembic_config(url: str | None = None):  # noqa: ANN201 - alembic imported lazily

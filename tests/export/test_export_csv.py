@@ -43,7 +43,7 @@ def test_labels_csv_hand_built(store, library, tmp_path):
     set_verdict(store, c, "Hernia", None, reviewer="Dr Two")  # cleared: c is not reviewed
     # b has no verdict at all: not exported
 
-    res = export_feedback(store, tmp_path / "out")
+    res = export_feedback(store, tmp_path / "out", shift_dates=False)
     header, rows = read_csv(res.labels_csv)
     assert tuple(header) == LABEL_COLUMNS
     assert header[3:] == list(ALL_CLASSES) and len(header) == 3 + 36
@@ -112,7 +112,7 @@ def test_disagreements_hand_built(store, library, tmp_path):
     set_verdict(store, d, "Hernia", "absent", reviewer="Dr Two")
     set_verdict(store, d, "Emphysema", "present", reviewer="Dr Two")  # p >= t: agrees
 
-    res = export_feedback(store, tmp_path / "out")
+    res = export_feedback(store, tmp_path / "out", shift_dates=False)
     header, rows = read_csv(res.disagreements_csv)
     assert tuple(header) == DISAGREEMENT_COLUMNS
     ida = pseudonym(library.sop_uids[0], kind="image")
@@ -192,3 +192,10 @@ def test_include_phi_and_shift_dates(store, library, tmp_path):
     res2 = export_feedback(store, tmp_path / "shift2", shift_dates=True)
     assert res2.labels_csv.read_bytes() == res.labels_csv.read_bytes()
     assert "shift dates ........ yes" in (res.out_dir / "README.txt").read_text()
+    # A de-identified export shifts dates unless told not to; one with PHI keeps them.
+    default = export_feedback(store, tmp_path / "default")
+    assert default.options["shift_dates"] is True
+    assert default.labels_csv.read_bytes() == res.labels_csv.read_bytes()
+    kept = export_feedback(store, tmp_path / "kept", shift_dates=False)
+    assert PHI["study_date"] in kept.labels_csv.read_text()
+    assert "shift dates ........ no" in (kept.out_dir / "README.txt").read_text()

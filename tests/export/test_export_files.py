@@ -103,7 +103,7 @@ def test_unreadable_image_is_reported_and_the_rest_exported(store, library, tmp_
     bad_id = image_pseudonym(library.sop_uids[1])
     assert f"{bad_id}: image not copied" in readme
     assert str(library.folder) not in readme and "Zyxwvut" not in readme
-    assert "not an image" in res.problems[0] and "SECRETWORD" in res.problems[0]
+    assert "not an image" in res.problems[0]
     # the README says what kind of problem, never quotes the file's bytes
     assert f"{bad_id}: image not copied: not an image\n" in readme and "SECRETWORD" not in readme
     assert not (res.out_dir / "images" / f"{bad_id}.png").exists()

@@ -144,7 +144,7 @@ def test_reading_commands_refuse_a_missing_database(tmp_path, csra_ckpt, capsys,
     ):
         assert main(cmd) == 2, cmd
         err = capsys.readouterr().err
-        assert f"the database '{missing}' does not exist" in err, (cmd, err)
+        assert f"{missing}: the database does not exist" in err, (cmd, err)
     assert not missing.exists() and not missing.parent.exists()
     # scan creates it; then the same commands work
     assert main(["scan", str(tmp_path / "empty"), "--db", db]) == 2  # no such folder
@@ -192,4 +192,4 @@ def test_database_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsy
     db = f"sqlite:///{blocker / 'sub' / 'cxrlt.db'}"
     assert main(["scan", str(tmp_path / "in"), "--db", db]) == 2
     err = capsys.readouterr().err
-    assert f"cannot create the folder '{blocker / 'sub'}'" in err and "Traceback" not in err
+    assert f"{blocker / 'sub'}: cannot create the folder" in err and "Traceback" not in err
