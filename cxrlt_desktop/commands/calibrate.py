@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``calibrate`` parser."""
@@ -32,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         labels, probs, classes, problems = load_pair(args.labels, args.predictions)
     except ValueError as e:
-        print(f"cxrlt calibrate: {e}", file=sys.stderr)
+        print(f"cxrlt calibrate: {printable(e)}", file=sys.stderr)
         return 1
     for msg in problems:
-        print(f"warning: {msg}", file=sys.stderr)
+        print(f"warning: {printable(msg)}", file=sys.stderr)
     result = fit_calibration(labels, probs, classes)
     if not result.temperatures:
         print(
-            f"cxrlt calibrate: {args.labels}: no class has both a positive and a negative label "
+            f"cxrlt calibrate: {printable(args.labels)}: no class has both a positive and a negative label "
             "with a prediction; nothing to fit",
             file=sys.stderr,
         )
@@ -74,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
         f"(mean NLL {result.nll_before:.4f} -> {result.nll_after:.4f}) over "
         f"{len(result.temperatures)} classes, on the data it was fitted on"
     )
-    print(f"wrote {args.out}")
+    print(f"wrote {printable(args.out)}")
     return 0

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from cxrlt_desktop.commands._text import printable
+
 DB_NAME = "cxrlt-demo.db"
 SETTINGS_NAME = "settings.toml"
 TOP_K = 5
@@ -207,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         ctx = prepare(folder, n=args.n, size=args.size, models=args.models)
     except Exception as e:  # one line naming what failed, not a traceback, for `make demo`
-        print(f"cxrlt demo: {folder}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(
+            f"cxrlt demo: {printable(folder)}: {type(e).__name__}: {printable(e)}", file=sys.stderr
+        )
         return 1
     if args.headless:
         try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             args.out, s, force=args.force, log=lambda m: print(m, flush=True)
         )
     except (OSError, RuntimeError, ValueError) as e:
-        print(f"cxrlt demo-models: {e}", file=sys.stderr)
+        print(f"cxrlt demo-models: {printable(e)}", file=sys.stderr)
         return 1
     print(format_report(report))
     return 0

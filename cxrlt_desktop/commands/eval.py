@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` parser."""
@@ -43,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         labels, probs, classes, problems = load_pair(args.labels, args.predictions)
     except ValueError as e:
-        print(f"cxrlt eval: {e}", file=sys.stderr)
+        print(f"cxrlt eval: {printable(e)}", file=sys.stderr)
         return 1
     for msg in problems:
-        print(f"warning: {msg}", file=sys.stderr)
+        print(f"warning: {printable(msg)}", file=sys.stderr)
     if labels.shape[0] == 0:
-        print(f"cxrlt eval: {args.labels}: no labelled image has a prediction", file=sys.stderr)
+        print(
+            f"cxrlt eval: {printable(args.labels)}: no labelled image has a prediction",
+            file=sys.stderr,
+        )
         return 1
     result = evaluate(labels, probs, classes)
     if args.out is not None:
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             classes,
             {"labels": str(args.labels), "predictions": str(args.predictions)},
         )
-        print(f"report: {report}", file=sys.stderr)
+        print(f"report: {printable(report)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0

@@ -1,9 +1,12 @@
-"""``cxrlt export --out DIR [--db URL] [--include-phi] [--shift-dates] [--copy-images] [--sr]``."""
+"""``cxrlt export --out DIR [--db URL] [--include-phi] [--[no-]shift-dates] [--copy-images]
+[--allow-burned-in] [--sr]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
@@ -15,7 +18,9 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
             "disagreements.csv (verdicts that contradict the model at its operating threshold) "
             "and README.txt into a new or empty folder; optionally the images as PNG and one "
             "DICOM SR per image. De-identified unless --include-phi: pseudonymous IDs and UIDs, "
-            "no names, birth dates, accession numbers or institutions."
+            "no names, birth dates, accession numbers or institutions, dates shifted per "
+            "patient, notes scrubbed of every identifier in the store and the image's header, "
+            "images that may show burned-in text left out. Every file is readable by you only."
         ),
     )
     p.add_argument(
@@ -31,11 +36,19 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     )
     p.add_argument(
         "--shift-dates",
-        action="store_true",
-        help="shift each patient's dates by a per-patient offset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shift each patient's dates by a per-patient offset of 1-730 days into the past "
+        "(default: on when de-identified, off with --include-phi)",
     )
     p.add_argument(
         "--copy-images", action="store_true", help="write images/<ImageID>.png for training"
+    )
+    p.add_argument(
+        "--allow-burned-in",
+        action="store_true",
+        help="with --copy-images, also copy images whose pixels may show burned-in text "
+        "(BurnedInAnnotation YES, or a secondary capture without the flag); check them by eye",
     )
     p.add_argument(
         "--sr", action="store_true", help="write one DICOM Structured Report per image under sr/"
@@ -55,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load()
     except SettingsError as e:
-        print(f"cxrlt export: {e}", file=sys.stderr)
+        print(f"cxrlt export: {printable(e)}", file=sys.stderr)
         return 2
     try:
         store = open_store(args.db or settings.database, create=False)
     except StoreError as e:
-        print(f"cxrlt export: {e}", file=sys.stderr)
+        print(f"cxrlt export: {printable(e)}", file=sys.stderr)
         return 2
 
     last = [""]
@@ -82,26 +95,31 @@ def run(args: argparse.Namespace) -> int:
             shift_dates=args.shift_dates,
             copy_images=args.copy_images,
             sr=args.sr,
+            allow_burned_in=args.allow_burned_in,
             demo=args.demo,
             thresholds=settings.thresholds or None,
             progress=progress,
         )
     except ExportError as e:
-        print(f"cxrlt export: {e}", file=sys.stderr)
+        print(f"cxrlt export: {printable(e)}", file=sys.stderr)
         return 1
     finally:
         store.close()
     for problem in result.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     parts = [
         f"{result.n_images} reviewed images ({result.n_positive} present, {result.n_negative} absent)",
         f"{result.n_disagreements} disagreements",
     ]
     if args.copy_images:
         parts.append(f"{result.n_images_copied} images")
+        if result.n_images_burned_in:
+            parts.append(f"{result.n_images_burned_in} left out for burned-in text")
+    if result.n_notes_withheld:
+        parts.append(f"{result.n_notes_withheld} notes withheld")
     if args.sr:
         parts.append(f"{result.n_sr} SR files")
     demo = " DEMO" if result.demo else ""
     phi = " WITH PATIENT IDENTIFIERS" if args.include_phi else " (de-identified)"
-    print(f"wrote{demo} export to {result.out_dir}{phi}: " + ", ".join(parts))
+    print(f"wrote{demo} export to {printable(result.out_dir)}{phi}: " + ", ".join(parts))
     return 0

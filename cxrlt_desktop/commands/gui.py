@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers) -> None:
     """Add the ``gui`` sub-command."""
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the GUI (or its self-test). Qt is imported only here."""
     for f in args.folders:
         if not f.exists():
-            print(f"cxrlt gui: {f}: no such file or folder")
+            print(f"cxrlt gui: {printable(f)}: no such file or folder")
             return 2
     if args.screenshots is not None and not args.self_test:
         print("cxrlt gui: --screenshots only goes with --self-test")

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
     p = subparsers.add_parser(
@@ -37,18 +39,13 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
 
 
 def _path_text(path: Path) -> str:
-    """The path as text any output accepts.
+    """The path as text any output accepts (:func:`._text.printable`).
 
     A file name that is not valid UTF-8 reaches Python (POSIX) as lone surrogates, which a
     strict UTF-8 stdout cannot write: its bytes are shown as ``\\xNN`` escapes instead (the
-    form ``cxrlt scan`` stores).
+    form ``cxrlt scan`` stores), and so are control characters.
     """
-    text = str(path)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return printable(path)
 
 
 def _record(info: Any, show_phi: bool) -> dict[str, Any]:
@@ -108,8 +105,8 @@ def _line(rec: dict[str, Any]) -> str:
         text = f"{rec['path']}: OK ({_summary(rec)})"
         if rec["warnings"]:
             text += " warning: " + "; ".join(rec["warnings"])
-        return text
-    return f"{rec['path']}: REJECTED: {rec['reason']}"
+        return printable(text)
+    return printable(f"{rec['path']}: REJECTED: {rec['reason']}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+from cxrlt_desktop.commands._text import printable
 
 RARE_BELOW = 0.01
 
@@ -24,10 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def prevalence_rows(labels_path: Path) -> tuple[list[list[str]], list[str], int]:
-    """Rows in classes.csv order and format, the problems met, and the number of images."""
+def prevalence_rows(labels_path: Path) -> tuple[list[list[Any]], list[str], int]:
+    """Rows in classes.csv order and format (numbers as :class:`Numeric`), the problems met,
+    and the number of images."""
     import numpy as np
 
+    from cxrlt_desktop.export.safe_csv import Numeric
     from engine.classes import class_table
     from training.data import read_labels_csv
 
@@ -40,34 +45,37 @@ def prevalence_rows(labels_path: Path) -> tuple[list[list[str]], list[str], int]
             known = ~np.isnan(col)
             if known.any():
                 p = float(np.mean(col[known] > 0.5))
-                prev = f"{p:.4g}"
+                prev = Numeric(f"{p:.4g}")
                 rare = "1" if p < RARE_BELOW else "0"
         rows.append(
-            [info.name, info.display_name, str(info.task), prev, rare, f"{info.threshold:g}"]
+            [info.name, info.display_name, info.task, prev, rare, Numeric(f"{info.threshold:g}")]
         )
     return rows, table.problems, len(table)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print (or write) the table; exit status 0, or 1 for an unusable CSV."""
-    import csv
-    import io
+    from cxrlt_desktop.export.safe_csv import csv_text, write_csv_atomically
 
     try:
         rows, problems, n = prevalence_rows(args.labels)
     except ValueError as e:
-        print(f"cxrlt prevalence: {e}", file=sys.stderr)
+        print(f"cxrlt prevalence: {printable(e)}", file=sys.stderr)
         return 1
     for msg in problems:
-        print(f"warning: {msg}", file=sys.stderr)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "display_name", "task", "prevalence", "rare", "threshold"])
-    w.writerows(rows)
+        print(f"warning: {printable(msg)}", file=sys.stderr)
+    header = ["name", "display_name", "task", "prevalence", "rare", "threshold"]
     if args.out is not None:
-        args.out.write_text(buf.getvalue(), encoding="utf-8")
-        print(f"wrote {args.out} ({n} images)", file=sys.stderr)
+        try:
+            write_csv_atomically(args.out, lambda w: w.writerows([header, *rows]))
+        except OSError as e:
+            print(
+                f"cxrlt prevalence: {printable(args.out)}: cannot write ({printable(e.strerror or e)})",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"wrote {printable(args.out)} ({n} images)", file=sys.stderr)
     else:
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(csv_text(header, rows))
         print(f"{n} images", file=sys.stderr)
     return 0

@@ -8,6 +8,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers) -> None:  # noqa: ANN001
     p = subparsers.add_parser(
@@ -48,14 +50,16 @@ def run(args: argparse.Namespace) -> int:
 
     for f in args.folders:
         if not f.exists():
-            print(f"cxrlt scan: error: {f}: no such file or folder", file=sys.stderr)
+            print(f"cxrlt scan: error: {printable(f)}: no such file or folder", file=sys.stderr)
             return 2
     try:
         store = open_store(resolve_db(args, load_settings(args)))
     except (SettingsError, StoreError) as e:
-        print(f"cxrlt scan: error: {e}", file=sys.stderr)
+        print(f"cxrlt scan: error: {printable(e)}", file=sys.stderr)
         return 2
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from cxrlt_desktop.store import database_error_message
 
     problems: list[dict[str, str]] = []
     last = None
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             for path, reason in prog.problems:
                 problems.append({"path": path, "reason": reason})
                 if not args.quiet:
-                    print(f"cxrlt scan: {path}: {reason}", file=sys.stderr)
+                    print(f"cxrlt scan: {printable(path)}: {printable(reason)}", file=sys.stderr)
             if not args.quiet:
                 print(
                     f"scan: {prog.seen} files, {prog.rate:.0f} files/s, {prog.new} new, "
@@ -80,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     except OperationalError as e:  # a read-only database file, a full disk
-        print(f"cxrlt scan: error: cannot write to {store!r}: {e.orig}", file=sys.stderr)
+        print(f"cxrlt scan: error: cannot write to {store!r}: {printable(e.orig)}", file=sys.stderr)
+        return 1
+    except DBAPIError as e:  # "database disk image is malformed" and its kind
+        print(f"cxrlt scan: error: {printable(database_error_message(store, e))}", file=sys.stderr)
         return 1
     finally:
         store.close()

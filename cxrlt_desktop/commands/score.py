@@ -1,19 +1,23 @@
 """``cxrlt score``: score image files and folders into a CXR-LT CSV.
 
 The CSV header is ``ImageID`` then the 36 classes in engine order; ImageID is the path relative
-to the folder given (``/`` separators), or the file name for a file given directly. Files that
-cannot be scored go to ``FILE.errors.csv`` (ImageID, reason), never into the scores. Without a
-CLIP model the 6 zero-shot cells are empty; without Task 1 checkpoints the 30 Task 1 cells are.
+to the folder given (``/`` separators), or the file name for a file given directly, with
+control characters and bytes that are not UTF-8 written as backslash escapes (``\\xff.png``,
+see :mod:`._text`). Files that cannot be scored go to ``FILE.errors.csv`` (ImageID, reason),
+never into the scores. Without a CLIP model the 6 zero-shot cells are empty; without Task 1
+checkpoints the 30 Task 1 cells are. Both files are written through a temporary file and
+renamed when complete (mode 0600); on any error the temporary file is removed. Cells a
+spreadsheet would run as a formula are neutralised (:mod:`cxrlt_desktop.export.safe_csv`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import os
 import sys
 from pathlib import Path
+
+from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:
@@ -62,7 +66,7 @@ def _collect(inputs: list[Path]) -> tuple[list[tuple[str, Path]], list[tuple[str
         if inp.is_dir():
             for entry in iter_image_files([inp]):
                 if isinstance(entry, Path):
-                    items.append((entry.relative_to(inp).as_posix(), entry))
+                    items.append((printable(entry.relative_to(inp).as_posix()), entry))
                 else:
                     try:
                         image_id = Path(entry.path).relative_to(inp).as_posix()
@@ -70,16 +74,18 @@ def _collect(inputs: list[Path]) -> tuple[list[tuple[str, Path]], list[tuple[str
                         image_id = str(entry.path)
                     if image_id == ".":  # the folder itself (e.g. empty)
                         image_id = str(inp)
-                    problems.append((image_id, entry.reason))
+                    problems.append((printable(image_id), printable(entry.reason)))
         elif inp.is_file():
-            items.append((inp.name, inp))
+            items.append((printable(inp.name), inp))
         else:
-            problems.append((str(inp), "no such file or folder"))
+            problems.append((printable(inp), "no such file or folder"))
     return items, problems
 
 
-def _fmt(x: float) -> str:
-    return "" if math.isnan(x) else f"{x:.9g}"
+def _fmt(x: float):  # noqa: ANN202 - a Numeric (str)
+    from cxrlt_desktop.export.safe_csv import Numeric
+
+    return Numeric("" if math.isnan(x) else f"{x:.9g}")
 
 
 def _argument_error(args: argparse.Namespace) -> str | None:
@@ -132,11 +138,9 @@ def _write_scores(
     from engine.classes import ALL_CLASSES
 
     ids = {path: image_id for image_id, path in items}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    scored = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+
+    def fill(writer) -> int:  # noqa: ANN001 - SafeWriter
+        scored = 0
         writer.writerow(["ImageID", *ALL_CLASSES])
         bar = tqdm(
             total=len(items),
@@ -152,13 +156,17 @@ def _write_scores(
                     writer.writerow([image_id, *(_fmt(float(x)) for x in res.probs)])
                     scored += 1
                 else:
-                    errors.append((image_id, res.reason or "unknown error"))
-                    bar.write(f"cxrlt score: {res.path}: {res.reason}", file=sys.stderr)
+                    reason = printable(res.reason or "unknown error")
+                    errors.append((image_id, reason))
+                    bar.write(f"cxrlt score: {printable(res.path)}: {reason}", file=sys.stderr)
                 bar.update(1)
         finally:
             bar.close()
-    os.replace(tmp, out)
-    return scored
+        return scored
+
+    from cxrlt_desktop.export.safe_csv import write_csv_atomically
+
+    return write_csv_atomically(out, fill)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,20 +182,27 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = Predictor(_engine_config(args))
     except (CheckpointError, ZeroShotError, EngineError) as e:
-        print(f"cxrlt score: error: {e}", file=sys.stderr)
+        print(f"cxrlt score: error: {printable(e)}", file=sys.stderr)
         return 1
 
     items, errors = _collect(list(args.inputs))
     out: Path = args.out
-    scored = _write_scores(predictor, items, errors, out, args.no_progress)
-    err_path = _errors_path(out)
-    with open(err_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["ImageID", "reason"])
-        writer.writerows(errors)
+    from cxrlt_desktop.export.safe_csv import write_csv_atomically
+
+    try:
+        scored = _write_scores(predictor, items, errors, out, args.no_progress)
+        err_path = _errors_path(out)
+        write_csv_atomically(err_path, lambda w: w.writerows([["ImageID", "reason"], *errors]))
+    except OSError as e:
+        print(
+            f"cxrlt score: error: {printable(e.filename or out)}: cannot write "
+            f"({printable(e.strerror or e)})",
+            file=sys.stderr,
+        )
+        return 1
     print(
-        f"cxrlt score: {scored} image(s) scored into {out}; {len(errors)} rejected"
-        + (f" (see {err_path})" if errors else ""),
+        f"cxrlt score: {scored} image(s) scored into {printable(out)}; {len(errors)} rejected"
+        + (f" (see {printable(err_path)})" if errors else ""),
         file=sys.stderr,
     )
     if scored == 0 and errors:

@@ -6,6 +6,8 @@ import argparse
 import signal
 import sys
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers) -> None:  # noqa: ANN001
     from cxrlt_desktop.commands._model_options import add_model_arguments
@@ -46,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args)
         config = config_from_args(args, settings)
     except (SettingsError, ValueError) as e:
-        print(f"cxrlt score-library: error: {e}", file=sys.stderr)
+        print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
         return 2
     try:
         store = open_store(resolve_db(args, settings), create=False)
     except StoreError as e:
-        print(f"cxrlt score-library: error: {e}", file=sys.stderr)
+        print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
         return 2
 
     from engine.checkpoints import CheckpointError
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = Predictor(config)
     except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
-        print(f"cxrlt score-library: error: {e}", file=sys.stderr)
+        print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
         store.close()
         return 1
 
@@ -76,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from cxrlt_desktop.store import database_error_message
 
     old = signal.signal(signal.SIGINT, _on_sigint)
     last = None
@@ -86,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         ):
             last = prog
             for path, reason in prog.last_errors:
-                print(f"cxrlt score-library: {path}: {reason}", file=sys.stderr)
+                print(
+                    f"cxrlt score-library: {printable(path)}: {printable(reason)}", file=sys.stderr
+                )
             if not args.no_progress:
                 print(
                     f"score-library: {prog.done + prog.failed}/{prog.total} "
@@ -96,7 +102,16 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     except OperationalError as e:  # a read-only database file, a full disk
-        print(f"cxrlt score-library: error: cannot write to {store!r}: {e.orig}", file=sys.stderr)
+        print(
+            f"cxrlt score-library: error: cannot write to {store!r}: {printable(e.orig)}",
+            file=sys.stderr,
+        )
+        return 1
+    except DBAPIError as e:  # "database disk image is malformed" and its kind
+        print(
+            f"cxrlt score-library: error: {printable(database_error_message(store, e))}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         signal.signal(signal.SIGINT, old)

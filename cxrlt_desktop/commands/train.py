@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrlt_desktop.commands._text import printable
+
 if TYPE_CHECKING:
     from training.progress import TrainRecord
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainError as e:
         if bar is not None:
             bar.close()
-        print(f"cxrlt train: {e}", file=sys.stderr)
+        print(f"cxrlt train: {printable(e)}", file=sys.stderr)
         return 1
     return 0
 
@@ -111,7 +113,7 @@ def _show(rec: TrainRecord, bar: Any) -> Any:
 
     match rec:
         case TrainInfo():
-            print(rec.message, file=sys.stderr)
+            print(printable(rec.message), file=sys.stderr)
         case TrainStep():
             if bar is None:
                 from tqdm import tqdm
@@ -135,5 +137,8 @@ def _show(rec: TrainRecord, bar: Any) -> Any:
                 file=sys.stderr,
             )
         case TrainDone():
-            print(f"best epoch {rec.best_epoch}: {rec.checkpoint} ({rec.manifest})")
+            print(
+                f"best epoch {rec.best_epoch}: {printable(rec.checkpoint)} "
+                f"({printable(rec.manifest)})"
+            )
     return bar

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from cxrlt_desktop.commands._text import printable
+
 
 def register(subparsers) -> None:  # noqa: ANN001
     p = subparsers.add_parser(
@@ -44,10 +46,12 @@ def _fmt_score(x: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     from cxrlt_desktop.commands._model_options import load_settings, resolve_db
     from cxrlt_desktop.library.worklist import query_worklist, resolve_finding
     from cxrlt_desktop.settings import SettingsError
-    from cxrlt_desktop.store import StoreError, open_store
+    from cxrlt_desktop.store import StoreError, database_error_message, open_store
 
     if args.limit < 1:
         print("cxrlt worklist: error: --limit must be >= 1", file=sys.stderr)
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             resolve_finding(args.finding)
         store = open_store(resolve_db(args, load_settings(args)), create=False)
     except (SettingsError, StoreError, ValueError) as e:
-        print(f"cxrlt worklist: error: {e}", file=sys.stderr)
+        print(f"cxrlt worklist: error: {printable(e)}", file=sys.stderr)
         return 2
     try:
         rows = query_worklist(
@@ -69,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
             text=args.text,
             show_phi=args.show_phi,
         )
+    except DBAPIError as e:  # a database damaged where the open did not look
+        print(
+            f"cxrlt worklist: error: {printable(database_error_message(store, e))}", file=sys.stderr
+        )
+        return 1
     finally:
         store.close()
     if args.json:
@@ -98,6 +107,7 @@ def _print_rows(rows: list) -> None:
         top = ", ".join(f"{t['finding']} {t['probability']:.2f}" for t in r.top_findings)
         flag = "!" if r.flagged else " "
         print(
-            f"{_fmt_score(r.rare_score):>5}{flag} {r.patient[:18]:<18} {r.study_date or '-':<10} "
+            f"{_fmt_score(r.rare_score):>5}{flag} {printable(r.patient)[:18]:<18} "
+            f"{printable(r.study_date or '-'):<10} "
             f"{r.n_images:>4} {r.n_scored:>4} {r.n_failed:>4} {r.status:<10} {top}"
         )

@@ -21,8 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable
-from typing import Any, TextIO
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+T = TypeVar("T")
 
 # What a spreadsheet may execute at the start of a cell (OWASP's list).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -97,3 +101,22 @@ def csv_text(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
 def csv_bytes(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> bytes:
     """:func:`csv_text` as UTF-8 bytes, to write with :func:`~.files.atomic_write`."""
     return csv_text(header, rows).encode("utf-8")
+
+
+def write_csv_atomically(out: str | os.PathLike[str], fill: Callable[[SafeWriter], T]) -> T:
+    """Create the CSV file ``out`` (mode 0600) from the rows ``fill(writer)`` writes with a
+    :class:`SafeWriter`: into ``out.part`` first, renamed to ``out`` when ``fill`` returns; on
+    any error (or Ctrl-C) the ``.part`` file is removed and ``out`` is left as it was.
+    Returns what ``fill`` returns."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            value = fill(SafeWriter(f))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return value
