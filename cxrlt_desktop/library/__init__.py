@@ -6,7 +6,9 @@ GUI, the command line and (later) worker processes share one database safely.
 - :mod:`.scanning` - :func:`scan`: walk folders, read headers, record images, series, studies and
   problems (a generator of :class:`ScanProgress`).
 - :mod:`.scoring` - :func:`score_library`: run a predictor over unscored images and store the
-  predictions of one model set (a generator of :class:`ScoreProgress`).
+  predictions of one model set (a generator of :class:`ScoreProgress`); :func:`retry_failed`.
+- :mod:`.identity` - is the file at an image's path still the scanned one
+  (:func:`read_checked`: what the scorer, the viewer and the export decode through).
 - :mod:`.triage` - rare-finding score, finding hits and study ordering; :func:`retriage` after a
   threshold change.
 - :mod:`.reviews` - the radiologist's verdicts and notes.
@@ -14,6 +16,14 @@ GUI, the command line and (later) worker processes share one database safely.
 - :mod:`.pseudonym` - the per-installation salted pseudonyms shown instead of patient IDs.
 """
 
+from cxrlt_desktop.library.identity import (
+    CHANGED_SINCE_SCAN,
+    FileChanged,
+    ScannedFile,
+    changed_since_scan,
+    read_checked,
+    scanned_file,
+)
 from cxrlt_desktop.library.pseudonym import get_salt, pseudonym
 from cxrlt_desktop.library.reviews import (
     ReviewError,
@@ -31,6 +41,7 @@ from cxrlt_desktop.library.scoring import (
     current_predictions,
     model_set_description,
     model_set_key,
+    retry_failed,
     score_library,
 )
 from cxrlt_desktop.library.triage import (
@@ -54,15 +65,19 @@ from cxrlt_desktop.library.worklist import (
 )
 
 __all__ = [
+    "CHANGED_SINCE_SCAN",
+    "FileChanged",
     "ImageRow",
     "ReviewError",
     "ReviewResult",
     "ScanProgress",
+    "ScannedFile",
     "ScoreProgress",
     "TriageSummary",
     "Verdict",
     "WorklistRow",
     "agree_with_all",
+    "changed_since_scan",
     "count_worklist",
     "current_predictions",
     "get_salt",
@@ -76,10 +91,13 @@ __all__ = [
     "pseudonym",
     "query_worklist",
     "rare_score",
+    "read_checked",
     "resolve_finding",
     "retriage",
     "retriage_pending",
+    "retry_failed",
     "scan",
+    "scanned_file",
     "score_library",
     "set_image_note",
     "set_verdict",

@@ -7,6 +7,8 @@ Rules
   moves to the new path instead (a moved file keeps its predictions and reviews).
 - Incremental: a file whose (path, size, mtime) is unchanged is not read again. A file whose
   size or mtime changed is read again, its ``version`` goes up and it is queued for scoring.
+  So is a file the scorer refused as changed since the scan (``library.identity``) even when
+  its size and mtime look the same: the rescan its message asks for always re-reads it.
 - Files under a scanned folder that are gone are marked ``missing`` (never deleted: their
   reviews stay); they come back when they reappear.
 - Unusable files (the input layer's reason) are ``image`` rows with ``usable = False`` and the
@@ -31,9 +33,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session
 
+from cxrlt_desktop.library.identity import CHANGED_SINCE_SCAN
 from cxrlt_desktop.library.triage import refresh_studies
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import (
@@ -42,6 +45,7 @@ from cxrlt_desktop.store.models import (
     FindingHit,
     Image,
     Patient,
+    ScoreFailure,
     Series,
     Study,
     utcnow,
@@ -257,6 +261,20 @@ def _load_known(
         if _under(p, roots)
     }
     return known, dups
+
+
+def _refused_as_changed(s: Session, roots: list[str]) -> set[int]:
+    """Images under ``roots`` whose current version the scorer refused as changed since the
+    scan: read again by the next scan whatever their size and mtime."""
+    rows = s.execute(
+        select(Image.id, Image.path)
+        .join(
+            ScoreFailure,
+            and_(ScoreFailure.image_id == Image.id, ScoreFailure.image_version == Image.version),
+        )
+        .where(ScoreFailure.reason.startswith(CHANGED_SINCE_SCAN, autoescape=True))
+    ).all()
+    return {iid for iid, p in rows if _under(p, roots)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -640,6 +658,7 @@ class _Scan:
         self.prog = ScanProgress()
         with store.session() as s, s.begin():
             self.known, self.dups = _load_known(s, self.roots)
+            self.recheck = _refused_as_changed(s, self.roots)
         self.seen: set[str] = set()
         self.moved_ids: set[int] = set()
         self.replaced_ids: set[int] = set()  # images whose path now holds another image
@@ -669,7 +688,8 @@ class _Scan:
         except OSError:
             size, mtime = 0, 0.0  # what read_header records for a file it cannot stat
         old = self.known.get(path) or self.dups.get(path)
-        if old is not None and old.size == size and old.mtime == mtime:
+        refused = isinstance(old, KnownFile) and old.id in self.recheck
+        if old is not None and old.size == size and old.mtime == mtime and not refused:
             return _Unchanged(path)
         return _ToRead(Path(item))
 

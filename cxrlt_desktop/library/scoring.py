@@ -14,7 +14,23 @@ drive it and cancel it between batches. What it guarantees:
   A unique constraint (image, model set, image version) makes a double prediction impossible.
 - An image that fails records its reason in ``score_failure`` and is not retried in the same
   start. The next start retries it once (attempt 2); after two failed attempts it stays failed
-  until its file changes (a rescan that sees a new size or mtime bumps the image version).
+  until its file changes (a rescan that sees a new size or mtime bumps the image version) or
+  :func:`retry_failed` clears it.
+- Right patient or nothing: just before a file is decoded, its header is compared with what
+  the scan recorded (size, mtime, SOPInstanceUID and the other filing UIDs, still a usable
+  chest radiograph; ``library.identity``), and its size and mtime once more after the decode.
+  A file that changed fails with ``file changed since the scan: rescan the folder (...)`` and
+  nothing is written for its patient.
+- Attempts: each image's scoring is recorded in ``score_attempt`` (committed) before its file
+  is decoded, and the row goes with the write of its outcome. Rows a dead process left behind
+  (a decoder that crashed it, ``kill -9``, out of memory) make their images *suspects*: the next
+  start scores each of them alone, first, so a start that dies again dies on that file and no
+  other. An image whose scoring was interrupted ``INTERRUPT_LIMIT`` times fails with
+  ``scoring was interrupted N times on this file; it is skipped until it is rescanned or
+  retried`` and is skipped like an image that failed twice.
+- A probability that is NaN or infinite (or outside 0..1) where the model set computes one is
+  never written: the image fails with the findings named (NaN stays the marker of a task whose
+  model is not configured).
 - Predictions are immutable, and the newest *complete* run is the current one: a run is
   complete (``finished_at`` set) once its queue is empty. While a run for a new model set is
   under way, an image that already shows another model set's prediction keeps showing it (the
@@ -26,15 +42,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from cxrlt_desktop.library.identity import (
+    CHANGED_SINCE_SCAN,
+    FileChanged,
+    ScannedFile,
+    read_checked,
+)
 from cxrlt_desktop.library.triage import (
     TriageSummary,
     refresh_studies,
@@ -50,6 +74,7 @@ from cxrlt_desktop.store.models import (
     ModelVersion,
     Prediction,
     RunModel,
+    ScoreAttempt,
     ScoreFailure,
     ScoringRun,
     Series,
@@ -58,8 +83,16 @@ from cxrlt_desktop.store.models import (
     probs_to_array,
     utcnow,
 )
+from engine.classes import ALL_CLASSES, TASK1_CLASSES
 
 MAX_ATTEMPTS = 2
+# Starts that may die while an image is in flight before the image is given up. Three, not two:
+# a start killed from outside (kill -9, a power cut) while an innocent image was in flight and
+# again while that image was scored alone would otherwise lose it for good.
+INTERRUPT_LIMIT = 3
+INTERRUPTED = (
+    "scoring was interrupted {n} times on this file; it is skipped until it is rescanned or retried"
+)
 # predictor.settings keys that do not change the numbers beyond noise: not part of the model set.
 # The CPU backend (OpenVINO, ONNX Runtime or PyTorch) is one of them: they agree to ~1e-6.
 _NON_OUTPUT_SETTINGS = ("device", "precision", "backend")
@@ -174,11 +207,17 @@ def _register(s: Session, predictor: Any) -> tuple[int, int | None]:
     return ms.id, run.id
 
 
-_QueueItem = tuple[int, str, int, int]  # (image id, path, version, study id)
+class _QueueItem(NamedTuple):
+    """An image to score: its id, path, file version and study."""
+
+    id: int
+    path: str
+    version: int
+    study_id: int
 
 
 def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[_QueueItem]:
-    """(image id, path, version, study id) still to score for this model set."""
+    """The images still to score for this model set, by id."""
     scored = exists().where(
         Prediction.image_id == Image.id,
         Prediction.model_set_id == model_set_id,
@@ -196,7 +235,7 @@ def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[_QueueItem]:
         .where(Image.usable.is_(True), Image.missing.is_(False), ~scored, ~gave_up)
         .order_by(Image.id)
     ).all()
-    return [tuple(r) for r in rows if r[0] not in skip]
+    return [_QueueItem(*r) for r in rows if r[0] not in skip]
 
 
 def _count_scored(s: Session, model_set_id: int) -> int:
@@ -217,6 +256,145 @@ def _count_scored(s: Session, model_set_id: int) -> int:
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# attempts: recorded before each decode, gone with the outcome
+
+
+def _begin_attempt(
+    s: Session, item: _QueueItem, model_set_id: int, run_id: int
+) -> ScannedFile | None:
+    """Record that this image's scoring begins; its scanned record to check the file against.
+
+    None (and nothing recorded) when the image is no longer the queued one: rescanned to a new
+    version, missing or unusable since the queue was read.
+    """
+    image = s.get(Image, item.id)
+    if image is None or image.version != item.version or image.missing or not image.usable:
+        return None
+    att = s.get(ScoreAttempt, (item.id, model_set_id))
+    if att is None:
+        s.add(
+            ScoreAttempt(
+                image_id=item.id,
+                model_set_id=model_set_id,
+                image_version=item.version,
+                started=1,
+                last_run_id=run_id,
+            )
+        )
+    else:
+        att.started = att.started + 1 if att.image_version == item.version else 1
+        att.image_version = item.version
+        att.last_run_id = run_id
+        att.last_started_at = utcnow()
+    return ScannedFile.of(image)
+
+
+def _forget_attempts(s: Session, image_ids: list[int], model_set_id: int) -> None:
+    """Undo this start's begun attempts of images it stopped before scoring (a clean cancel:
+    nothing was interrupted)."""
+    for att in s.scalars(
+        select(ScoreAttempt).where(
+            ScoreAttempt.image_id.in_(image_ids), ScoreAttempt.model_set_id == model_set_id
+        )
+    ).all():
+        if att.started <= 1:
+            s.delete(att)
+        else:
+            att.started -= 1
+
+
+def _suspects(s: Session, model_set_id: int) -> set[int]:
+    """Images a dead start left in flight (fewer than INTERRUPT_LIMIT times): scored alone."""
+    return set(
+        s.scalars(
+            select(ScoreAttempt.image_id)
+            .join(Image, Image.id == ScoreAttempt.image_id)
+            .where(
+                ScoreAttempt.model_set_id == model_set_id,
+                ScoreAttempt.image_version == Image.version,
+            )
+        ).all()
+    )
+
+
+def _give_up_interrupted(s: Session, model_set_id: int, run_id: int) -> list[tuple[str, str]]:
+    """Fail the images whose scoring was interrupted INTERRUPT_LIMIT times; drop the attempts of
+    older file versions. Returns (path, reason) of the images given up."""
+    rows = s.execute(
+        select(ScoreAttempt, Image.path, Image.version, Series.study_id)
+        .join(Image, Image.id == ScoreAttempt.image_id)
+        .outerjoin(Series, Series.id == Image.series_id)
+        .where(ScoreAttempt.model_set_id == model_set_id)
+    ).all()
+    out: list[tuple[str, str]] = []
+    studies: set[int] = set()
+    for att, path, version, study_id in rows:
+        if att.image_version != version:  # rescanned since: its file starts afresh
+            s.delete(att)
+        elif att.started >= INTERRUPT_LIMIT:
+            reason = INTERRUPTED.format(n=att.started)
+            _record_failure(s, att.image_id, version, reason, model_set_id, run_id, final=True)
+            s.delete(att)
+            out.append((path, reason))
+            if study_id is not None:
+                studies.add(study_id)
+    s.flush()
+    refresh_studies(s, studies)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# results that must never be written
+
+
+def expected_columns(predictor: Any) -> np.ndarray:
+    """bool[36]: the columns the predictor computes (Task 1 with a task1 model, the zero-shot
+    findings with a CLIP model); the others are NaN by design."""
+    roles = {m.role for m in predictor.models}
+    mask = np.zeros(len(ALL_CLASSES), dtype=bool)
+    mask[: len(TASK1_CLASSES)] = any(r.startswith("task1") for r in roles)
+    mask[len(TASK1_CLASSES) :] = "clip" in roles
+    return mask
+
+
+def invalid_probabilities(probs: np.ndarray, expected: np.ndarray) -> str | None:
+    """Why these probabilities must not be written (None when they may): a NaN or infinity
+    where the model set computes a probability, an infinity anywhere, or a value outside 0..1."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != (len(ALL_CLASSES),):
+        return f"the model returned {p.size} probabilities instead of {len(ALL_CLASSES)}"
+    finite = np.isfinite(p)
+    bad = (expected & ~finite) | np.isinf(p)
+    bad |= finite & ((p < 0.0) | (p > 1.0))
+    if not bad.any():
+        return None
+    names = [ALL_CLASSES[k] for k in np.flatnonzero(bad)]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"the model returned an invalid probability (NaN, infinity or outside 0..1) for {shown}: "
+        "not scored"
+    )
+
+
+def _result_problem(res: Any, expected: np.ndarray) -> str | None:
+    """Why an ok result must not be written (its probabilities, or its Task 1 values before
+    gating), or None."""
+    reason = invalid_probabilities(res.probs, expected)
+    if reason is None and res.ungated is not None and expected[: len(TASK1_CLASSES)].any():
+        ungated = np.asarray(res.ungated, dtype=np.float64)
+        if not (np.isfinite(ungated).all() and (ungated >= 0).all() and (ungated <= 1).all()):
+            reason = (
+                "the model returned an invalid Task 1 probability before normal gating "
+                "(NaN, infinity or outside 0..1): not scored"
+            )
+    return reason
+
+
+# ----------------------------------------------------------------------------------------------
+# one batch's write
+
+
 def _write_batch(
     s: Session,
     results: list[tuple[_QueueItem, Any]],
@@ -224,10 +402,18 @@ def _write_batch(
     model_set_id: int,
     run_id: int,
     thresholds: np.ndarray,
-) -> tuple[int, int]:
-    """One transaction: predictions, current pointers, hits, failures, study summaries."""
-    ids = [item[0] for item, _ in results]
+    expected: np.ndarray,
+) -> tuple[int, list[tuple[_QueueItem, str]]]:
+    """One transaction: predictions, current pointers, hits, failures, study summaries, and the
+    end of the batch's attempts. Returns the number scored and the (item, reason) failures."""
+    ids = [item.id for item, _ in results]
     existing = _scored_images(s, ids, model_set_id)
+    current = {
+        iid: (version, missing, usable)
+        for iid, version, missing, usable in s.execute(
+            select(Image.id, Image.version, Image.missing, Image.usable).where(Image.id.in_(ids))
+        ).all()
+    }
     # The model set each image currently shows: another set's prediction stays current until
     # this run completes (see the module docstring).
     showing = dict(
@@ -237,13 +423,23 @@ def _write_batch(
             .where(Image.id.in_(ids))
         ).all()
     )
-    n_ok = n_bad = 0
+    s.execute(
+        delete(ScoreAttempt).where(
+            ScoreAttempt.image_id.in_(ids), ScoreAttempt.model_set_id == model_set_id
+        )
+    )
+    n_ok = 0
+    failed: list[tuple[_QueueItem, str]] = []
     studies: set[int] = set()
-    for (image_id, _path, version, study_id), res in results:
+    for item, res in results:
+        image_id, _path, version, study_id = item
         if image_id in existing:  # another process scored it meanwhile
             continue
+        if current.get(image_id) != (version, False, True):
+            continue  # rescanned (or gone) since it was queued: the next start scores it
         studies.add(study_id)
-        if res.ok:
+        reason = (res.reason or "unknown error") if not res.ok else _result_problem(res, expected)
+        if reason is None:
             pred, summary = _add_prediction(
                 s, image_id, version, res, model_set_id, run_id, thresholds
             )
@@ -259,14 +455,14 @@ def _write_batch(
                 s.delete(fail)
             n_ok += 1
         else:
-            _record_failure(s, image_id, version, res.reason, model_set_id, run_id)
-            n_bad += 1
+            _record_failure(s, image_id, version, reason, model_set_id, run_id)
+            failed.append((item, reason))
     run = s.get(ScoringRun, run_id)
     run.n_done += n_ok
-    run.n_failed += n_bad
+    run.n_failed += len(failed)
     s.flush()
     refresh_studies(s, studies)
-    return n_ok, n_bad
+    return n_ok, failed
 
 
 def _scored_images(s: Session, ids: list[int], model_set_id: int) -> set[int]:
@@ -319,28 +515,68 @@ def _add_prediction(
 
 
 def _record_failure(
-    s: Session, image_id: int, version: int, reason: str | None, model_set_id: int, run_id: int
+    s: Session,
+    image_id: int,
+    version: int,
+    reason: str | None,
+    model_set_id: int,
+    run_id: int,
+    *,
+    final: bool = False,
 ) -> None:
-    """Count a failed attempt; a new file version starts counting again at 1."""
+    """Count a failed attempt; a new file version starts counting again at 1. ``final``: no
+    further attempt (the count goes to MAX_ATTEMPTS)."""
     reason = reason or "unknown error"
     fail = s.get(ScoreFailure, (image_id, model_set_id))
     if fail is None:
-        s.add(
-            ScoreFailure(
-                image_id=image_id,
-                model_set_id=model_set_id,
-                image_version=version,
-                reason=reason,
-                attempts=1,
-                last_run_id=run_id,
-            )
+        fail = ScoreFailure(
+            image_id=image_id,
+            model_set_id=model_set_id,
+            image_version=version,
+            reason=reason,
+            attempts=1,
+            last_run_id=run_id,
         )
+        s.add(fail)
     else:
         fail.attempts = fail.attempts + 1 if fail.image_version == version else 1
         fail.image_version = version
         fail.reason = reason
         fail.last_run_id = run_id
         fail.last_attempt_at = utcnow()
+    if final:
+        fail.attempts = max(fail.attempts or 1, MAX_ATTEMPTS)
+
+
+def retry_failed(store: Store, image_ids: list[int] | None = None) -> int:
+    """Forget the scoring failures and interrupted attempts of these images (all when None), so
+    the next start scores them again (after the file that crashed a decoder was replaced, or
+    the decoder updated). Returns the number of failures cleared."""
+
+    def work(s: Session) -> int:
+        fails = select(ScoreFailure)
+        atts = delete(ScoreAttempt)
+        if image_ids is not None:
+            fails = fails.where(ScoreFailure.image_id.in_(image_ids))
+            atts = atts.where(ScoreAttempt.image_id.in_(image_ids))
+        rows = s.scalars(fails).all()
+        cleared = {f.image_id for f in rows}
+        for f in rows:
+            s.delete(f)
+        s.execute(atts)
+        s.flush()
+        if cleared:
+            refresh_studies(
+                s,
+                s.scalars(
+                    select(Series.study_id)
+                    .join(Image, Image.series_id == Series.id)
+                    .where(Image.id.in_(sorted(cleared)))
+                ).all(),
+            )
+        return len(rows)
+
+    return store.write(work)
 
 
 # Images switched per write transaction when a run completes: a library rescored by a new model
@@ -440,6 +676,29 @@ def score_library(
     yield from _Scoring(store, predictor, t, bs, should_stop).run()
 
 
+class _Reader:
+    """``predict_paths``' ``read`` for one call: records each image's attempt (committed), then
+    decodes its file only if it is still the one the scan recorded. Runs in the decode pool."""
+
+    def __init__(self, scoring: _Scoring, items: list[_QueueItem]) -> None:
+        self.scoring = scoring
+        self.by_path = {str(Path(q.path)): q for q in items}
+        self.begun: set[int] = set()  # images whose attempt this call recorded
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> np.ndarray:
+        from engine import imageio
+
+        item = self.by_path[str(path)]
+        sc = self.scoring
+        scanned = sc.store.write(lambda s: _begin_attempt(s, item, sc.model_set_id, sc.run_id))
+        if scanned is None:  # not written: _write_batch skips an image rescanned meanwhile
+            raise FileChanged(path, f"{CHANGED_SINCE_SCAN} (rescanned while it was queued)")
+        with self._lock:
+            self.begun.add(item.id)
+        return read_checked(scanned, imageio.read_source)
+
+
 class _Scoring:
     """One start of :func:`score_library`: the model set, its run, the queue and the counts."""
 
@@ -456,20 +715,29 @@ class _Scoring:
         self.t = thresholds
         self.bs = batch_size
         self.should_stop = should_stop
+        self.expected = expected_columns(predictor)
         self.skip: set[int] = set()  # failed in this start: not retried until the next one
+        self.suspects: set[int] = set()  # in flight when an earlier start died: scored alone
         self.model_set_id, self.run_id = store.write(lambda s: _register(s, predictor))
         self.prog = ScoreProgress(run_id=self.run_id, model_set_id=self.model_set_id)
         self.t0 = time.perf_counter()
 
     def run(self) -> Iterator[ScoreProgress]:
+        given_up: list[tuple[str, str]] = []
+        if self.run_id is not None:
+            given_up = self.store.write(
+                lambda s: _give_up_interrupted(s, self.model_set_id, self.run_id)
+            )
         with self.store.session() as s, s.begin():
             # No run: nothing was pending a moment ago; images a scan adds meanwhile wait for
             # the next start.
             queue = _queue(s, self.model_set_id, self.skip) if self.run_id is not None else []
+            self.suspects = _suspects(s, self.model_set_id) if queue else set()
             self.prog.already_scored = _count_scored(s, self.model_set_id)
-        self.prog.total = len(queue)
+        self.prog.total = len(queue) + len(given_up)
+        self.prog.failed = len(given_up)
         self.t0 = time.perf_counter()
-        yield self._stamp([])
+        yield self._stamp(given_up)
         cancelled = False
         while queue:
             cancelled = yield from self._score(queue)
@@ -501,9 +769,28 @@ class _Scoring:
         return self.should_stop is not None and self.should_stop()
 
     def _score(self, queue: list[_QueueItem]) -> Generator[ScoreProgress, None, bool]:
-        """Score the queue, one write transaction per batch; returns True when cancelled."""
+        """Score the queue: the suspects first, each alone (a start that dies now dies on that
+        file), then the rest in batches; returns True when cancelled."""
+        alone = [q for q in queue if q.id in self.suspects]
+        rest = [q for q in queue if q.id not in self.suspects]
+        for item in alone:
+            self.suspects.discard(item.id)
+            if (yield from self._predict([item], 1)):
+                return True
+        if rest:
+            return (yield from self._predict(rest, self.bs))
+        return False
+
+    def _predict(
+        self, queue: list[_QueueItem], batch_size: int
+    ) -> Generator[ScoreProgress, None, bool]:
+        """Score these images, one write transaction per batch; returns True when cancelled."""
+        reader = _Reader(self, queue)
         gen = self.predictor.predict_paths(
-            [q[1] for q in queue], batch_size=self.bs, should_stop=self.should_stop
+            [q.path for q in queue],
+            batch_size=batch_size,
+            should_stop=self.should_stop,
+            read=reader,
         )
         pending: list[tuple[_QueueItem, Any]] = []
         idx = 0
@@ -512,30 +799,38 @@ class _Scoring:
             for res in gen:
                 pending.append((queue[idx], res))
                 idx += 1
-                if len(pending) >= self.bs or idx == len(queue):
+                if len(pending) >= batch_size or idx == len(queue):
                     batch, pending = pending, []
                     yield self._write(batch)
                     if self._stopped():
                         cancelled = True
                         break
         finally:
-            gen.close()
+            gen.close()  # waits for the decodes in flight
         if idx < len(queue) and not cancelled:
             cancelled = True  # predict_paths returned early: its should_stop fired
+        if cancelled:  # a clean stop interrupted nothing: undo the attempts not written
+            unwritten = sorted(reader.begun & {q.id for q in queue[idx:]})
+            if unwritten:
+                self.store.write(lambda s: _forget_attempts(s, unwritten, self.model_set_id))
         return cancelled
 
     def _write(self, batch: list[tuple[_QueueItem, Any]]) -> ScoreProgress:
         """Write one batch of results; the progress record after it."""
-        n_ok, n_bad = self.store.write(
+        n_ok, failed = self.store.write(
             lambda s: _write_batch(
-                s, batch, model_set_id=self.model_set_id, run_id=self.run_id, thresholds=self.t
+                s,
+                batch,
+                model_set_id=self.model_set_id,
+                run_id=self.run_id,
+                thresholds=self.t,
+                expected=self.expected,
             )
         )
-        errors = [(item[1], r.reason or "unknown error") for item, r in batch if not r.ok]
-        self.skip.update(item[0] for item, r in batch if not r.ok)
+        self.skip.update(item.id for item, _ in failed)
         self.prog.done += n_ok
-        self.prog.failed += n_bad
-        return self._stamp(errors)
+        self.prog.failed += len(failed)
+        return self._stamp([(item.path, reason) for item, reason in failed])
 
     def _switch_and_finish(self) -> None:
         """Switch the images to this model set in short transactions (see SWITCH_CHUNK), then

@@ -12,6 +12,10 @@ NaN (its task's model was not configured) is left out; an image with no rare pro
 has no score (``None``). A score >= 1 means at least one rare finding is at or above its
 threshold. A study's score is the max over its usable images' current predictions; the study
 also keeps the number of distinct findings (any class but Normal) at or above threshold.
+
+Only a probability in 0..1 counts: an infinity or a value outside 0..1 (a broken model; the
+scorer refuses to write such a result) is left out like NaN, so it can neither flag a finding
+nor put an image at the top of the worklist.
 """
 
 from __future__ import annotations
@@ -62,25 +66,33 @@ class TriageSummary:
     hits: list[tuple[str, float, float]] = field(default_factory=list)
 
 
+def usable_probabilities(probs: np.ndarray) -> np.ndarray:
+    """bool mask of the probabilities triage may use: finite and in 0..1 (not NaN, not inf)."""
+    p = np.asarray(probs, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(p) & (p >= 0.0) & (p <= 1.0)
+
+
 def rare_score(probs: np.ndarray, thresholds: np.ndarray | None = None) -> float | None:
-    """max over the rare classes of p_c / t_c, NaN ignored; None when no rare class has a value."""
+    """max over the rare classes of p_c / t_c, leaving out what :func:`usable_probabilities`
+    refuses; None when no rare class has a usable value."""
     t = threshold_vector() if thresholds is None else thresholds
-    ratios = np.asarray(probs, dtype=np.float64)[_RARE_MASK] / t[_RARE_MASK]
-    ratios = ratios[~np.isnan(ratios)]
-    return float(ratios.max()) if ratios.size else None
+    p = np.asarray(probs, dtype=np.float64)
+    use = _RARE_MASK & usable_probabilities(p)
+    return float((p[use] / t[use]).max()) if use.any() else None
 
 
 def summarize(probs: np.ndarray, thresholds: np.ndarray | None = None) -> TriageSummary:
     """Rare score, findings at or above threshold and the top findings of one prediction.
 
-    ``top_findings`` holds the ``TOP_N`` findings (not Normal, not NaN) with the highest
+    ``top_findings`` holds the ``TOP_N`` findings (not Normal, usable values only) with the highest
     p_c / t_c, each as ``{"finding", "probability", "threshold"}``, whether or not above threshold.
     """
     t = threshold_vector() if thresholds is None else thresholds
     p = np.asarray(probs, dtype=np.float64)
-    valid = _FINDING_MASK & ~np.isnan(p)
+    valid = _FINDING_MASK & usable_probabilities(p)
     above = valid & (p >= t)
-    ratio = np.where(valid, p / t, -np.inf)
+    ratio = np.where(valid, np.where(valid, p, 0.0) / t, -np.inf)
     order = [int(k) for k in np.argsort(-ratio, kind="stable") if valid[k]][:TOP_N]
     return TriageSummary(
         rare_score=rare_score(p, t),
@@ -238,7 +250,7 @@ def _summary_row(
         "n_failed": failed.get(sid, 0),
         "n_reviewed": n_rev,
         "rare_score": score,
-        "priority": score if score is not None and not math.isnan(score) else -1.0,
+        "priority": score if score is not None and math.isfinite(score) else -1.0,
         "n_above": above.get(sid, 0),
         "top_findings": top_findings,
         "review_status": status,

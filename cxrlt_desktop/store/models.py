@@ -33,6 +33,9 @@ Hierarchy and what each table means
   overwritten can still be traced.
 - ``score_failure`` (image x model set): why scoring failed and how often; an image that failed
   in two runs of the same model set is not queued again until its file changes.
+- ``score_attempt`` (image x model set): an image whose scoring began (committed before its file
+  is decoded) and has no outcome yet; rows left by a process that died count the interruptions
+  (see ``cxrlt_desktop.library.scoring``).
 
 Use helpers: :func:`probs_to_array`, :func:`attention_to_array`.
 """
@@ -314,6 +317,22 @@ class ScoreFailure(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     last_run_id: Mapped[int | None] = mapped_column(ForeignKey("scoring_run.id"))
     last_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ScoreAttempt(Base):
+    """Scoring of an image that began (committed before its file is decoded) and has no outcome
+    yet: the write of its prediction or failure deletes the row. A row left behind means the
+    process ended while the image was in flight (a crash, ``kill -9``, a decoder that took the
+    process down); ``started`` counts such starts since the last outcome."""
+
+    __tablename__ = "score_attempt"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id"), primary_key=True)
+    model_set_id: Mapped[int] = mapped_column(ForeignKey("model_set.id"), primary_key=True)
+    image_version: Mapped[int] = mapped_column(Integer)
+    started: Mapped[int] = mapped_column(Integer, default=1)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("scoring_run.id"))
+    last_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Review(Base):

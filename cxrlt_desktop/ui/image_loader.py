@@ -5,6 +5,12 @@ token so that only the latest request is shown, and prefetch of the next image.
 decode runs in the ``decode`` :class:`~cxrlt_desktop.ui.background.Lane` and ``loaded`` (or
 ``failed``) follows on the GUI thread, for the latest request or a prefetch only, never for a
 request the reader has already moved past.
+
+Right patient or nothing: the image shown under a patient must be the file the scan filed under
+that patient. Each decode reads the image's scanned record from the store and decodes through
+:func:`cxrlt_desktop.library.identity.read_checked`, so a file replaced since the scan (another
+patient's image, a CT, new UIDs, a touched file) is not shown: ``failed`` carries ``"<path>:
+file changed since the scan: rescan the folder (...)"``.
 """
 
 from __future__ import annotations
@@ -22,27 +28,60 @@ IMAGE_CACHE_SIZE = 6
 PREFETCH = -1  # the token of a prefetch: never stale
 
 
-def _decode(path: str, should_stop: threading.Event) -> Any | None:
+def _decode(store: Any, image_id: int, path: str, should_stop: threading.Event) -> Any | None:
     # Runs in the decode lane; a close skips what is still queued.
     if should_stop.is_set():
         return None
-    from engine.imageio import read_display
+    from cxrlt_desktop.library.identity import read_checked, scanned_file
+    from engine.imageio import ImageReadError, read_display
 
-    return read_display(path)
+    if store is None:
+        raise ImageReadError(path, "no library to check the file against: not shown")
+    scanned = scanned_file(store, image_id)
+    if scanned is None:
+        raise ImageReadError(path, "not in the library any more: rescan the folder")
+    return read_checked(scanned, read_display)
+
+
+def _store_of(obj: QObject | None) -> Any | None:
+    """The ``store`` of the nearest of ``obj`` and its parents that has one (the main window)."""
+    while obj is not None:
+        store = getattr(obj, "store", None)
+        if store is not None and callable(getattr(store, "session", None)):
+            return store
+        obj = obj.parent()
+    return None
 
 
 class ImageLoader(QObject):
-    """Signals: ``loaded(image_id, display)``, ``failed(image_id, error text)``."""
+    """Signals: ``loaded(image_id, display)``, ``failed(image_id, error text)``.
+
+    ``store`` is the library the images' scanned records are read from; without one, the
+    loader uses the ``store`` of its nearest parent that has one (the main window, through the
+    session view that owns the loader). A loader that finds none shows nothing.
+    """
 
     loaded = Signal(int, object)
     failed = Signal(int, str)
 
-    def __init__(self, parent: QObject | None = None, cache_size: int = IMAGE_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        cache_size: int = IMAGE_CACHE_SIZE,
+        *,
+        store: Any | None = None,
+    ) -> None:
         super().__init__(parent)
         self.lane = Lane("decode", parent=self)
+        self._store = store
         self._cache: OrderedDict[int, Any] = OrderedDict()
         self._cache_size = cache_size
         self._token = 0
+
+    @property
+    def store(self) -> Any | None:
+        """The library the decodes check files against."""
+        return self._store if self._store is not None else _store_of(self.parent())
 
     def request(self, image_id: int, path: str) -> Any | None:
         """Ask for an image: the cached display image now, or None and ``loaded`` later."""
@@ -65,6 +104,8 @@ class ImageLoader(QObject):
     def _start(self, token: int, image_id: int, path: str) -> None:
         self.lane.run(
             _decode,
+            self.store,
+            image_id,
             path,
             stop=True,
             connect={
@@ -87,7 +128,7 @@ class ImageLoader(QObject):
             self.loaded.emit(image_id, display)
 
     def _on_errored(self, token: int, image_id: int, exc: BaseException) -> None:
-        # ImageReadError or anything a broken file raises
+        # FileChanged, ImageReadError or anything a broken file raises
         if self._current(token):
             self.failed.emit(image_id, str(exc))
 

@@ -16,7 +16,7 @@ from engine.classes import ALL_CLASSES
 
 
 def test_sqlite_pragmas_and_head(store):
-    assert current_revision(store) == "0002"
+    assert current_revision(store) == "0003"
     with store.raw_connection() as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert c.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -54,7 +54,7 @@ def test_reopen_is_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     open_store(url).close()
     st = open_store(url)
-    assert current_revision(st) == "0002"
+    assert current_revision(st) == "0003"
     st.close()
 
 
@@ -128,7 +128,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
     st.close()
 
     st = open_store(url)
-    assert current_revision(st) == "0002"
+    assert current_revision(st) == "0003"
     with st.raw_connection() as c:
         assert c.execute("SELECT path, sop_uid, current_prediction_id FROM image").fetchall() == [
             ("/x/a.dcm", "1.2.3.4.5", 1)
