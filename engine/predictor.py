@@ -2,13 +2,17 @@
 
 Per batch of N images (paper mode): the N preprocessed images go to the device once; the 6 TTA
 views are stacked into one [6N, 3, S, S] channels_last tensor and each Task 1 model runs one
-forward over it (chunked on the CPU to bound memory); per model the sigmoid outputs are averaged
-over the views; the models are averaged with normalised weights; normal gating follows. The CSRA
-attention maps come from the identity view of the first CSRA model. The CLIP image encoder runs
-on the same batch. Decoding and the numpy part of preprocessing run in a thread pool ahead of
-the compute (``predict_paths``).
+forward over it (on the GPU path; chunked on the CPU path to bound memory); per model the sigmoid
+outputs are averaged over the views; the models are averaged with normalised weights; normal
+gating follows. The CSRA attention maps come from the identity view of the first CSRA model.
+The CLIP image encoder runs on the same batch. Decoding and the numpy part of preprocessing run
+in a thread pool ahead of the compute (``predict_paths``).
 
 ``fast`` mode runs only the CSRA model(s) on the identity view (gating and CLIP unchanged).
+
+The GPU path (bf16 autocast, channels_last, one forward per model per batch, optional
+``torch.compile``, pinned host memory) is what CUDA runs; ``EngineConfig(gpu_path=True)`` runs it
+on the CPU as well (without the pinning), so that it is exercised where there is no GPU.
 """
 
 from __future__ import annotations
@@ -42,9 +46,16 @@ class EngineConfig:
     ``image_size`` (added field) is the Task 1 input size: 512 for the published weights; tests
     and demo models may use less. ``cache_dir`` (added) is where prompt embeddings are cached
     (None: no cache). ``decode_workers`` (added): threads that decode and preprocess ahead.
-    ``forward_chunk`` (added): most images per model forward (None: 6 x batch on GPU, 6 on CPU).
+    ``forward_chunk`` (added): most images per model forward (None: views x batch on the GPU
+    path, 6 on the CPU path).
     ``cpu_backend`` (added), used on the CPU in fp32: "auto" (OpenVINO, else ONNX Runtime, else
     PyTorch), "openvino", "onnx" or "torch"; all give PyTorch's fp32 numbers to ~1e-6.
+    ``gpu_path`` (added): run the GPU's code path on whatever device is chosen. It is always the
+    path on CUDA; ``True`` selects it on the CPU too: PyTorch (no ONNX/OpenVINO runtime), bf16
+    autocast unless ``precision`` says otherwise, channels_last, the stacked TTA views of a batch
+    in one forward per model, and ``torch.compile`` (the CPU inductor backend) when ``compile``.
+    Only pinned host memory stays CUDA-only. It lets the GPU branch be run and tested without a
+    GPU; on the CPU it is slower than the fp32 runtimes (docs/engine.md).
     """
 
     task1_checkpoints: list[Path] = field(default_factory=list)
@@ -65,6 +76,7 @@ class EngineConfig:
     decode_workers: int | None = None
     forward_chunk: int | None = None
     cpu_backend: str = "auto"
+    gpu_path: bool = False
 
 
 @dataclass
@@ -167,19 +179,21 @@ class Predictor:
         self._workers = max(1, workers)
         chunk = config.forward_chunk
         if chunk is None:
-            # GPU: the whole stacked batch in one forward. CPU: a few images per forward is
+            # GPU path: the whole stacked batch in one forward. CPU: a few images per forward is
             # ~1.5x faster per image than one at a time; more only costs memory.
-            chunk = len(self.views) * config.batch_size if self.device.type == "cuda" else 6
+            chunk = len(self.views) * config.batch_size if self.gpu_path else 6
         self._chunk = max(1, chunk)
 
     # ------------------------------------------------------------------ loading (__init__ steps)
 
     def _select_device(self, config: EngineConfig) -> None:
-        """Device, precision and the autocast dtype; cuDNN settings on CUDA."""
+        """Device, code path (``gpu_path``), precision and the autocast dtype; cuDNN settings on
+        CUDA."""
         import torch
 
         self.device = _resolve_device(config.device)
-        self.precision = config.precision or ("bf16" if self.device.type == "cuda" else "fp32")
+        self.gpu_path = self.device.type == "cuda" or config.gpu_path
+        self.precision = config.precision or ("bf16" if self.gpu_path else "fp32")
         self._amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
             self.precision
         ]
@@ -236,7 +250,8 @@ class Predictor:
 
         CPU + fp32: the backbones run in OpenVINO (fastest here) or ONNX Runtime, the heads in
         PyTorch (engine.onnx_backend); "auto" takes the first runtime that is installed and
-        compiles the model, so a broken runtime costs speed, never the scores.
+        compiles the model, so a broken runtime costs speed, never the scores. The GPU path
+        (``gpu_path``, always on CUDA) and ``compile`` run PyTorch.
         """
         import torch
 
@@ -252,6 +267,7 @@ class Predictor:
             and self.device.type == "cpu"
             and self.precision == "fp32"
             and not config.compile
+            and not self.gpu_path
         )
         wanted = {"auto": ["openvino", "onnxruntime"], "onnx": ["onnxruntime"]}.get(
             config.cpu_backend, [config.cpu_backend] if config.cpu_backend != "torch" else []
@@ -261,7 +277,7 @@ class Predictor:
             name = "onnxruntime" if config.cpu_backend == "onnx" else "openvino"
             raise EngineError(
                 f"cpu_backend {config.cpu_backend} needs {name} and onnx installed, "
-                "the CPU device and fp32 precision"
+                "the CPU device and fp32 precision, without gpu_path or compile"
             )
         self.backend = "torch"
         self._modules: list[Any] = []
@@ -410,7 +426,7 @@ class Predictor:
         n = grey_u8.shape[0]
         v = len(self.views)
         src = torch.from_numpy(np.ascontiguousarray(grey_u8))
-        if self.device.type == "cuda":
+        if self.device.type == "cuda":  # pinned memory is the one CUDA-only part of the GPU path
             src = src.pin_memory().to(self.device, non_blocking=True)
         x = stack_views(task1_tensor(src), self.views)
         if self.backend == "torch":

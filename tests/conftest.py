@@ -11,6 +11,14 @@ os.environ.setdefault(
 
 import pytest  # noqa: E402
 
+
+def pytest_configure(config):
+    """Markers used by the tests (also listed in pyproject.toml; registering twice is harmless)."""
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA GPU; skipped, with that reason, where there is none"
+    )
+
+
 TINY_SIZE = 64  # Task 1 input size in tests: the behaviour under test does not depend on 512
 
 
