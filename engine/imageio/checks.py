@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.imageio.dicom_header import PixelElement
 from engine.imageio.meta import frame_count, meta_int
+from engine.imageio.records import DEFAULT_MAX_PIXELS
 
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR"})
 
@@ -40,8 +41,15 @@ def _format_bytes(n: float) -> str:
 
 
 def limit_problem(
-    rows: int, cols: int, frames: int, samples: int, bits: int, limit: int
+    rows: int,
+    cols: int,
+    frames: int,
+    samples: int,
+    bits: int,
+    limit: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> str | None:
+    """Why an image of this declared size is refused before decoding (None: within limits)."""
     need = rows * cols * frames * samples * max((bits + 7) // 8, 1)
     if need > limit:
         return (
@@ -50,6 +58,11 @@ def limit_problem(
             + (f" x {samples} samples" if samples > 1 else "")
             + f" at {bits} bits needs {_format_bytes(need)}, over the {_format_bytes(limit)} "
             "limit per image (max_image_bytes)"
+        )
+    if rows * cols > max_pixels:
+        return (
+            f"declared image size {cols} x {rows} is over the limit of {max_pixels} pixels per "
+            "image (a decompression bomb or not a radiograph)"
         )
     return None
 
@@ -118,6 +131,23 @@ def dicom_decode_problem(
             )
     if ts and pixel.length is None and pixel.available is not None and pixel.available < 16:
         return "truncated pixel data: the encapsulated pixel data holds no fragments"
+    return None
+
+
+def rescale_problem(ds: Any) -> str | None:
+    """A Rescale Slope or Intercept that is not a finite number makes every value NaN or inf."""
+    import math
+
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return f"{keyword} is not a number"
+        if not math.isfinite(number):
+            return f"{keyword} is {number}: pixel data would be NaN or infinity after rescale"
     return None
 
 

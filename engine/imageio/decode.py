@@ -51,6 +51,7 @@ def _decode_impl(path: Path, max_image_bytes: int, want_display: bool) -> Decode
         ds, arr = decode_dicom(path, preamble, info.meta)
         try:
             source, modality = dicom_source_and_modality(ds, arr)
+            _refuse_non_finite(path, source, "after rescale")
             display = dicom_display(ds, modality) if want_display else None
         except ImageReadError:
             raise
@@ -63,9 +64,16 @@ def _decode_impl(path: Path, max_image_bytes: int, want_display: bool) -> Decode
             raise ImageReadError(path, str(exc)) from None
         except Exception as exc:  # noqa: BLE001
             raise ImageReadError(path, f"cannot decode the image: {one_line(exc)}") from None
+        _refuse_non_finite(path, grey, "(floating-point image)")
         source = grey
         display = raster_display(grey) if want_display else None
     return DecodedImage(info, source, display)  # type: ignore[arg-type]
+
+
+def _refuse_non_finite(path: Path, values: np.ndarray, where: str) -> None:
+    # Scored, a NaN image is a black image with NaN probabilities: refuse it instead.
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ImageReadError(path, f"pixel data contains NaN or infinity {where}")
 
 
 def read_source(

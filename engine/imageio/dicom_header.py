@@ -23,12 +23,27 @@ class PixelElement:
     available: int | None = None  # bytes left in the file after the element header
 
 
+# Values longer than this are skipped, not read: a 300 MB private element costs a seek.
+DEFER_SIZE = "1 MB"
+
+
+def quiet_pydicom() -> None:
+    """Value-validation warnings off: the input layer reports one reason per file instead of
+    pydicom warning (and logging) once per odd value, which floods a terminal on a bad folder."""
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+
+
 def read_dicom_header(path: Path, preamble: bool) -> tuple[Any, PixelElement]:
     import pydicom
 
+    quiet_pydicom()
     try:
         with open(path, "rb") as fp:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not preamble)
+            ds = pydicom.dcmread(
+                fp, stop_before_pixels=True, force=not preamble, defer_size=DEFER_SIZE
+            )
             pixel = _peek_pixel_element(fp, ds, os.fstat(fp.fileno()).st_size)
     except PermissionError:
         raise ImageReadError(path, "cannot open: permission denied") from None

@@ -79,8 +79,9 @@ def _describe_unknown(head: bytes) -> str:
     except UnicodeDecodeError:
         text = None
     if text is not None and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
-        snippet = text.strip().splitlines()[0][:30] if text.strip() else ""
-        return f"not an image: the file holds text ({snippet!r}...), not DICOM, PNG, JPEG or TIFF"
+        # Never quote the content: a symbolic link to a password file would put it into the
+        # database and the terminal.
+        return "not an image: the file holds text, not DICOM, PNG, JPEG or TIFF"
     if len(head) >= 132:
         marker = head[128:132]
         return (

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.imageio import formats
-from engine.imageio.checks import MIN_SIDE, dicom_decode_problem, dicom_usability, limit_problem
+from engine.imageio.checks import (
+    MIN_SIDE,
+    dicom_decode_problem,
+    dicom_usability,
+    limit_problem,
+    rescale_problem,
+)
 from engine.imageio.dicom_header import read_dicom_header
 from engine.imageio.files import identify, size_mtime
 from engine.imageio.formats import FormatError
@@ -27,7 +33,7 @@ def header_pass(path: Path, max_image_bytes: int) -> tuple[HeaderInfo, str | Non
     if kind == "dicom":
         ds, pixel = read_dicom_header(path, preamble)
         meta = dicom_meta(ds)
-        problem = dicom_decode_problem(meta, pixel, max_image_bytes)
+        problem = dicom_decode_problem(meta, pixel, max_image_bytes) or rescale_problem(ds)
         if problem:
             reason, warnings = problem, []
         else:

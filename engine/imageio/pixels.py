@@ -3,50 +3,41 @@ source array (modality LUT, MONOCHROME1 inversion, colour to grey)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.imageio.checks import COLOUR
-from engine.imageio.dicom_header import ensure_transfer_syntax
+from engine.imageio.dicom_header import DEFER_SIZE, ensure_transfer_syntax
+from engine.imageio.isolation import DecoderFailure, decode_isolated
 from engine.imageio.meta import frame_count, meta_int
-from engine.imageio.records import ImageReadError, one_line
-
-# Which installed plugin decodes which transfer syntax first (pydicom falls back to the others).
-_PREFERRED_PLUGINS = {
-    "1.2.840.10008.1.2.4.90": ("pylibjpeg",),  # JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91": ("pylibjpeg",),  # JPEG 2000
-    "1.2.840.10008.1.2.4.201": ("pylibjpeg",),  # HTJ2K lossless
-    "1.2.840.10008.1.2.4.202": ("pylibjpeg",),  # HTJ2K lossless RPCL
-    "1.2.840.10008.1.2.4.203": ("pylibjpeg",),  # HTJ2K
-    "1.2.840.10008.1.2.4.80": ("pyjpegls",),  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": ("pyjpegls",),  # JPEG-LS near-lossless
-    "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),  # RLE
-    "1.2.840.10008.1.2.4.50": ("gdcm", "pillow"),  # JPEG baseline
-    "1.2.840.10008.1.2.4.51": ("gdcm", "pillow"),  # JPEG extended
-    "1.2.840.10008.1.2.4.57": ("gdcm",),  # JPEG lossless
-    "1.2.840.10008.1.2.4.70": ("gdcm",),  # JPEG lossless SV1
-}
+from engine.imageio.plugins import PREFERRED_PLUGINS, PluginError, decode_frame
+from engine.imageio.records import DEFAULT_MAX_PIXELS, ImageReadError, one_line
+from engine.imageio.streams import StreamError, declared_size
 
 
-# pydicom's wrapper around the plugins' own errors.
-_ALL_PLUGINS = re.compile(r"^Unable to decode as exceptions were raised by all available plugins: ")
+def decode_dicom(
+    path: Path, preamble: bool, meta: dict[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[Any, np.ndarray]:
+    """Full read + decode of frame 0; returns (dataset, stored values, colour already RGB).
 
-
-def decode_dicom(path: Path, preamble: bool, meta: dict[str, Any]) -> tuple[Any, np.ndarray]:
-    """Full read + decode of frame 0; returns (dataset, stored values, colour already RGB)."""
+    Compressed pixel data is checked against the size its own stream declares, then decoded in
+    a worker process (:mod:`~engine.imageio.isolation`); native data is decoded here, its size
+    being known from the header.
+    """
     import pydicom
     from pydicom.pixels import get_decoder
 
     try:
-        ds = pydicom.dcmread(path, force=not preamble)
+        ds = pydicom.dcmread(path, force=not preamble, defer_size=DEFER_SIZE)
+        ensure_transfer_syntax(ds)
+        ts = ds.file_meta.TransferSyntaxUID
+        has_pixels = "PixelData" in ds
+        pixel_bytes = ds.PixelData if has_pixels else b""
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(path, f"damaged DICOM file: {one_line(exc)}") from None
-    ensure_transfer_syntax(ds)
-    ts = ds.file_meta.TransferSyntaxUID
-    if "PixelData" not in ds:
+    if not has_pixels:
         # The header pass saw the pixel element, so pydicom dropped it while reading: an
         # encapsulated sequence that ends early.
         raise ImageReadError(
@@ -54,7 +45,7 @@ def decode_dicom(path: Path, preamble: bool, meta: dict[str, Any]) -> tuple[Any,
         )
     if not ts.is_encapsulated:
         need = _native_bytes(meta)
-        have = len(ds.PixelData)
+        have = len(pixel_bytes)
         if have < need:
             raise ImageReadError(
                 path, f"truncated pixel data: {have} bytes, the header's image size needs {need}"
@@ -66,26 +57,56 @@ def decode_dicom(path: Path, preamble: bool, meta: dict[str, Any]) -> tuple[Any,
     if not decoder.is_available:
         raise ImageReadError(path, f"no decoder installed for transfer syntax {ts.name} ({ts})")
     available = set(decoder.available_plugins)
-    plugins = [p for p in _PREFERRED_PLUGINS.get(str(ts), ()) if p in available]
-    errors: list[str] = []
-    for plugin in [*plugins, ""]:
+    plugins = [p for p in PREFERRED_PLUGINS.get(str(ts), ()) if p in available]
+    if not ts.is_encapsulated:
         try:
-            arr, _ = decoder.as_array(ds, index=0, decoding_plugin=plugin)
-            break
-        except Exception as exc:  # noqa: BLE001 - try the next plugin, report all if none works
-            text = _ALL_PLUGINS.sub("", one_line(exc))
-            if plugin and text.startswith(f"{plugin}: "):
-                text = text[len(plugin) + 2 :]
-            errors.append(f"{plugin or 'all plugins'}: {text}")
-    else:
-        # The preferred decoder's complaint is the telling one; pydicom's "all plugins" text
-        # repeats it beside the failures of decoders that were never meant for this data.
-        raise ImageReadError(
-            path,
-            f"cannot decode {ts.name} pixel data (damaged or unsupported compressed data): "
-            + errors[0],
+            return ds, decode_frame(ds, plugins)
+        except PluginError as exc:
+            raise ImageReadError(path, str(exc)) from None
+    problem = stream_problem(pixel_bytes, meta, max_pixels)
+    if problem:
+        raise ImageReadError(path, problem)
+    try:
+        return ds, decode_isolated(ds, plugins)
+    except DecoderFailure as exc:
+        raise ImageReadError(path, str(exc)) from None
+
+
+def stream_problem(pixel_data: bytes, meta: dict[str, Any], max_pixels: int) -> str | None:
+    """Why frame 0's compressed stream must not reach a decoder (None when it may).
+
+    The size the stream declares must be the header's Rows x Columns and within ``max_pixels``.
+    """
+    from pydicom.encaps import get_frame
+
+    try:
+        frame = get_frame(pixel_data, 0, number_of_frames=1)
+        size = declared_size(frame[:65536])
+    except StreamError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - pydicom's item parser on damaged data
+        return f"damaged encapsulated pixel data: {one_line(exc)}"
+    if size is None:
+        return None  # RLE or an unknown stream: its decoder sizes its output from the header
+    rows = meta_int(meta, "Rows", 0) or 0
+    cols = meta_int(meta, "Columns", 0) or 0
+    if size.rows * size.columns > max_pixels:
+        return (
+            f"compressed {size.kind} stream declares {size.columns} x {size.rows} pixels, over "
+            f"the limit of {max_pixels} pixels per image"
         )
-    return ds, arr
+    if (size.rows, size.columns) != (rows, cols):
+        return (
+            f"compressed {size.kind} stream declares {size.columns} x {size.rows} pixels, the "
+            f"header says {cols} x {rows}: refused (damaged or crafted file)"
+        )
+    samples = meta_int(meta, "SamplesPerPixel", 1) or 1
+    if size.components != samples:
+        return (
+            f"compressed {size.kind} stream declares {size.components} components, the header "
+            f"says SamplesPerPixel {samples}: refused (damaged or crafted file)"
+        )
+    return None
 
 
 def _native_bytes(meta: dict[str, Any]) -> int:

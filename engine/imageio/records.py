@@ -13,6 +13,10 @@ import numpy as np
 
 DEFAULT_MAX_IMAGE_BYTES = 512 * 2**20
 
+# Pixels per image: 64 Mpixel (8192 x 8192) is four times the largest digital chest radiograph
+# (about 4300 x 4300); anything larger is refused before its data is decoded.
+DEFAULT_MAX_PIXELS = 64 * 2**20
+
 
 class ImageReadError(Exception):
     """A file that cannot be read as an image; ``str(e) == f"{path}: {reason}"``."""

@@ -146,9 +146,8 @@ def test_non_ascii_path_works(tmp_path, make_ramp):
 def test_png_that_is_text(tmp_path):
     path = tmp_path / "scan.png"
     path.write_text("hello, this is not a picture\n" * 10)
-    _assert_rejected(
-        path, "not an image: the file holds text ('hello, this is not a picture'...), not DICOM"
-    )
+    info = _assert_rejected(path, "not an image: the file holds text, not DICOM")
+    assert "hello" not in info.reason  # the content itself is never quoted
 
 
 def test_dicom_without_pixel_data(dataset, tmp_path, make_ramp):
