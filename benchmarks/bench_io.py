@@ -112,11 +112,15 @@ def make_decode_files(folder: Path, size: int) -> dict[str, Path]:
     return out
 
 
-def bench_decode(path: Path, repeats: int) -> tuple[float, float]:
-    """Median ms for read_image (decode + source + display) and for read_source alone."""
-    from engine.imageio import read_image, read_source
+def bench_decode(path: Path, repeats: int, isolate: bool) -> tuple[float, float]:
+    """Median ms for read_image (decode + source + display) and for read_source alone.
 
-    read_image(path)  # warm the file cache and the codec imports
+    ``isolate``: compressed data decoded in a worker process (the default) or in this one.
+    """
+    from engine.imageio import isolation, read_image, read_source
+
+    isolation.configure(isolate=isolate)
+    read_image(path)  # warm the file cache, the codec imports and the worker
     full, src = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -165,13 +169,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| read_header, {label} | {rate:,.0f} |")
     print()
     print(
-        f"| decode {args.size} x {args.size} (median of {args.repeats}) | read_image ms | read_source ms |"
+        f"| decode {args.size} x {args.size} (median of {args.repeats}) | read_image ms, in "
+        "process | read_image ms, decoder worker | read_source ms, in process | read_source ms, "
+        "decoder worker | worker / in process (read_source) |"
     )
-    print("|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name, path in decode_files.items():
-        full, src = bench_decode(path, args.repeats)
+        # Alternate the two ways so that a change in machine load hits both.
+        runs = {False: [], True: []}
+        for _ in range(2):
+            for isolate in (False, True):
+                runs[isolate].append(bench_decode(path, args.repeats, isolate))
+        (full_in, src_in), (full_w, src_w) = (
+            tuple(statistics.median(v) for v in zip(*runs[k], strict=True)) for k in (False, True)
+        )
         size_mb = path.stat().st_size / 2**20
-        print(f"| {name} ({size_mb:.1f} MiB) | {full:.0f} | {src:.0f} |")
+        print(
+            f"| {name} ({size_mb:.1f} MiB) | {full_in:.0f} | {full_w:.0f} | {src_in:.0f} | "
+            f"{src_w:.0f} | {src_w / src_in:.2f} |"
+        )
     return 0
 
 
