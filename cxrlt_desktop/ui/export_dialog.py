@@ -1,8 +1,11 @@
 """File > Export: options, then ``cxrlt_desktop.export.iter_export`` in the ``export`` lane.
 
 The export writes labels.csv (CXR-LT training format), disagreements.csv and optionally images,
-DICOM SR, de-identified unless asked otherwise. It runs off the GUI thread (a superqt generator
-worker, :mod:`.background`); progress and the result come back as signals.
+DICOM SR, de-identified unless asked otherwise. The options are the command line's: dates are
+shifted per patient when de-identified (the box follows "Keep patient identifiers" until the
+reader sets it), and images that may show burned-in text are left out unless allowed. It runs
+off the GUI thread (a superqt generator worker, :mod:`.background`); progress and the result
+come back as signals.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrlt_desktop.export import ExportProgress, ExportResult, iter_export
+from cxrlt_desktop.export import ExportProgress, ExportResult, default_shift_dates, iter_export
 from cxrlt_desktop.ui.background import Lane
 
 
@@ -44,11 +47,29 @@ class ExportDialog(QDialog):
         row.addWidget(browse)
         self.include_phi = QCheckBox("Keep patient identifiers (not de-identified)")
         self.shift_dates = QCheckBox("Shift dates per patient")
+        self.shift_dates.setChecked(default_shift_dates(False))
+        self._shift_dates_set = False  # the reader set it: "Keep identifiers" leaves it alone
+        self.shift_dates.clicked.connect(self._on_shift_dates_clicked)
+        self.include_phi.toggled.connect(self._on_include_phi)
         self.copy_images = QCheckBox("Copy images as 16-bit PNG (for training)")
+        self.allow_burned_in = QCheckBox("Also copy images that may show burned-in text")
+        self.allow_burned_in.setToolTip(
+            "Images whose header says text is burned into the pixels (BurnedInAnnotation YES), "
+            "or secondary captures without that flag, are left out of a de-identified export "
+            "unless this is checked; check them by eye."
+        )
+        self.allow_burned_in.setEnabled(False)
+        self.copy_images.toggled.connect(self.allow_burned_in.setEnabled)
         self.sr = QCheckBox("DICOM Structured Reports")
         form = QFormLayout()
         form.addRow("Output folder", row)
-        for box in (self.include_phi, self.shift_dates, self.copy_images, self.sr):
+        for box in (
+            self.include_phi,
+            self.shift_dates,
+            self.copy_images,
+            self.allow_burned_in,
+            self.sr,
+        ):
             form.addRow("", box)
         note = QLabel(
             "labels.csv holds the radiologists' verdicts in the CXR-LT training format; "
@@ -70,11 +91,20 @@ class ExportDialog(QDialog):
         if path:
             self.folder.setText(path)
 
+    def _on_shift_dates_clicked(self) -> None:
+        self._shift_dates_set = True
+
+    def _on_include_phi(self, include_phi: bool) -> None:
+        if not self._shift_dates_set:
+            self.shift_dates.setChecked(default_shift_dates(include_phi))
+
     def options(self) -> dict[str, Any]:
+        copy_images = self.copy_images.isChecked()
         return {
             "include_phi": self.include_phi.isChecked(),
             "shift_dates": self.shift_dates.isChecked(),
-            "copy_images": self.copy_images.isChecked(),
+            "copy_images": copy_images,
+            "allow_burned_in": copy_images and self.allow_burned_in.isChecked(),
             "sr": self.sr.isChecked(),
         }
 
@@ -84,7 +114,7 @@ class ExportJob(QObject):
     (the :class:`~cxrlt_desktop.export.ExportResult` or None, and an error message or "").
 
     ``options`` are :func:`~cxrlt_desktop.export.iter_export`'s keywords (``include_phi``,
-    ``shift_dates``, ``copy_images``, ``sr``, ``demo``, ``thresholds``). :meth:`cancel` sets the
+    ``shift_dates``, ``copy_images``, ``allow_burned_in``, ``sr``, ``demo``, ``thresholds``). :meth:`cancel` sets the
     export's ``should_stop``: it removes what it wrote and ends with
     :class:`~cxrlt_desktop.export.ExportCancelled`, reported as the error.
     """

@@ -101,10 +101,19 @@ class ExportRunner(QObject):
             if error:
                 self.error.emit(f"Export failed: {error}")
             else:
-                self.message.emit(
-                    f"Exported {result.n_images} reviewed images to {result.out_dir}", 15000
-                )
+                self.message.emit(_outcome(result), 15000)
         self.runningChanged.emit(False)
+
+
+def _outcome(result) -> str:  # noqa: ANN001 - ExportResult
+    """The status-bar line of a finished export, with what it left out and why."""
+    text = f"Exported {result.n_images} reviewed images to {result.out_dir}"
+    left = []
+    if result.n_images_burned_in:
+        left.append(f"{result.n_images_burned_in} images left out for burned-in text")
+    if result.n_notes_withheld:
+        left.append(f"{result.n_notes_withheld} notes withheld")
+    return text + (f" ({'; '.join(left)}: see README.txt)" if left else "")
 
 
 __all__ = ["ExportRunner"]
