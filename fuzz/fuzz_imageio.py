@@ -12,10 +12,12 @@ folder (``-artifact_prefix``):
 - a native crash (SIGSEGV, SIGABRT), an input running past ``-timeout`` or memory past
   ``-rss_limit_mb`` is a finding (libFuzzer's own checks).
 
-Handled but notable outcomes (the layer's catch-all "unexpected error ..." reasons, and a
-decoder worker that crashed, ran out of memory or timed out) do not stop the run: the first
-input of each kind is saved in ``FUZZ_NOTABLE_DIR`` (default ``fuzz/work/notable``) with the
-reason beside it, for triage.
+Handled but notable outcomes (the layer's catch-all "unexpected error ..." reasons, a decoder
+worker that crashed, ran out of memory or timed out, control characters in a reason) do not stop
+the run: the first input of each kind is saved in ``FUZZ_NOTABLE_DIR`` (default
+``fuzz/work/notable``) with the reason beside it, for triage. ``FUZZ_KEEP_GOING=1`` (long runs by
+hand) records broken contracts there too (``finding-*``) instead of stopping at the first one;
+native crashes, timeouts and memory still stop the run.
 
 Coverage: atheris instruments the Python code of ``engine`` and ``pydicom`` in this process. The
 native decoders (OpenJPEG, CharLS, GDCM, libjpeg-turbo in OpenCV) are not instrumented; and when
@@ -51,6 +53,8 @@ NOTABLE = (
     ("decoder-start", re.compile(r"^the decoder process could not start")),
 )
 MAX_NOTABLE_FILES = 200
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_NUMBERS_AND_QUOTES = re.compile(r"'[^']*'|\"[^\"]*\"|\b[0-9A-Fa-f]{4}\b|\d+")
 SELF_TEST_MARKER = b"CXRLT-FUZZ-SELF-TEST"
 
 
@@ -74,17 +78,32 @@ class Harness:
         self.imageio = imageio
         self.path = workdir / "input"
         self.notable_dir = notable_dir
+        self.keep_going = os.environ.get("FUZZ_KEEP_GOING") == "1"
+        self.stage = ""
         self.seen: set[str] = set()
 
     def __call__(self, data: bytes) -> None:
+        if not self.keep_going:
+            self.check(data)
+            return
+        try:
+            self.check(data)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
+            text = f"{type(exc).__name__}: {exc}"
+            self._save("finding", self.stage, text, data, echo="FINDING")
+
+    def check(self, data: bytes) -> None:
+        """Run one input through both entry points; raise on a broken contract."""
         if data.startswith(SELF_TEST_MARKER) and os.environ.get("FUZZ_SELF_TEST") == "1":
             raise ContractError("self-test input: the harness reports a finding")
         self.path.write_bytes(data)
+        self.stage = "read_header"
         info = self.imageio.read_header(self.path)
         if not isinstance(info, self.imageio.HeaderInfo):
             raise ContractError(f"read_header returned {type(info).__name__}, not HeaderInfo")
         if not info.ok:
             self._check_reason("read_header", info.reason, data)
+        self.stage = "read_image"
         try:
             decoded = self.imageio.read_image(self.path)
         except self.imageio.ImageReadError as exc:
@@ -99,26 +118,25 @@ class Harness:
             raise ContractError(f"read_image returned {type(decoded).__name__}")
 
     def _check_reason(self, where: str, reason: str | None, data: bytes) -> None:
-        if not reason or "\n" in reason:
+        if not reason or "\n" in reason or "\r" in reason:
             raise ContractError(f"{where}: the reason is not one non-empty line: {reason!r}")
+        if _CONTROL.search(reason):  # e.g. ESC: a terminal would act on it when printed
+            self._save("control-chars", where, reason, data)
         for kind, pattern in NOTABLE:
             if pattern.search(reason):
-                self._save_notable(kind, where, reason, data)
+                self._save(kind, where, reason, data)
 
-    def _save_notable(self, kind: str, where: str, reason: str, data: bytes) -> None:
-        # One file per kind of message: numbers and quoted values stripped.
-        key = (
-            f"{kind}|{where}|"
-            + re.sub(r"'[^']*'|\"[^\"]*\"|\b[0-9A-Fa-f]{4}\b|\d+", "#", reason)[:120]
-        )
+    def _save(self, kind: str, where: str, text: str, data: bytes, echo: str = "NOTABLE") -> None:
+        """Keep the first input of each kind of message (numbers and quoted values stripped)."""
+        key = f"{kind}|{where}|" + _NUMBERS_AND_QUOTES.sub("#", text)[:120]
         if key in self.seen or len(self.seen) >= MAX_NOTABLE_FILES:
             return
         self.seen.add(key)
         self.notable_dir.mkdir(parents=True, exist_ok=True)
         name = f"{kind}-{where}-{hashlib.sha1(data).hexdigest()}"
         (self.notable_dir / name).write_bytes(data)
-        (self.notable_dir / f"{name}.txt").write_text(f"{where}: {reason}\n", "utf-8")
-        print(f"NOTABLE {where}: {reason} -> {self.notable_dir / name}", file=sys.stderr)
+        (self.notable_dir / f"{name}.txt").write_text(f"{where}: {text}\n", "utf-8")
+        print(f"{echo} {where}: {text!r} -> {self.notable_dir / name}", file=sys.stderr)
 
 
 def _workdir() -> Path:
