@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import JPEG2000Lossless
+from unprivileged import run_unprivileged
 
 from engine import imageio
 
@@ -110,18 +111,42 @@ def test_dangling_symlink_cannot_be_opened(tmp_path):
     _assert_rejected(path, "cannot open: broken symbolic link (target ")
 
 
-def test_permission_denied(write, make_ramp):
-    path = write("secret.dcm", make_ramp((20, 20), 0, 255, np.uint8))
-    path.chmod(0)
+_READ_AS_USER = """
+import json
+from engine import imageio
+
+out = {}
+for path in sys.argv[1:]:
+    info = imageio.read_header(path)
     try:
-        try:
-            open(path, "rb").close()
-            pytest.skip("running as root: mode 000 does not stop root from reading the file")
-        except PermissionError:
-            pass
-        _assert_rejected(path, "cannot open: permission denied")
+        imageio.read_source(path)
+        err = None
+    except imageio.ImageReadError as e:
+        err = {"str": str(e), "path": str(e.path), "reason": e.reason}
+    out[path] = {"ok": info.ok, "reason": info.reason, "error": err}
+print(json.dumps(out))
+"""
+
+
+def test_permission_denied(write, make_ramp):
+    """A file its reader may not open, checked in a process that file modes apply to (root
+    reads mode-000 files, so as root the check runs without root's file capabilities)."""
+    readable = write("open.dcm", make_ramp((300, 300), 0, 255, np.uint8))
+    secret = write("secret.dcm", make_ramp((20, 20), 0, 255, np.uint8))
+    secret.chmod(0)
+    try:
+        got = run_unprivileged(_READ_AS_USER, str(readable), str(secret))
     finally:
-        path.chmod(0o644)
+        secret.chmod(0o644)
+    assert got[str(readable)] == {"ok": True, "reason": None, "error": None}  # the control
+    r = got[str(secret)]
+    assert not r["ok"] and r["reason"].startswith("cannot open: permission denied"), r
+    assert "\n" not in r["reason"]
+    assert r["error"] == {
+        "str": f"{secret}: {r['reason']}",
+        "path": str(secret),
+        "reason": r["reason"],
+    }
 
 
 def test_non_ascii_path_works(tmp_path, make_ramp):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
+from unprivileged import run_unprivileged
 
 from engine.imageio import WalkProblem, iter_image_files
 
@@ -76,18 +74,32 @@ def test_broken_symlink_is_yielded_for_read_header_to_explain(tmp_path):
     assert list(iter_image_files(tmp_path)) == [tmp_path / "dangling.dcm"]
 
 
+_WALK_AS_USER = """
+import json
+from engine.imageio import WalkProblem, iter_image_files
+
+out = []
+for item in iter_image_files(sys.argv[1]):
+    if isinstance(item, WalkProblem):
+        out.append(["problem", str(item.path), item.reason])
+    else:
+        out.append(["file", str(item)])
+print(json.dumps(out))
+"""
+
+
 def test_unlistable_folder_reported(tmp_path):
+    """A folder its reader may not list, walked in a process that file modes apply to (root lists
+    mode-000 folders, so as root the walk runs without root's file capabilities)."""
     locked = tmp_path / "locked"
     _touch(locked / "a.dcm")
+    _touch(tmp_path / "z.dcm")  # the control: the rest of the walk goes on
     locked.chmod(0)
     try:
-        try:
-            os.listdir(locked)
-            pytest.skip("running as root: mode 000 does not stop root from listing the folder")
-        except PermissionError:
-            pass
-        assert list(iter_image_files(tmp_path)) == [
-            WalkProblem(locked, "cannot list folder: Permission denied")
-        ]
+        got = run_unprivileged(_WALK_AS_USER, str(tmp_path))
     finally:
         locked.chmod(0o755)
+    assert got == [
+        ["problem", str(locked), "cannot list folder: Permission denied"],
+        ["file", str(tmp_path / "z.dcm")],
+    ]
