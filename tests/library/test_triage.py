@@ -75,3 +75,20 @@ def test_merge_top_findings_takes_best_image_per_finding():
         {"finding": "Bulla", "probability": 0.8, "threshold": 0.8},
     ]
     assert merge_top_findings([a, b]) == [b[0], b[1]]
+
+
+def test_infinite_and_out_of_range_values_count_for_nothing():
+    """A broken model's inf (or a value outside 0..1) neither flags a finding nor tops the
+    worklist: it is left out like NaN."""
+    p = _probs(Pneumothorax=np.inf, Bulla=-np.inf, Mass=1.5, Scoliosis=np.nan, Emphysema=0.3)
+    p[IDX["cardiomegaly"]] = -0.4
+    p[IDX["atelectasis"]] = 0.7  # threshold 0.5: the one hit
+    # Usable rare values: Emphysema 0.3/0.5 = 0.6, the other rare classes 0.05/0.5 or 0.05/0.8.
+    assert rare_score(p) == pytest.approx(0.6)
+    s = summarize(p)
+    assert s.rare_score == pytest.approx(0.6)
+    assert [h[0] for h in s.hits] == ["atelectasis"] and s.n_above == 1
+    top = [t["finding"] for t in s.top_findings]
+    assert top[:2] == ["atelectasis", "Emphysema"]
+    assert not {"Pneumothorax", "Bulla", "Mass", "Scoliosis", "cardiomegaly"} & set(top)
+    assert rare_score(np.full(36, np.inf)) is None
