@@ -52,7 +52,8 @@ class Numeric(str):
 
 def safe_cell(value: Any) -> str:
     """A cell as written: numbers (``int``, ``float``, :class:`Numeric`) as they are, text
-    starting with a formula trigger prefixed with ``'``, ``None`` as empty."""
+    starting with a formula trigger prefixed with ``'`` and its line breaks as ``\\n``, ``None``
+    as empty."""
     if value is None:
         return ""
     if isinstance(value, Numeric):
@@ -65,8 +66,10 @@ def safe_cell(value: Any) -> str:
         return "" if math.isnan(value) else repr(value)
     text = str(value)
     if text.startswith(FORMULA_TRIGGERS):
-        return ESCAPE + text
-    return text
+        text = ESCAPE + text
+    # A lone carriage return would end the row for a reader (the writer quotes only cells
+    # holding "\n", the line end): line breaks in text are written as "\n".
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def safe_row(row: Iterable[Any]) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from cxrlt_desktop.store.db import (
     Store,
     StoreError,
-    check_library,
     current_revision,
     damage_message,
     default_url,
@@ -64,15 +63,14 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = T
     except OSError as exc:  # the user data folder cannot be created
         raise StoreError(f"cannot use the user data folder: {exc}") from exc
     store = Store(url, make_engine(url, create=create))
-    try:
-        check_library(store, create=create)
-        if migrate:
+    if migrate:
+        try:
             upgrade(store)
-    except Exception as exc:
-        store.close()
-        if isinstance(exc, StoreError):
-            raise
-        raise StoreError(_open_error(url, exc)) from exc
+        except Exception as exc:
+            store.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(_open_error(url, exc)) from exc
     return store
 
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,43 @@ def check_database_file(path: Path, *, create: bool) -> None:
         raise StoreError(f"{path}: cannot read the database file ({exc.strerror or exc})") from exc
     if head != SQLITE_MAGIC:
         raise _not_a_library(path, f"{st.st_size} bytes that are not an SQLite database")
+    _check_tables(path, create=create)
     for p in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm", "-journal"))):
         _make_private(p)
+
+
+def _check_tables(path: Path, *, create: bool) -> None:
+    """Refuse an SQLite database that is not a CXR-LT library, or whose schema is damaged.
+
+    Read through a read-only connection, before the store's own connections switch the file
+    to WAL mode: another program's database is left exactly as it was. A database with tables
+    but no ``alembic_version`` belongs to another program (migrating it would add the
+    library's tables to it); with ``create=False`` an empty database is refused too (nothing
+    was ever scanned into it).
+    """
+    import sqlite3
+
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            names = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            damage_message(path, exc) or f"{path}: cannot open the database ({exc})"
+        ) from exc
+    if not names:
+        if not create:
+            raise _not_a_library(path, "an empty SQLite database")
+        return
+    if "alembic_version" not in names:
+        raise _not_a_library(
+            path, "an SQLite database of another program: no alembic_version table"
+        )
 
 
 def _create_private_file(path: Path) -> None:
@@ -285,41 +320,6 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
-
-
-def check_library(store: Store, *, create: bool) -> None:
-    """Refuse a SQLite database that is not a CXR-LT library, or is damaged.
-
-    A database with tables but no ``alembic_version`` belongs to another program (migrating it
-    would add the library's tables to it); with ``create=False`` an empty database is refused
-    too (nothing was ever scanned into it). A file SQLite cannot read gives
-    :func:`damage_message`. PostgreSQL URLs are not checked here.
-
-    Raises
-    ------
-    StoreError
-    """
-    if not store.is_sqlite:
-        return
-    where = sqlite_path(store.url) or store.url
-    try:
-        with store.engine.connect() as conn:
-            names = {
-                row[0]
-                for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-    except DBAPIError as exc:
-        raise StoreError(
-            damage_message(where, exc) or f"{where}: cannot open the database ({exc.orig})"
-        ) from exc
-    if not names:
-        if not create:
-            raise _not_a_library(Path(where), "an empty SQLite database")
-        return
-    if "alembic_version" not in names:
-        raise _not_a_library(
-            Path(where), "an SQLite database of another program: no alembic_version table"
-        )
 
 
 def alembic_config(url: str | None = None):  # noqa: ANN201 - alembic imported lazily

@@ -193,3 +193,100 @@ def test_database_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsy
     assert main(["scan", str(tmp_path / "in"), "--db", db]) == 2
     err = capsys.readouterr().err
     assert f"{blocker / 'sub'}: cannot create the folder" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------------
+# database files that are not a library, or are damaged
+
+
+def _scanned_db(tmp_path, write_study) -> tuple[str, object]:
+    db = tmp_path / "lib.db"
+    write_study(tmp_path / "in", 1)
+    assert main(["scan", str(tmp_path / "in"), "--db", f"sqlite:///{db}", "--quiet"]) == 0
+    return f"sqlite:///{db}", db
+
+
+def test_zero_byte_and_foreign_files_are_not_libraries(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.db"
+    text.write_text("shopping list: eggs, milk\n" * 40)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE recipes (name TEXT)")
+    before = {p: p.read_bytes() for p in (empty, text, other)}
+    (tmp_path / "in").mkdir()
+    cases = [
+        (empty, "not a CXR-LT library (0 bytes)", ("worklist", "export")),
+        (text, "bytes that are not an SQLite database", ("worklist", "export", "scan")),
+        (other, "an SQLite database of another program", ("worklist", "export", "scan")),
+    ]
+    for path, message, commands in cases:
+        for cmd in commands:
+            argv = {
+                "worklist": ["worklist", "--db", f"sqlite:///{path}"],
+                "export": ["export", "--db", f"sqlite:///{path}", "--out", str(tmp_path / "x")],
+                "scan": ["scan", str(tmp_path / "in"), "--db", f"sqlite:///{path}"],
+            }[cmd]
+            assert main(argv) == 2, (path, cmd)
+            err = capsys.readouterr().err
+            assert f"{path}: not a CXR-LT library (" in err and message in err, (cmd, err)
+            assert "Traceback" not in err
+            assert "--db NEW" in err
+    # nothing was created in them, and no export folder was made
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "x").exists()
+    # A 0-byte file named for a new library is fine to scan into.
+    assert main(["scan", str(tmp_path / "in"), "--db", f"sqlite:///{empty}"]) == 0
+    assert main(["worklist", "--db", f"sqlite:///{empty}"]) == 0
+
+
+def _corrupt(db, name: str):
+    """A copy of ``db`` with the root page of the table or index ``name`` overwritten."""
+    import shutil
+    import sqlite3
+
+    copy = db.with_name(f"{name}.db")
+    shutil.copy(db, copy)
+    with sqlite3.connect(copy) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,))
+        root = (root.fetchone() or [1])[0]  # sqlite_master itself: page 1
+    start = (root - 1) * page_size + (100 if root == 1 else 0)  # after the file header
+    with open(copy, "r+b") as f:
+        f.seek(start)
+        f.write(b"\xa5" * (root * page_size - start))
+    return copy
+
+
+def test_damaged_database_says_what_to_do(tmp_path, write_study, capsys, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    _, db = _scanned_db(tmp_path, write_study)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    capsys.readouterr()
+    advice = (
+        "is damaged (SQLite says: database disk image is malformed); restore it from a "
+        "backup or rescan into a new library with --db NEW"
+    )
+
+    def run(argv: list[str], rc: int, path) -> None:  # noqa: ANN001
+        assert main(argv) == rc, argv
+        err = capsys.readouterr().err
+        assert f"{path}: {advice}" in err and "Traceback" not in err, err
+
+    # Damaged where only the query reads (the worklist's index, the verdicts' index).
+    bad = _corrupt(db, "ix_study_worklist")
+    run(["worklist", "--db", f"sqlite:///{bad}"], 1, bad)
+    bad = _corrupt(db, "sqlite_autoindex_review_1")
+    run(["export", "--db", f"sqlite:///{bad}", "--out", str(tmp_path / "out")], 1, bad)
+    assert not (tmp_path / "out").exists()
+    # Damaged in a table (the open's checks read them) and in the schema itself.
+    for bad in (_corrupt(db, "study"), _corrupt(db, "sqlite_master")):
+        run(["worklist", "--db", f"sqlite:///{bad}"], 2, bad)
+        run(["export", "--db", f"sqlite:///{bad}", "--out", str(tmp_path / "o")], 2, bad)
