@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from library_helpers import model_args
@@ -290,3 +291,69 @@ def test_damaged_database_says_what_to_do(tmp_path, write_study, capsys, monkeyp
     for bad in (_corrupt(db, "study"), _corrupt(db, "sqlite_master")):
         run(["worklist", "--db", f"sqlite:///{bad}"], 2, bad)
         run(["export", "--db", f"sqlite:///{bad}", "--out", str(tmp_path / "o")], 2, bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# odd file names in `cxrlt score`
+
+
+def test_score_odd_file_names(tmp_path, csra_ckpt, capsys, monkeypatch):
+    import csv
+    import os
+
+    import cv2
+    import numpy as np
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ok, png = cv2.imencode(".png", (np.indices((256, 256)).sum(0) % 251).astype(np.uint8))
+    assert ok
+    names = {
+        b"\xff\xfe.png": "\\xff\\xfe.png",  # not UTF-8: its bytes as escapes
+        b"=cmd.png": "'=cmd.png",  # a formula: neutralised
+        b"-2+3.png": "'-2+3.png",
+        b"\x1b[31mred.png": "\\x1b[31mred.png",  # a terminal escape: shown, not run
+        b"plain.png": "plain.png",
+    }
+    for raw in names:
+        with open(os.path.join(os.fsencode(folder), raw), "wb") as f:
+            f.write(png.tobytes())
+    with open(os.path.join(os.fsencode(folder), b"\x1b]0;=bad\xff.png"), "wb") as f:
+        f.write(b"not an image")  # rejected: its name is printed and written to errors.csv
+    out = tmp_path / "scores.csv"
+    assert (
+        main(["score", str(folder), "--out", str(out), *model_args(csra_ckpt), "--no-progress"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "5 image(s) scored" in err and "1 rejected" in err, err
+    assert "\x1b" not in err and "\udcff" not in err and "\\x1b]0;=bad\\xff.png" in err, err
+    with open(out, newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    assert {r[0] for r in rows} == set(names.values())
+    assert all(0.0 <= float(r[c]) <= 1.0 for r in rows for c in range(1, 31))
+    with open(tmp_path / "scores.errors.csv", newline="", encoding="utf-8") as f:
+        errors = list(csv.reader(f))
+    assert [e[0] for e in errors] == ["ImageID", "\\x1b]0;=bad\\xff.png"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+    # An output that cannot be written: a clear one-line error, and no .part file left.
+    blocked = tmp_path / "blocked.csv"
+    blocked.mkdir()  # a folder where the CSV should go: the final rename fails
+    rc = main(
+        ["score", str(folder), "--out", str(blocked), *model_args(csra_ckpt), "--no-progress"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and "cannot write" in err and "Traceback" not in err, err
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_printable_escapes_what_a_terminal_would_run():
+    from cxrlt_desktop.commands._text import printable
+
+    assert (
+        printable(os.fsdecode(b"a\xffb\x1b[2J\r\n\x7f.png")) == "a\\xffb\\x1b[2J\\x0d\\x0a\\x7f.png"
+    )
+    assert printable("caf\u00e9 \u202eevil\u2028") == "caf\u00e9 \\u202eevil\\u2028"
+    assert printable(b"x\xff") == "x\\xff"
