@@ -26,13 +26,21 @@ def private_umask() -> int:
 
 
 def private_dir(path: Path, *, tighten: bool = False) -> Path:
-    """Create ``path`` (and its parents) as a private folder: mode 0700 for the folder this call
-    creates, whatever the umask. ``tighten``: also take group and other access away from an
-    existing folder (only for folders that are the app's own, never one a user named)."""
+    """Create ``path`` (and its missing parents) as a private folder: mode 0700 for every folder
+    this call creates, whatever the umask. ``tighten``: also take group and other access away
+    from an existing folder (only for folders that are the app's own, never one a user named).
+    """
     path = Path(path)
     if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
-        _chmod_private(path, PRIVATE_DIR_MODE)
+        missing = [path, *(p for p in path.parents if not p.exists())]
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(mode=PRIVATE_DIR_MODE)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue  # made meanwhile by another process: its mode is its own
+            _chmod_private(folder, PRIVATE_DIR_MODE)
     elif tighten:
         _chmod_private(path, PRIVATE_DIR_MODE)
     return path
