@@ -127,8 +127,10 @@ class Harness:
                 self._save(kind, where, reason, data)
 
     def _save(self, kind: str, where: str, text: str, data: bytes, echo: str = "NOTABLE") -> None:
-        """Keep the first input of each kind of message (numbers and quoted values stripped)."""
-        key = f"{kind}|{where}|" + _NUMBERS_AND_QUOTES.sub("#", text)[:120]
+        """Keep the first input of each kind of message: the text before any parenthesis, with
+        quoted values and numbers stripped (the details are the fuzzed bytes themselves)."""
+        skeleton = _NUMBERS_AND_QUOTES.sub("#", text.split("(", 1)[0])
+        key = f"{kind}|{where}|" + " ".join(skeleton.split())[:100]
         if key in self.seen or len(self.seen) >= MAX_NOTABLE_FILES:
             return
         self.seen.add(key)
