@@ -81,7 +81,7 @@ from cxrlt_desktop.export.files import (
     remove_written,
 )
 from cxrlt_desktop.export.header_phi import HeaderFacts, burned_in_reason, read_header_facts
-from cxrlt_desktop.export.images import check_unchanged, encode_png, source_to_png_array
+from cxrlt_desktop.export.images import encode_png, source_to_png_array
 from cxrlt_desktop.export.readme import readme_text
 from cxrlt_desktop.export.records import (
     ImageRecord,
@@ -301,18 +301,29 @@ class _ExportRun:
     def header(self, e: _Exported) -> HeaderFacts | str:
         """The image's :class:`HeaderFacts`, or why they cannot be known (read once).
 
-        Only a file unchanged since the scan counts: the verdicts and notes were made on the
-        scanned file, and another file now at its path says nothing about that one.
+        Only the file the scan recorded counts (:mod:`cxrlt_desktop.library.identity`: size,
+        time, filing UIDs, still a chest radiograph): the verdicts and notes were made on it,
+        and another file now at its path says nothing about that one.
         """
+        from cxrlt_desktop.library.identity import (
+            ScannedFile,
+            check_header,
+            check_unchanged_after,
+        )
+        from engine.imageio import ImageReadError
+
         if e.header is None:
             if not e.rec.is_dicom:
                 e.header = HeaderFacts()
             else:
+                scanned = ScannedFile.of(e.rec)
                 try:
-                    check_unchanged(e.rec)
-                    e.header = read_header_facts(e.rec.path)
-                except (OSError, ValueError) as exc:
-                    e.header = getattr(exc, "strerror", None) or str(exc)
+                    check_header(scanned)
+                    facts = read_header_facts(e.rec.path)
+                    check_unchanged_after(scanned)
+                    e.header = facts
+                except (ImageReadError, OSError, ValueError) as exc:
+                    e.header = getattr(exc, "reason", None) or str(exc)
         return e.header
 
     def note_text(self, e: _Exported, note: str | None) -> str:
@@ -358,6 +369,7 @@ class _ExportRun:
 
     def copy_images(self, exported: list[_Exported]) -> Generator[ExportProgress, None, None]:
         """Write ``images/<ImageID>.png``; an image that cannot be read is a problem, not fatal."""
+        from cxrlt_desktop.library.identity import ScannedFile, read_checked
         from engine.imageio import ImageReadError, read_source
 
         self.make_dir(IMAGES_DIR)
@@ -374,8 +386,10 @@ class _ExportRun:
                 yield ExportProgress("images", k + 1, len(exported), e.image_id)
                 continue
             try:
-                check_unchanged(e.rec)
-                arr, scaled = source_to_png_array(read_source(e.rec.path))
+                # Right patient or nothing: the file must still be the scanned one (size, time,
+                # filing UIDs, a chest radiograph) before and after it is read.
+                source = read_checked(ScannedFile.of(e.rec), read_source)
+                arr, scaled = source_to_png_array(source)
                 png = encode_png(arr)
             except (ImageReadError, ValueError, OSError) as exc:
                 reason = getattr(exc, "reason", None) or str(exc)

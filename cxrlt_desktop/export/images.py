@@ -1,25 +1,14 @@
 """The PNG copies of the exported images (``images/<ImageID>.png``): conversion and encoding.
 
 Each image's source array (:func:`engine.imageio.read_source`) is stored losslessly where
-possible, see :func:`source_to_png_array`; a file that changed since the last scan is refused
-(:func:`check_unchanged`), since the verdicts were made on the scanned one.
+possible, see :func:`source_to_png_array`. A file that changed since the last scan is refused
+before it gets here (:func:`cxrlt_desktop.library.identity.read_checked`), since the verdicts
+were made on the scanned one.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
-
-from cxrlt_desktop.export.records import ImageRecord
-
-
-def check_unchanged(rec: ImageRecord) -> None:
-    """Refuse a file that changed since the last scan: it may hold another image now, and
-    the verdicts were made on the scanned one."""
-    st = os.stat(rec.path)
-    if rec.size >= 0 and (st.st_size != rec.size or st.st_mtime != rec.mtime):
-        raise ValueError("the file changed since the last scan: rescan its folder, then export")
 
 
 def source_to_png_array(source: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -70,6 +70,7 @@ class ImageRecord:
     verdicts: dict[str, VerdictRecord]
     size: int = -1  # the file as the last scan saw it
     mtime: float = 0.0
+    usable: bool = True  # the scan found a usable chest radiograph
 
 
 class StoreSnapshot(NamedTuple):
@@ -167,6 +168,7 @@ def _image_record(im: Any, verdicts: dict[str, VerdictRecord]) -> ImageRecord:
         verdicts=verdicts,
         size=im.size,
         mtime=im.mtime,
+        usable=bool(im.usable),
     )
 
 

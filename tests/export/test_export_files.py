@@ -103,9 +103,11 @@ def test_unreadable_image_is_reported_and_the_rest_exported(store, library, tmp_
     bad_id = image_pseudonym(library.sop_uids[1])
     assert f"{bad_id}: image not copied" in readme
     assert str(library.folder) not in readme and "Zyxwvut" not in readme
-    assert "not an image" in res.problems[0]
+    # Garbage where the scanned DICOM was: the identity check refuses it as another file.
+    assert "file changed since the scan" in res.problems[0] and "DICOM" in res.problems[0]
     # the README says what kind of problem, never quotes the file's bytes
-    assert f"{bad_id}: image not copied: not an image\n" in readme and "SECRETWORD" not in readme
+    assert f"{bad_id}: image not copied: file changed since the scan\n" in readme
+    assert "SECRETWORD" not in readme
     assert not (res.out_dir / "images" / f"{bad_id}.png").exists()
     stages = [p.stage for p in progress]
     assert stages[0] == "read" and stages[-1] == "done" and stages.count("images") == 4
@@ -302,21 +304,27 @@ def test_closing_the_generator_after_done_keeps_the_export(store, library, tmp_p
 
 def test_file_replaced_after_the_scan_is_not_copied(store, library, tmp_path):
     """A file overwritten (another patient's image) after the scan: its pixels must not go out
-    under the scanned image's labels."""
+    under the scanned image's labels, even when the replacement has the same size and time."""
     ids = [library.image_ids[p] for p in library.paths]
     for i in ids:
         set_verdict(store, i, "Hernia", "present", reviewer="Dr One")
     target, other = library.paths[0], library.paths[2]
-    target.write_bytes(other.read_bytes())
     st = target.stat()
+    target.write_bytes(other.read_bytes())
     os.utime(target, (st.st_atime, st.st_mtime + 5))
     res = export_feedback(store, tmp_path / "out", copy_images=True)
     assert res.n_images == 4 and res.n_images_copied == 3
-    assert res.problems == [
-        f"{target}: not copied: the file changed since the last scan: rescan its folder, "
-        "then export"
-    ]
+    assert len(res.problems) == 1 and res.problems[0].startswith(
+        f"{target}: not copied: file changed since the scan: rescan the folder ("
+    )
     bad_id = image_pseudonym(library.sop_uids[0])
     assert not (res.out_dir / "images" / f"{bad_id}.png").exists()
     readme = (res.out_dir / "README.txt").read_text()
-    assert f"{bad_id}: image not copied: the file changed since the last scan\n" in readme
+    assert f"{bad_id}: image not copied: file changed since the scan\n" in readme
+
+    # Same size and modification time as the scanned file: its SOPInstanceUID gives it away.
+    assert target.stat().st_size == st.st_size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res = export_feedback(store, tmp_path / "out2", copy_images=True)
+    assert res.n_images_copied == 3
+    assert "another SOPInstanceUID" in res.problems[0] and str(target) in res.problems[0]

@@ -167,6 +167,21 @@ def test_note_is_withheld_when_the_header_cannot_be_checked(store, planted, tmp_
     assert _disagreement_note(res.out_dir) == _planted_note()
 
 
+def test_note_is_withheld_when_the_file_is_another_one(store, planted, tmp_path):
+    # Another image now at the path, with the same size and modification time (its UID
+    # differs in the last digit): its header says nothing about the scanned one.
+    st = planted.stat()
+    ds = pydicom.dcmread(planted)
+    uid = ds.SOPInstanceUID
+    ds.SOPInstanceUID = uid[:-1] + ("1" if uid[-1] != "1" else "2")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(planted, enforce_file_format=True)
+    os.utime(planted, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert planted.stat().st_size == st.st_size
+    res = export_feedback(store, tmp_path / "other")
+    assert _disagreement_note(res.out_dir) == NOTE_WITHHELD and res.n_notes_withheld == 1
+
+
 # ----------------------------------------------------------------------------------------------
 # burned-in text
 
@@ -191,7 +206,10 @@ def burned(store, tmp_path):
 def test_burned_in_text_stays_out_of_a_deidentified_export(store, burned, tmp_path):
     from cxrlt_desktop.export import image_pseudonym
 
-    uid = {k: str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for k, p in burned.items()}
+    uid = {
+        k: str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+        for k, p in burned.items()
+    }
     res = export_feedback(store, tmp_path / "deid", copy_images=True)
     pngs = {p.stem for p in (res.out_dir / "images").iterdir()}
     assert pngs == {image_pseudonym(uid["cr"]), image_pseudonym(uid["no"])}
