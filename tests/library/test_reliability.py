@@ -2,7 +2,8 @@
 
 The subprocesses are the real command (``python -m cxrlt_desktop ...``) on a real SQLite file.
 The tests wait on the progress lines the command prints after each committed batch (a reader
-thread feeds a queue; every wait is bounded), never on a fixed sleep.
+thread feeds a queue; every wait is bounded); the kill test also kills at random moments, read
+off the line queue with a deadline, and checks nothing that depends on when they fall.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import os
 import queue
 import random
+import re
 import signal
 import subprocess
 import threading
+import time
 
 import pytest
 from library_helpers import cli_cmd, model_args, write_bad_inputs
@@ -20,9 +23,9 @@ from sqlalchemy import func, select
 
 from cxrlt_desktop.library.reviews import image_verdicts, set_verdict
 from cxrlt_desktop.library.scanning import scan
-from cxrlt_desktop.library.scoring import score_library
+from cxrlt_desktop.library.scoring import retry_failed, score_library
 from cxrlt_desktop.store import open_store
-from cxrlt_desktop.store.models import Image, ModelSet, Prediction, ScoreFailure
+from cxrlt_desktop.store.models import Image, ModelSet, Prediction, ScoreAttempt, ScoreFailure
 
 WAIT_S = 300  # upper bound for one wait; a healthy run takes seconds
 
@@ -72,17 +75,76 @@ def _committed(line: str) -> int | None:
     return int(line.split()[1].split("/")[0])
 
 
+def _scored_in_line(line: str) -> int | None:
+    """This start's scored count in a 'score-library: N/M (S scored, F failed) ...' line."""
+    m = re.search(r"\((\d+) scored, \d+ failed\)", line)
+    return int(m.group(1)) if m else None
+
+
 def _scored_ok(url):
+    """Images with a prediction, from the database."""
     st = open_store(url)
     try:
         with st.session() as s, s.begin():
-            return s.scalar(select(func.count(Prediction.id)))
+            return s.scalar(select(func.count(func.distinct(Prediction.image_id))))
     finally:
         st.close()
 
 
+class Start:
+    """One start of the scorer, followed until it is killed: the lines read so far, the scored
+    count its last progress line reported (committed before it was printed) and when its
+    lines came, by the clock of this process."""
+
+    def __init__(self, args, env):
+        self.t0 = time.monotonic()
+        self.proc = Proc(args, env)
+        self.reported = 0
+        self.line_times: list[float] = []  # seconds from the start to each progress line
+        self.ended = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _take(self, line) -> int | None:
+        if line is None:
+            self.ended = True
+            return None
+        n = _scored_in_line(line)
+        if n is not None:
+            self.line_times.append(self.elapsed())
+            self.reported = max(self.reported, n)
+        return n
+
+    def read_until(self, at: float) -> None:
+        """Read lines until ``at`` seconds after the start (or the end of the process): the
+        random moment of a kill."""
+        while not self.ended and (left := at - self.elapsed()) > 0:
+            try:
+                line = self.proc.lines.get(timeout=left)
+            except queue.Empty:
+                return
+            self.proc.log.append(line or "")
+            self._take(line)
+
+    def read_batches(self, k: int, on_batch) -> None:
+        """Read until ``k`` more batches were reported committed (``on_batch`` after each)."""
+        seen = 0
+        while seen < k and not self.ended:
+            before = self.reported
+            self._take(self.proc.next_line())
+            if self.reported > before:
+                seen += 1
+                on_batch()
+
+
 @pytest.mark.slow
 def test_kill_dash_nine_loses_nothing(tmp_path, write_study, csra_ckpt):
+    """kill -9 at random moments: while Python and the model load, right after a committed
+    batch, and at a random delay after one (during a decode, the compute, an attempt's commit
+    or a batch's commit), while verdicts are written. Before each start the scored images are
+    counted in the database; after each kill everything the start reported committed is
+    there on top of them, and nothing is lost."""
     rng = random.Random(1234)
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     for k in range(8):
@@ -104,29 +166,47 @@ def test_kill_dash_nine_loses_nothing(tmp_path, write_study, csra_ckpt):
     review_one()  # before the first run
     args = cli_cmd("score-library", "--db", url, *model_args(csra_ckpt, batch=1))
     kills = 0
+    modes: list[str] = []
+    first_line = batch_gap = None  # measured on the first start
+    schedule = ["loading", "mid", "batches", "mid", "loading"]  # after the first: each mode
+    rng.shuffle(schedule)
+    scored = _scored_ok(url)
     while kills < 6:
-        proc = Proc(args, _env(tmp_path))
-        target = rng.randint(1, 4)  # committed batches to wait for before the kill
-        seen = 0
-        reported = 0
-        while seen < target:
-            line = proc.next_line()
-            if line is None:
-                break
-            n = _committed(line)
-            if n is not None and n > reported:
-                reported, seen = n, seen + 1
-                review_one()  # while the scorer is writing
-        if proc.p.poll() is not None:
-            proc.wait()
+        before = _scored_ok(url)
+        assert before >= scored  # nothing committed ever goes away
+        start = Start(args, _env(tmp_path))
+        mode = "batches" if first_line is None or not schedule else schedule.pop()
+        if mode == "loading":  # before the first progress line: imports, model, queue
+            start.read_until(rng.uniform(0.2, 1.0) * first_line)
+        else:
+            start.read_batches(rng.randint(1, 3), review_one)
+            if mode == "mid":
+                start.read_until(start.elapsed() + rng.uniform(0.0, 1.5) * batch_gap)
+        if first_line is None and len(start.line_times) >= 3:
+            first_line = start.line_times[0]
+            batch_gap = (start.line_times[-1] - start.line_times[1]) / (len(start.line_times) - 2)
+        if start.proc.p.poll() is not None:
+            start.proc.wait()
             break  # it finished before we killed it
-        proc.p.send_signal(signal.SIGKILL)
-        proc.p.wait(timeout=WAIT_S)
+        start.proc.p.send_signal(signal.SIGKILL)
+        start.proc.p.wait(timeout=WAIT_S)
         kills += 1
-        # Everything it reported as committed is in the database.
-        assert _scored_ok(url) >= reported
+        modes.append(mode)
+        scored = _scored_ok(url)
+        # Everything this start reported as committed is in the database, on top of what was.
+        assert scored >= before + start.reported, (mode, before, start.reported, scored)
         review_one()  # between kills
     assert kills >= 5, "the run finished before 5 kills: make the library larger"
+    assert first_line is not None
+
+    # A start killed on an image it scores alone counts an interruption against that image;
+    # three give it up (the scorer's rule for a file that keeps taking the process down). Such
+    # an image has the reason, and retrying it is the user's way back.
+    with store.session() as s, s.begin():
+        reasons = s.scalars(select(ScoreFailure.reason)).all()
+    assert all(r.startswith("scoring was interrupted") for r in reasons), reasons
+    assert len(reasons) <= kills // 2
+    retry_failed(store)
 
     final = Proc(args, _env(tmp_path))
     assert final.wait() == 0, "".join(final.log)
@@ -144,6 +224,9 @@ def test_kill_dash_nine_loses_nothing(tmp_path, write_study, csra_ckpt):
         )
         assert sorted(per_image) == sorted(image_ids) and set(per_image.values()) == {1}
         assert s.scalar(select(func.count(ScoreFailure.image_id))) == 0
+        assert s.scalar(select(func.count(ScoreAttempt.image_id))) == 0
+        current = s.execute(select(Image.id, Image.current_prediction_id)).all()
+        assert all(pid is not None for _iid, pid in current)
     for iid, verdict in reviews.items():
         assert image_verdicts(store, iid)["Pneumothorax"].verdict == verdict
     with store.raw_connection() as c:
