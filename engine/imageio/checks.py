@@ -110,6 +110,11 @@ def dicom_decode_problem(
     if problem:
         return problem
     ts = meta.get("TransferSyntaxUID")
+    if ts:
+        try:
+            UID(ts).is_encapsulated  # noqa: B018 - raises for a UID that is no transfer syntax
+        except ValueError:
+            return f"unsupported transfer syntax {ts}: not a known one"
     if ts == "1.2.840.10008.1.2.4.51" and bits_stored > 8:
         # GDCM's and Pillow's JPEG codecs here are 8-bit only; the one 12-bit JPEG plugin for
         # pydicom, pylibjpeg-libjpeg, is GPLv3 and deliberately not bundled (docs/io.md).

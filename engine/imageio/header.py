@@ -19,7 +19,13 @@ from engine.imageio.dicom_header import read_dicom_header
 from engine.imageio.files import identify, size_mtime
 from engine.imageio.formats import FormatError
 from engine.imageio.meta import dicom_meta, empty_meta, raster_meta
-from engine.imageio.records import DEFAULT_MAX_IMAGE_BYTES, HeaderInfo, ImageReadError, one_line
+from engine.imageio.records import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    HeaderInfo,
+    ImageReadError,
+    one_line,
+    printable,
+)
 
 
 def header_pass(path: Path, max_image_bytes: int) -> tuple[HeaderInfo, str | None, Any]:
@@ -32,16 +38,21 @@ def header_pass(path: Path, max_image_bytes: int) -> tuple[HeaderInfo, str | Non
     st, kind, preamble, head = identify(path)
     if kind == "dicom":
         ds, pixel = read_dicom_header(path, preamble)
-        meta = dicom_meta(ds)
-        problem = dicom_decode_problem(meta, pixel, max_image_bytes) or rescale_problem(ds)
-        if problem:
-            reason, warnings = problem, []
-        else:
-            reason, warnings = dicom_usability(meta)
+        try:
+            meta = dicom_meta(ds)
+            problem = dicom_decode_problem(meta, pixel, max_image_bytes) or rescale_problem(ds)
+            if problem:
+                reason, warnings = problem, []
+            else:
+                reason, warnings = dicom_usability(meta)
+        except Exception as exc:  # noqa: BLE001 - a value pydicom parsed but cannot interpret
+            raise ImageReadError(path, f"damaged DICOM header: {one_line(exc)}") from None
+        reason = None if reason is None else printable(reason)
+        warnings = [printable(w) for w in warnings]
         info = HeaderInfo(
             path, reason is None, reason, warnings, meta, True, st.st_size, st.st_mtime, "dicom"
         )
-        return info, problem, ds
+        return info, problem and reason, ds
     try:
         raster = formats.raster_header(path, kind, head)
     except FormatError as exc:

@@ -33,8 +33,15 @@ def decode_dicom(
         ds = pydicom.dcmread(path, force=not preamble, defer_size=DEFER_SIZE)
         ensure_transfer_syntax(ds)
         ts = ds.file_meta.TransferSyntaxUID
+        encapsulated = ts.is_encapsulated
         has_pixels = "PixelData" in ds
         pixel_bytes = ds.PixelData if has_pixels else b""
+    except ValueError as exc:
+        if "not a transfer syntax" not in str(exc):
+            raise ImageReadError(path, f"damaged DICOM file: {one_line(exc)}") from None
+        raise ImageReadError(
+            path, f"unsupported transfer syntax {ds.file_meta.TransferSyntaxUID}: not a known one"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(path, f"damaged DICOM file: {one_line(exc)}") from None
     if not has_pixels:
@@ -43,7 +50,7 @@ def decode_dicom(
         raise ImageReadError(
             path, "truncated pixel data: the pixel data element ends before its end marker"
         )
-    if not ts.is_encapsulated:
+    if not encapsulated:
         need = _native_bytes(meta)
         have = len(pixel_bytes)
         if have < need:
@@ -58,7 +65,7 @@ def decode_dicom(
         raise ImageReadError(path, f"no decoder installed for transfer syntax {ts.name} ({ts})")
     available = set(decoder.available_plugins)
     plugins = [p for p in PREFERRED_PLUGINS.get(str(ts), ()) if p in available]
-    if not ts.is_encapsulated:
+    if not encapsulated:
         try:
             return ds, decode_frame(ds, plugins)
         except PluginError as exc:

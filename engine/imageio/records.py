@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,31 @@ DEFAULT_MAX_IMAGE_BYTES = 512 * 2**20
 DEFAULT_MAX_PIXELS = 64 * 2**20
 
 
+def printable(text: str) -> str:
+    """``text`` with control and bidirectional-format characters as backslash escapes.
+
+    Reasons quote header values, and a crafted header can hold line breaks, terminal escape
+    sequences or right-to-left overrides; a reason stays one visible line.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() and not unicodedata.category(ch) == "Cf":
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
 class ImageReadError(Exception):
     """A file that cannot be read as an image; ``str(e) == f"{path}: {reason}"``."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = Path(path)
-        self.reason = reason
+        self.reason = reason = printable(reason)
         super().__init__(f"{self.path}: {reason}")
 
 
@@ -84,7 +104,12 @@ class WalkProblem:
         return f"{self.path}: {self.reason}"
 
 
+# A bytes literal quoted in a library's message: file content, never repeated in a reason.
+_BYTES_REPR = re.compile(r"""b(['"])(?:\\.|(?!\1).)*\1""")
+
+
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = re.sub(r" at 0x[0-9a-fA-F]+>", ">", text)  # object reprs: no memory addresses
+    text = _BYTES_REPR.sub("(bytes)", text)
     return text if len(text) <= 300 else text[:297] + "..."

@@ -32,6 +32,7 @@ from hostile_files import (
 
 from engine import imageio
 from engine.imageio import isolation
+from engine.imageio.records import printable
 from engine.imageio.streams import StreamError, StreamSize, declared_size
 
 REAL_COMPRESSED = [
@@ -314,3 +315,44 @@ def _alive(pid: int) -> bool:
             return fp.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_header_values_cannot_break_a_reason_into_lines(tmp_path, dataset, make_ramp):
+    # A report-like file without pixels whose SOP Class UID holds a line break and a terminal
+    # escape, and a knee radiograph whose BodyPartExamined sets the terminal's title: each
+    # reason quoting them stays one visible line.
+    ds = dataset(make_ramp((300, 300), 0, 255, np.uint8))
+    del ds.PixelData
+    ds.SOPClassUID = "1.2.3\n\x1b[31mRED"
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.3"
+    path = tmp_path / "report.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    reason = imageio.read_header(path).reason
+    assert reason.startswith("no pixel data: not an image (SOP class ")
+    assert reason.isprintable()
+    assert "\\x0a" in reason and "\\x1b[31mRED" in reason
+    ct = dataset(make_ramp((300, 300), 0, 255, np.uint8))
+    ct.BodyPartExamined = "KNEE\x1b]0;title\x07"
+    ct.save_as(tmp_path / "knee.dcm", enforce_file_format=True)
+    reason = imageio.read_header(tmp_path / "knee.dcm").reason
+    assert reason == "not a chest radiograph (BodyPartExamined=KNEE\\x1b]0;title\\x07)"
+    assert printable("left\u202eright") == "left\\u202eright"  # bidirectional override
+
+
+def test_library_messages_never_quote_bytes_from_the_file(tmp_path):
+    from engine.imageio.records import one_line
+
+    text = one_line(ValueError("Instead received b'secret\\x00bytes' with length 14"))
+    assert "secret" not in text
+    assert text == "Instead received (bytes) with length 14"
+
+
+def test_unknown_transfer_syntax_is_a_reason(tmp_path, write, make_ramp):
+    path = write("odd.dcm", make_ramp((300, 300), 0, 4095, np.uint16), bits_stored=12)
+    data = path.read_bytes().replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.9\x00", 1)
+    assert b"1.2.840.10008.1.2.9" in data
+    path.write_bytes(data)
+    with pytest.raises(imageio.ImageReadError) as err:
+        imageio.read_image(path)
+    assert "1.2.840.10008.1.2.9" in err.value.reason
+    assert "unexpected error" not in err.value.reason
