@@ -102,9 +102,11 @@ _NON_OUTPUT_SETTINGS = ("device", "precision", "backend")
 class ScoreProgress:
     """One progress record of :func:`score_library`.
 
-    ``done``/``failed``/``total`` count this start's queue; ``rate`` is images per second and
-    ``eta`` seconds left (None before the first batch); ``last_errors`` lists (path, reason) of
-    the images of the latest batch that failed.
+    ``done``/``failed``/``total`` count this start's queue (``failed`` and ``total`` include
+    the images given up at the start after ``INTERRUPT_LIMIT`` interruptions); ``rate`` is
+    images per second and ``eta`` seconds left (None before the first batch); ``last_errors``
+    lists (path, reason) of the images of the latest batch that failed (in the first record:
+    of the images given up).
     """
 
     done: int = 0
@@ -668,8 +670,15 @@ def score_library(
     Yields
     ------
     ScoreProgress
-        One record before the first batch (``total`` known), one per written batch, and a last
-        one with ``finished`` or ``cancelled`` set.
+        One record before the first batch (``total`` known; ``last_errors`` names the images
+        given up after repeated interruptions), one per written batch, and a last one with
+        ``finished`` or ``cancelled`` set.
+
+    Raises
+    ------
+    TypeError
+        ``predictor.predict_paths`` takes no ``read``: every file is decoded through it, so
+        that it is checked against the scan and its attempt recorded first.
     """
     t = threshold_vector(thresholds)
     bs = int(batch_size or getattr(getattr(predictor, "config", None), "batch_size", 8) or 8)
