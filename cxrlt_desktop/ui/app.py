@@ -80,6 +80,7 @@ def create_main_window(
         Open the settings dialog with an explanation when no models are configured.
     """
     ensure_app()
+    _preload_gil_holding_modules()
     return MainWindow(
         store,
         settings,
@@ -89,6 +90,18 @@ def create_main_window(
         demo=demo,
         first_start_dialog=first_start_dialog,
     )
+
+
+def _preload_gil_holding_modules() -> None:
+    """Import, on the GUI thread before the window shows, the modules whose import holds the GIL
+    for a long time when the scoring worker would import them mid-session: onnx (its ml_dtypes C
+    extension initialises for ~1 s, needed for the ONNX export of the backbones). Imported in the
+    worker, it froze the window for 1.0-1.5 s on a 2-core machine while the reader worked; here
+    it lengthens the start by the same time, before anything is on screen."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is not None:
+        import onnx  # noqa: F401
 
 
 def run_gui(db_url: str | None = None, folders: list[Path] | None = None) -> int:

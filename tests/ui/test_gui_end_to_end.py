@@ -190,12 +190,13 @@ def test_open_triage_review_end_to_end(
 # - the first gap runs from just before open_paths() to the first tick after it: open_paths() must
 #   hand the work to the background and return;
 # - the 99th percentile of the gaps: no repeated stalls while the library is scanned and scored;
-# - the longest gap: no stall of seconds. It is not lower because the worker's first import of
-#   onnx (its ml_dtypes C extension, for the ONNX export of the backbones) holds the GIL while the
-#   extension initialises: the GUI thread then waits ~1.0-1.5 s on a loaded 2-core VM (measured).
+# - the longest gap: no stall of half a second. The worker's first import of onnx (its ml_dtypes
+#   C extension, for the ONNX export of the backbones) held the GIL for 1.0-1.5 s on a loaded
+#   2-core VM and froze the window; the app now imports it before the window shows (60 ms
+#   longest gap measured after that).
 HEARTBEAT_FIRST_MS = 250.0
 HEARTBEAT_P99_MS = 250.0
-HEARTBEAT_MAX_MS = 2500.0
+HEARTBEAT_MAX_MS = 500.0
 N_HEARTBEAT_IMAGES = 64
 
 
