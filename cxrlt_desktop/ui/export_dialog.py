@@ -114,8 +114,8 @@ class ExportJob(QObject):
     (the :class:`~cxrlt_desktop.export.ExportResult` or None, and an error message or "").
 
     ``options`` are :func:`~cxrlt_desktop.export.iter_export`'s keywords (``include_phi``,
-    ``shift_dates``, ``copy_images``, ``allow_burned_in``, ``sr``, ``demo``, ``thresholds``). :meth:`cancel` sets the
-    export's ``should_stop``: it removes what it wrote and ends with
+    ``shift_dates``, ``copy_images``, ``allow_burned_in``, ``sr``, ``demo``, ``thresholds``).
+    :meth:`cancel` sets the export's ``should_stop``: it removes what it wrote and ends with
     :class:`~cxrlt_desktop.export.ExportCancelled`, reported as the error.
     """
 
