@@ -40,7 +40,7 @@ class StandIn:
         self.settings = {"mode": "fast", "device": "cpu", "stand_in": tag}
         self.rng = np.random.default_rng(0)
 
-    def predict_paths(self, paths, batch_size=8, should_stop=None):  # noqa: ANN001, ANN201
+    def predict_paths(self, paths, read=None, batch_size=8, should_stop=None):  # noqa: ANN001, ANN201
         from engine.predictor import PathResult
 
         for p in paths:

@@ -8,6 +8,7 @@ Patient-identifying values are masked unless the worklist shows PHI. The header 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -19,6 +20,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from cxrlt_desktop.library.identity import ScannedFile
 
 MASK = "(hidden)"
 MAX_VALUE_CHARS = 200
@@ -57,6 +61,7 @@ class DicomTagBrowser(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._path: Path | None = None
+        self._scanned: ScannedFile | None = None
         self._show_phi = False
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter tags (keyword, tag or value)")
@@ -77,25 +82,38 @@ class DicomTagBrowser(QWidget):
     def set_show_phi(self, show: bool) -> None:
         self._show_phi = bool(show)
         if self._path is not None:
-            self.load(self._path)
+            self.load(self._path, self._scanned)
 
     def clear(self) -> None:
         self._path = None
         self.tree.clear()
         self.message.setText("")
 
-    def load(self, path: str | Path | None) -> None:
-        """Show the header of ``path`` (a DICOM file); other files show a one-line note."""
+    def load(self, path: str | Path | None, scanned: ScannedFile | None = None) -> None:
+        """Show the header of ``path`` (a DICOM file); other files show a one-line note.
+
+        With ``scanned`` (the image's record from the scan) the file is first checked to be the
+        scanned one: a file replaced since (another patient's image) shows the refusal, never
+        its header.
+        """
         import pydicom
         from pydicom.errors import InvalidDicomError
 
+        from cxrlt_desktop.library.identity import FileChanged, check_header
+
         self.tree.clear()
         self._path = None if path is None else Path(path)
+        self._scanned = scanned
         if self._path is None:
             self.message.setText("")
             return
         try:
+            if scanned is not None:
+                check_header(scanned)
             ds = pydicom.dcmread(self._path, stop_before_pixels=True, force=True)
+        except FileChanged as exc:
+            self.message.setText(f"{self._path.name}: {exc.reason}")
+            return
         except (OSError, InvalidDicomError, ValueError) as exc:
             self.message.setText(f"{self._path.name}: no DICOM header ({exc})")
             return

@@ -80,6 +80,12 @@ class SessionView(QObject):
     def update_overlay(self) -> None:
         self.image_panel.set_attention(self.current_attention())
 
+    def _scanned(self, image_id: int):  # noqa: ANN202 - ScannedFile | None
+        from cxrlt_desktop.library.identity import scanned_file
+
+        store = self.image_loader.store
+        return None if store is None else scanned_file(store, image_id)
+
     # ------------------------------------------------------------------ session callbacks
     def _on_study_opened(self, study_uid: str) -> None:
         self.image_panel.set_study_text(self._study_text(study_uid))
@@ -90,7 +96,7 @@ class SessionView(QObject):
         series = entry.series_number if s.n_series > 1 else None
         self.image_panel.set_position(s.index, len(s.images), series)
         self.show_findings(entry)
-        self.tags.load(entry.path)
+        self.tags.load(entry.path, self._scanned(entry.image_id))
         display = self.image_loader.request(entry.image_id, entry.path)
         if display is not None:
             self._display(entry, display)

@@ -31,6 +31,8 @@ def printable(text: str) -> str:
     for ch in text:
         if ch.isprintable() and not unicodedata.category(ch) == "Cf":
             out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte of a file name that is not UTF-8
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
         elif ord(ch) < 0x100:
             out.append(f"\\x{ord(ch):02x}")
         else:

@@ -6,6 +6,7 @@ scoring, the real RG1 radiograph of pydicom-data as the other patient's image.""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from cxrlt_desktop.library.identity import CHANGED_SINCE_SCAN
 from cxrlt_desktop.ui.store_access import study_images
@@ -38,6 +39,11 @@ def test_the_viewer_refuses_a_file_swapped_for_another_patients_radiograph(
     assert not window.viewer.has_image()
     assert [(p.path, p.reason, p.phase) for p in problems] == [(first.path, error, "view")]
     assert (first.path, "view", error) in window.problems_dock.rows()
+    # The tag browser does not show the other patient's header either.
+    tags = window.tags_dock.browser
+    assert tags.message.text().startswith(f"{Path(first.path).name}: {CHANGED_SINCE_SCAN} (size ")
+    assert tags.tree.topLevelItemCount() == 0
+    assert tags.value_of("PatientID") is None
 
 
 def test_an_unchanged_file_is_shown(qtbot, make_scored_window, store):
