@@ -28,6 +28,12 @@ def register(subparsers) -> None:  # noqa: ANN001
     )
     add_model_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="score again the images that failed or were given up after interruptions (after "
+        "replacing a damaged file or updating a decoder)",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
         return 2
+
+    if args.retry_failed:
+        from cxrlt_desktop.library.scoring import retry_failed
+
+        cleared = retry_failed(store)
+        print(f"score-library: {cleared} failed image(s) will be tried again", file=sys.stderr)
 
     from engine.checkpoints import CheckpointError
     from engine.predictor import EngineError, Predictor

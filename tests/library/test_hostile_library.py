@@ -99,6 +99,11 @@ def test_hostile_folder_scans_scores_and_exports(tmp_path, csra_ckpt):
     for text in [i.reason or "" for i in images.values()] + list(failures.values()):
         assert SECRET[:10] not in text
 
+    # Retrying the failures tries them again (and they fail again, with the same reasons).
+    again = _run("score-library", "--db", db, "--retry-failed", *model_args(csra_ckpt), env=env)
+    assert f"{len(REFUSED_AT_SCORE)} failed image(s) will be tried again" in again.stderr
+    assert f"finished: 0 scored, {len(REFUSED_AT_SCORE)} failed" in again.stderr
+
     for name in scored:
         agree_with_all(store, images[name].id, reviewer="dr test")
     store.close()
