@@ -197,3 +197,22 @@ def clip_probs(
                 sims.append(float(v @ (e / e.norm())))
             out.append(1.0 / (1.0 + math.exp(-5.0 * float(np.mean(sims)))))
     return np.array(out)
+
+
+def reference_outputs(
+    arrays: list[np.ndarray], csra_file: Path, mlp_file: Path, clip_dir: Path, size: int
+) -> tuple[np.ndarray, np.ndarray, list[RawTask1]]:
+    """Paper-mode Task 1 probabilities (CSRA weight 1.5, MLP 1.0), zero-shot probabilities and
+    the raw models, for each array."""
+    import open_clip
+
+    from engine.classes import TASK2_CLASSES
+    from engine.zeroshot import load_prompts
+
+    models = [RawTask1(csra_file), RawTask1(mlp_file)]
+    clip = open_clip.create_model(f"local-dir:{clip_dir}").eval()
+    tok = open_clip.get_tokenizer(f"local-dir:{clip_dir}")
+    prompts = load_prompts()
+    t1 = np.stack([task1_probs(a, models, [1.5, 1.0], size) for a in arrays])
+    zs = np.stack([clip_probs(a, clip, tok, prompts, TASK2_CLASSES) for a in arrays])
+    return t1, zs, models

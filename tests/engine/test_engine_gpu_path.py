@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import SIZE
-from engine_reference import RawTask1, clip_probs, task1_probs
+from engine_reference import reference_outputs
 
-from engine.classes import TASK2_CLASSES
 from engine.predictor import EngineConfig, EngineError, Predictor
 
 BF16_ATOL = 3e-2  # worst |p_bf16 - p_fp32| seen: 1.5e-2 (see the module docstring)
@@ -43,16 +42,7 @@ def arrays(rg1_files):
 
 @pytest.fixture(scope="module")
 def reference(arrays, csra_file, mlp_file, clip_dir):
-    import open_clip
-
-    from engine.zeroshot import load_prompts
-
-    models = [RawTask1(csra_file), RawTask1(mlp_file)]
-    clip = open_clip.create_model(f"local-dir:{clip_dir}").eval()
-    tok = open_clip.get_tokenizer(f"local-dir:{clip_dir}")
-    prompts = load_prompts()
-    t1 = np.stack([task1_probs(a, models, [1.5, 1.0], SIZE) for a in arrays])
-    zs = np.stack([clip_probs(a, clip, tok, prompts, TASK2_CLASSES) for a in arrays])
+    t1, zs, models = reference_outputs(arrays, csra_file, mlp_file, clip_dir, SIZE)
     return np.concatenate([t1, zs], axis=1)
 
 
