@@ -73,6 +73,7 @@ class DicomTagBrowser(QWidget):
         self.tree.setColumnWidth(1, 190)
         self.tree.setColumnWidth(2, 36)
         self.message = QLabel("")
+        self.message.setWordWrap(True)  # a refusal names what differs: it must not widen the dock
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.filter_edit)
