@@ -51,3 +51,48 @@ def predictor(csra_ckpt):
             decode_workers=1,
         )
     )
+
+
+# PostgreSQL: the server named by CXRLT_TEST_POSTGRES (a SQLAlchemy URL of a maintenance
+# database, e.g. postgresql+psycopg://root@/test?host=/var/run/postgresql). Without it the
+# PostgreSQL tests skip, with that reason; with CXRLT_REQUIRE_POSTGRES=1, or with the variable
+# set and the server unreachable, they fail (CI sets the variable, so CI never skips them).
+POSTGRES_ENV = "CXRLT_TEST_POSTGRES"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """An AUTOCOMMIT engine on the maintenance database, checked once per session."""
+    from sqlalchemy import create_engine
+
+    url = os.environ.get(POSTGRES_ENV, "").strip()
+    if not url:
+        if os.environ.get("CXRLT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"CXRLT_REQUIRE_POSTGRES=1 but {POSTGRES_ENV} is not set", pytrace=False)
+        pytest.skip(
+            f"{POSTGRES_ENV} is not set (a SQLAlchemy URL of a PostgreSQL maintenance database, "
+            "e.g. postgresql+psycopg://root@/test?host=/var/run/postgresql)"
+        )
+    try:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server fails the run
+        pytest.fail(f"{POSTGRES_ENV}={url}: cannot reach the server ({exc})", pytrace=False)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a new, empty database ``cxrlt_test_<random>``, dropped after the test."""
+    import secrets
+
+    name = f"cxrlt_test_{secrets.token_hex(6)}"
+    with postgres_server.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with postgres_server.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

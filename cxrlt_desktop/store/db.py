@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,41 @@ def default_url() -> str:
     return f"sqlite:///{(data_dir() / 'cxrlt.db').as_posix()}"
 
 
+# PostgreSQL's SQLSTATEs for a transaction that is worth running again as it is:
+# serialization_failure, deadlock_detected, lock_not_available.
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# The key of the transaction-level advisory lock the migrations run under on PostgreSQL (any
+# fixed 64-bit number; "cxrltmig" in ASCII).
+MIGRATION_LOCK_KEY = 0x6378726C746D6967
+
+
 def _is_locked(exc: BaseException) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
     return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def retry_reason(exc: BaseException) -> str | None:
+    """Why the transaction that raised ``exc`` may simply be run again, or None.
+
+    - SQLite: the database is locked or busy (another writer, a checkpoint).
+    - PostgreSQL: SQLSTATE 40001 (serialization failure), 40P01 (deadlock detected) or 55P03
+      (lock not available).
+    - Any database: the connection was dropped (server restart, network, idle timeout); the
+      pool has discarded it, so the next attempt gets a new one.
+
+    Everything else (constraint violations, syntax, a damaged file) is not retried.
+    """
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return "connection lost"
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in RETRY_SQLSTATES:
+        return f"SQLSTATE {sqlstate}"
+    if isinstance(exc, OperationalError) and _is_locked(exc):
+        return "database locked"
+    return None
 
 
 def make_engine(url: str, *, create: bool = True) -> Engine:
@@ -286,22 +318,25 @@ class Store:
         return (self._write if write else self._read)()
 
     def write(self, fn: Callable[[Session], T], *, retries: int = 8) -> T:
-        """Run ``fn(session)`` in one write transaction, retrying when the database is locked.
+        """Run ``fn(session)`` in one write transaction, retrying transient failures.
 
-        The busy timeout already waits 30 s for another writer; a retry covers the rare case
-        where SQLite reports ``database is locked`` without waiting (e.g. a checkpoint in
-        progress) or the timeout ran out under heavy load. ``fn`` must be safe to re-run: the
-        failed attempt's transaction was rolled back.
+        On SQLite the busy timeout already waits 30 s for another writer; a retry covers the
+        rare case where SQLite reports ``database is locked`` without waiting (e.g. a
+        checkpoint in progress) or the timeout ran out under heavy load. On PostgreSQL a
+        serialization failure, a deadlock or a lock that is not available (SQLSTATE 40001,
+        40P01, 55P03) is retried, and on both a dropped connection (:func:`retry_reason`).
+        ``fn`` must be safe to re-run: the failed attempt's transaction was rolled back.
         """
         for attempt in range(retries + 1):
             try:
                 with self.session(write=True) as s, s.begin():
                     return fn(s)
-            except OperationalError as exc:
-                if attempt == retries or not _is_locked(exc):
+            except DBAPIError as exc:
+                reason = retry_reason(exc)
+                if attempt == retries or reason is None:
                     raise
                 delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.warning("database locked, retrying in %.2f s (%s)", delay, exc.orig)
+                log.warning("%s, retrying in %.2f s (%s)", reason, delay, exc.orig)
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -334,7 +369,13 @@ def alembic_config(url: str | None = None):  # noqa: ANN201 - alembic imported l
 
 
 def upgrade(store: Store, revision: str = "head") -> None:
-    """Migrate the database to ``revision`` (idempotent; concurrent openers wait for each other)."""
+    """Migrate the database to ``revision`` (idempotent; concurrent openers wait for each other).
+
+    The whole upgrade is one transaction. On SQLite it begins with ``BEGIN IMMEDIATE``; on
+    PostgreSQL (transactional DDL) it first takes ``pg_advisory_xact_lock``, so a second
+    process upgrading at the same moment waits, then finds the schema at head and does
+    nothing.
+    """
     from alembic import command
 
     cfg = alembic_config()
@@ -353,6 +394,10 @@ def upgrade(store: Store, revision: str = "head") -> None:
                     conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
                 try:
                     with conn.begin():
+                        if conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql(
+                                f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                            )
                         cfg.attributes["connection"] = conn
                         command.upgrade(cfg, revision)
                         if store.is_sqlite:
@@ -363,8 +408,8 @@ def upgrade(store: Store, revision: str = "head") -> None:
                     if store.is_sqlite:
                         conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
             return
-        except OperationalError as exc:
-            if attempt == 5 or not _is_locked(exc):
+        except DBAPIError as exc:
+            if attempt == 5 or retry_reason(exc) is None:
                 raise
             time.sleep(0.1 * 2**attempt)
 

@@ -1,6 +1,7 @@
 """Fixtures for the library/store tests: a file store, synthetic studies, random-weight models.
 
-Everything is real: a SQLite file, DICOMs written with engine.dicomwrite, a convnextv2_atto CSRA
+Everything is real: a SQLite file (and a PostgreSQL database, for the tests that take
+``store_url`` or ``any_store``), DICOMs written with engine.dicomwrite, a convnextv2_atto CSRA
 checkpoint with random weights run by the real engine at 64 px in fast mode.
 """
 
@@ -19,6 +20,26 @@ def store(tmp_path):
     from cxrlt_desktop.store import open_store
 
     st = open_store(f"sqlite:///{(tmp_path / 'lib.db').as_posix()}")
+    yield st
+    st.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of a new, empty library on each dialect: a SQLite file, and a PostgreSQL
+    database of its own (``postgres_url``: skipped without CXRLT_TEST_POSTGRES)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def any_store(store_url):
+    """The store at :func:`store_url`, migrated to head: the tests using it run on both
+    dialects."""
+    from cxrlt_desktop.store import open_store
+
+    st = open_store(store_url)
     yield st
     st.close()
 
