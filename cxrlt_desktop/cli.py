@@ -29,6 +29,7 @@ COMMANDS = [
     "score_library",
     "worklist",
     "export",
+    "db",
     "train",
     "eval",
     "calibrate",
