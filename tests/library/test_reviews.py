@@ -1,4 +1,5 @@
-"""Verdicts, notes, agree-with-all: committed at once, audited, reflected in the study status."""
+"""Verdicts, notes, agree-with-all: committed at once, audited, reflected in the study status
+(on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from cxrlt_desktop.library.scanning import scan
 from cxrlt_desktop.library.scoring import score_library
 from cxrlt_desktop.store.models import AuditEvent, Image, Prediction, Review
 from engine.classes import ALL_CLASSES
+
+
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL (``any_store``)."""
+    return any_store
 
 
 @pytest.fixture
