@@ -10,11 +10,13 @@ from __future__ import annotations
 from cxrlt_desktop.store.db import (
     Store,
     StoreError,
+    check_server_database,
     current_revision,
     damage_message,
     default_url,
+    display_url,
+    error_text,
     make_engine,
-    sqlite_path,
     upgrade,
 )
 
@@ -31,10 +33,9 @@ __all__ = [
 
 def database_error_message(store: Store, exc: BaseException) -> str:
     """One line for a database error met while using ``store``: what to do when the file is
-    damaged, else the file (or URL) and SQLite's own words."""
-    where = sqlite_path(store.url) or store.url
-    orig = getattr(exc, "orig", None) or exc
-    return damage_message(where, exc) or f"{where}: database error ({orig})"
+    damaged, else the file (or the URL, password hidden) and the database's own words."""
+    where = display_url(store.url)
+    return damage_message(where, exc) or f"{where}: database error ({error_text(exc)})"
 
 
 def open_store(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Store:
@@ -43,13 +44,16 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = T
     Parameters
     ----------
     url
-        SQLAlchemy URL. ``None``: ``sqlite:///<data_dir()>/cxrlt.db``. A PostgreSQL URL works as
-        well; an in-memory SQLite URL is refused (threads and processes must share the file).
+        SQLAlchemy URL. ``None``: ``sqlite:///<data_dir()>/cxrlt.db``. A PostgreSQL URL
+        (``postgresql+psycopg://user@server/db``) works as well: its schema is created by the
+        same migrations; an in-memory SQLite URL is refused (threads and processes must share
+        the file).
     migrate
         Run the Alembic upgrade to head (default). Only tests of old revisions turn this off.
     create
-        Create a SQLite file that does not exist yet (default). Commands that only read or
-        export a library pass False, so a mistyped path is an error, not a new empty library.
+        Create a SQLite file that does not exist yet, or the schema of an empty server database
+        (default). Commands that only read or export a library pass False, so a mistyped path
+        or database is an error, not a new empty library.
 
     Raises
     ------
@@ -65,6 +69,8 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = T
     store = Store(url, make_engine(url, create=create))
     if migrate:
         try:
+            if not store.is_sqlite:
+                check_server_database(store.engine, url, create=create)
             upgrade(store)
         except Exception as exc:
             store.close()
@@ -76,7 +82,7 @@ def open_store(url: str | None = None, *, migrate: bool = True, create: bool = T
 
 def _open_error(url: str, exc: BaseException) -> str:
     """The message for a database that could not be opened or migrated."""
-    where = sqlite_path(url) or url
+    where = display_url(url)
     damaged = damage_message(where, exc)
     if damaged:
         return damaged
@@ -85,4 +91,4 @@ def _open_error(url: str, exc: BaseException) -> str:
             f"{where}: written by a newer CXR-LT Desktop (its schema revision is unknown to this "
             f"version: {exc}); open it with that version, or scan into a new library with --db NEW"
         )
-    return f"cannot open the database {url!r}: {exc}"
+    return f"cannot open the database {where!r}: {error_text(exc)}"

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: give up on an unreachable server (unless the URL says)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -53,6 +54,25 @@ def sqlite_path(url: str) -> Path | None:
     if database == ":memory:":
         return None
     return Path(database).expanduser()
+
+
+def display_url(url: str) -> str:
+    """``url`` as messages show it: a SQLite file's path, another database's URL with its
+    password hidden."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL at all: nothing to hide
+        return url
+
+
+def error_text(exc: BaseException) -> str:
+    """The database's own words for ``exc`` on one line (for a SQLAlchemy error: the driver's
+    message, without the statement and the link SQLAlchemy appends)."""
+    orig = getattr(exc, "orig", None) or exc
+    return " ".join(str(orig).split()) or type(orig).__name__
 
 
 def damage_message(where: str | os.PathLike[str], exc: BaseException) -> str | None:
@@ -194,6 +214,34 @@ def _make_private(path: Path) -> None:
         pass  # missing (no WAL yet) or not ours: nothing to do
 
 
+def check_server_database(engine: Engine, url: str, *, create: bool) -> None:
+    """Refuse a server database (PostgreSQL) that is not a CXR-LT library before migrating it.
+
+    A database with tables but no ``alembic_version`` belongs to another program (migrating it
+    would add the library's tables to it); with ``create=False`` an empty database is refused
+    too (commands that read a library must not create one in a mistyped database).
+
+    Raises
+    ------
+    StoreError
+        With the URL (password hidden) and what is wrong in one line.
+    """
+    from sqlalchemy import inspect
+
+    where = display_url(url)
+    names = set(inspect(engine).get_table_names())
+    if names and "alembic_version" not in names:
+        raise StoreError(
+            f"{where}: not a CXR-LT library (a database of another program: {len(names)} "
+            "tables, no alembic_version); give an empty database or a library's"
+        )
+    if not names and not create:
+        raise StoreError(
+            f"{where}: an empty database, not a CXR-LT library (nothing has been scanned into "
+            "it); check --db, or create the library with `cxrlt db upgrade --db URL`"
+        )
+
+
 def default_url() -> str:
     """``sqlite:///<data_dir()>/cxrlt.db``: the store unless ``--db URL`` or settings say otherwise."""
     from cxrlt_desktop.paths import data_dir
@@ -255,8 +303,11 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError/ValueError
         raise StoreError(f"database URL {url!r} is not valid: {exc}") from exc
     if parsed.get_backend_name() != "sqlite":
+        connect_args = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # a server that is down
         try:
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         except Exception as exc:  # noqa: BLE001 - unknown dialect, missing driver
             raise StoreError(f"database URL {url!r} cannot be used: {exc}") from exc
     database = parsed.database

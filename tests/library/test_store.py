@@ -46,6 +46,38 @@ def test_bad_url_named():
         open_store("nonsense://x")
 
 
+def test_unreachable_server_named_without_its_password():
+    """Nothing listens on the port: one line naming the server, the password hidden."""
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql+psycopg://cxrlt:s3cret@127.0.0.1:1/lib")
+    message = str(info.value)
+    assert "s3cret" not in message and "\n" not in message
+    assert "cxrlt:***@127.0.0.1:1/lib" in message and "Connection refused" in message
+
+
+def test_postgresql_database_that_is_not_a_library_refused(postgres_url):
+    """Like a SQLite file: a database without a schema is not a library for the commands that
+    read one (create=False), and another program's database is never migrated."""
+    with pytest.raises(StoreError, match="an empty database, not a CXR-LT library"):
+        open_store(postgres_url, create=False)
+    st = open_store(postgres_url, migrate=False)
+    try:
+        assert current_revision(st) is None  # nothing was created
+        with st.engine.begin() as c:
+            c.execute(text("CREATE TABLE invoices (id integer PRIMARY KEY)"))
+    finally:
+        st.close()
+    with pytest.raises(StoreError, match="another program: 1 tables, no alembic_version"):
+        open_store(postgres_url)
+    st = open_store(postgres_url, migrate=False)
+    try:
+        assert current_revision(st) is None
+        with st.engine.connect() as c:
+            assert c.scalar(text("SELECT count(*) FROM pg_tables WHERE tablename = 'image'")) == 0
+    finally:
+        st.close()
+
+
 def test_default_url_in_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("CXRLT_DATA_DIR", str(tmp_path / "data"))
     st = open_store()
