@@ -5,8 +5,9 @@
 - PostgreSQL (the server keeps its own pages consistent): for every foreign key of the models,
   whether the constraint exists and is validated, whether its enforcement triggers are enabled
   (``ALTER TABLE ... DISABLE TRIGGER ALL`` or a restore with ``session_replication_role =
-  replica`` switch them off), and the count of orphan rows (a child whose parent row is
-  missing), counted whether or not the constraint is there.
+  replica`` switch them off), the count of orphan rows (a child whose parent row is missing),
+  counted whether or not the constraint is there, and id sequences behind their table's
+  largest id (the next insert would fail).
 
 Both dialects report the row count of every table and whether the schema is at this version's
 head revision.
@@ -134,6 +135,7 @@ def _postgresql_problems(conn, tables) -> list[str]:  # noqa: ANN001
         "AND n.nspname = current_schema() ORDER BY 1"
     ):
         problems.append(f"{table}: foreign-key enforcement triggers are disabled")
+    problems += _sequence_problems(conn, tables)
     for t in tables:
         for fk in t.foreign_key_constraints:
             cols = [c.name for c in fk.columns]
@@ -164,3 +166,27 @@ def _orphans(conn, fk) -> int:  # noqa: ANN001
         .where(p.c[fk.elements[0].column.name].is_(None))
     )
     return int(conn.scalar(q))
+
+
+def _sequence_problems(conn, tables) -> list[str]:  # noqa: ANN001
+    """Tables whose id sequence is behind their largest id (rows copied in with their ids, a
+    restore without the sequences): the next insert would fail with a unique violation."""
+    from sqlalchemy import text
+
+    problems = []
+    for t in tables:
+        pk = list(t.primary_key.columns)
+        if len(pk) != 1 or pk[0].name != "id" or pk[0].autoincrement is False:
+            continue
+        seq = conn.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": t.name})
+        if seq is None:
+            continue
+        last, called = conn.execute(text(f"SELECT last_value, is_called FROM {seq}")).one()
+        next_id = last + 1 if called else last
+        top = conn.scalar(select(func.max(pk[0])))
+        if top is not None and next_id <= top:
+            problems.append(
+                f"{t.name}: id sequence {seq} would next give {next_id}, not above the largest "
+                f"id {top} (the next insert would fail; fix with SELECT setval('{seq}', {top}))"
+            )
+    return problems

@@ -135,6 +135,34 @@ def test_check_postgresql_disabled_triggers_and_unvalidated_key(postgres_url):
     ]
 
 
+def test_check_postgresql_sequence_behind_the_ids(postgres_url):
+    """Rows copied in with their ids leave the id sequence behind: the next insert would fail,
+    and check says so (then, after setval, is content)."""
+    st = open_store(postgres_url)
+    try:
+        with st.engine.begin() as c:
+            for i in (1, 2, 5):
+                c.execute(
+                    text(
+                        "INSERT INTO model_version (id, sha256, role, arch, path, first_seen) "
+                        "VALUES (:i, :h, 'clip', '', '', now())"
+                    ),
+                    {"i": i, "h": str(i)},
+                )
+        problems = check_store(st).problems
+        with st.engine.begin() as c:
+            c.execute(text("SELECT setval(pg_get_serial_sequence('model_version', 'id'), 5)"))
+        later = check_store(st).problems
+    finally:
+        st.close()
+    assert problems == [
+        "model_version: id sequence public.model_version_id_seq would next give 1, not above "
+        "the largest id 5 (the next insert would fail; fix with SELECT "
+        "setval('public.model_version_id_seq', 5))"
+    ]
+    assert later == []
+
+
 def test_concurrent_upgrades_on_an_empty_postgresql_database(postgres_url):
     """Four `cxrlt db upgrade` processes started together on an empty database (workstations
     starting at once): all succeed, and there is one schema at head."""
