@@ -157,11 +157,32 @@ def test_missing_and_not_text(tmp_path):
         read_small_text(bad)
 
 
+_READ_AS_USER = """
+import json
+from engine.smallfiles import SmallFileError, read_small_text
+out = {}
+for path in sys.argv[1:]:
+    try:
+        out[path] = read_small_text(path)
+    except SmallFileError as e:
+        out[path] = "error: " + str(e)
+print(json.dumps(out))
+"""
+
+
 def test_unreadable_file_named(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file")
+    """Checked in a process that file modes apply to (as root, without root's file
+    capabilities: tests/unprivileged.py), with a readable control beside it."""
+    from unprivileged import run_unprivileged
+
+    readable = tmp_path / "open.json"
+    readable.write_text("{}")
     p = tmp_path / "secret.json"
     p.write_text("{}")
     p.chmod(0)
-    with pytest.raises(SmallFileError, match="cannot open: Permission denied"):
-        read_small_text(p)
+    try:
+        got = run_unprivileged(_READ_AS_USER, str(readable), str(p))
+    finally:
+        p.chmod(0o600)
+    assert got[str(readable)] == "{}"
+    assert got[str(p)].startswith(f"error: {p}: cannot open: Permission denied"), got
