@@ -3,7 +3,9 @@
 Layout (every key optional)::
 
     database = "sqlite:////home/me/cxrlt.db"   # SQLAlchemy URL; default: data_dir()/cxrlt.db
-    reviewer = "Dr Jane Smith"
+    reviewer = "Dr Jane Smith"                  # the reader's name in verdicts and "being read by"
+    scoring = "workstation"                     # workstation | workers (department queue)
+    flag_for_processing = false                 # FOR PROCESSING images may raise the rare flag
 
     [models]
     task1_checkpoints = ["/models/mlp.safetensors", "/models/csra.safetensors"]
@@ -26,6 +28,25 @@ Layout (every key optional)::
     [shortcuts]                                 # GUI action name -> key sequence (Qt text)
     verdict_present = "P"
 
+    [paths]                                     # prefix rewrites a worker applies before reading
+    "/mnt/pacs-cache" = "//server/pacs-cache"
+
+    [dicom_node]                                # cxrlt listen / the GUI's DICOM node
+    enabled = false
+    aet = "CXRLT"
+    port = 11112
+    bind = "127.0.0.1"
+    inbox = "/data/cxrlt-inbox"                 # default: data_dir()/inbox
+    allow = ["MODALITY1", "PACS@10.0.0.5"]      # calling AE titles (AET or AET@HOST); empty: any
+    min_free_mb = 1024                          # refuse storage below this much free disk
+
+    [pacs.main]                                 # a PACS destination: DIMSE ...
+    aet = "ORTHANC"
+    host = "10.0.0.5"
+    port = 4242
+    [pacs.web]                                  # ... or DICOMweb
+    url = "http://10.0.0.5:8042/dicom-web"
+
 Every unknown key and every bad value is reported, each in one line naming it
 (:class:`SettingsError` carries the list).
 """
@@ -43,6 +64,16 @@ import tomli_w
 from engine.smallfiles import MAX_TEXT_BYTES, SmallFileError, read_small_text
 
 MODES = ("paper", "fast")
+SCORING_LOCATIONS = ("workstation", "workers")
+DICOM_NODE_DEFAULTS: dict[str, Any] = {
+    "enabled": False,
+    "aet": "CXRLT",
+    "port": 11112,
+    "bind": "127.0.0.1",
+    "inbox": None,
+    "allow": [],
+    "min_free_mb": 1024,
+}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 MAX_SETTINGS_BYTES = MAX_TEXT_BYTES  # a settings file is a few hundred bytes
@@ -77,9 +108,15 @@ class Settings:
     normal_alpha: float = 0.5
     thresholds: dict[str, float] = field(default_factory=dict)
     shortcuts: dict[str, str] = field(default_factory=dict)
+    scoring: str = "workstation"
+    flag_for_processing: bool = False
+    paths: dict[str, str] = field(default_factory=dict)
+    dicom_node: dict[str, Any] = field(default_factory=lambda: dict(DICOM_NODE_DEFAULTS))
+    pacs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # -- TOML structure ---------------------------------------------------------------------
-    _TOP = ("database", "reviewer")
+    _TOP = ("database", "reviewer", "scoring", "flag_for_processing")
+    _TABLES = ("thresholds", "shortcuts", "paths", "dicom_node", "pacs")
     _MODELS = (
         "task1_checkpoints",
         "task1_weights",
@@ -95,7 +132,7 @@ class Settings:
         """Validate a parsed TOML document; raise :class:`SettingsError` listing every problem."""
         problems: list[str] = []
         values: dict[str, Any] = {}
-        known_sections = {"models", "engine", "thresholds", "shortcuts"}
+        known_sections = {"models", "engine", *cls._TABLES}
         for key, value in data.items():
             if key in cls._TOP:
                 values[key] = value
@@ -116,7 +153,9 @@ class Settings:
                     values[key] = value
             else:
                 problems.append(
-                    f"unknown key {key!r} (allowed: {', '.join(cls._TOP)}, [models], [engine], [thresholds], [shortcuts])"
+                    f"unknown key {key!r} (allowed: {', '.join(cls._TOP)}, [models], [engine], "
+                    + ", ".join(f"[{t}]" for t in cls._TABLES)
+                    + ")"
                 )
         out = cls()
         for name, value in values.items():
@@ -142,8 +181,9 @@ class Settings:
         flat = asdict(self)
         doc: dict[str, Any] = {}
         for k in self._TOP:
-            if flat[k] is not None:
-                doc[k] = flat[k]
+            if flat[k] is not None and not (k == "scoring" and flat[k] == "workstation"):
+                if not (k == "flag_for_processing" and not flat[k]):
+                    doc[k] = flat[k]
         for section, keys in (("models", self._MODELS), ("engine", self._ENGINE)):
             table = {}
             for k in keys:
@@ -157,10 +197,36 @@ class Settings:
                 )
             if table:
                 doc[section] = table
-        for k in ("thresholds", "shortcuts"):
+        for k in ("thresholds", "shortcuts", "paths"):
             if flat[k]:
                 doc[k] = dict(flat[k])
+        node = {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in flat["dicom_node"].items()
+            if v is not None and DICOM_NODE_DEFAULTS.get(k) != v
+        }
+        if node:
+            doc["dicom_node"] = node
+        if flat["pacs"]:
+            doc["pacs"] = {name: dict(dest) for name, dest in flat["pacs"].items()}
         return doc
+
+    def map_path(self, path: str) -> str:
+        """``path`` with the longest matching ``[paths]`` prefix rewritten (unchanged if none).
+
+        A prefix matches whole path components only: "/mnt/a" maps "/mnt/a/x.dcm", not
+        "/mnt/ab/x.dcm"."""
+        best = ""
+        for prefix in self.paths:
+            p = prefix.rstrip("/\\") or prefix
+            if (path == p or path.startswith(p + "/") or path.startswith(p + "\\")) and len(
+                p
+            ) > len(best):
+                best = p
+        if not best:
+            return path
+        target = self.paths.get(best) or self.paths.get(best + "/") or self.paths[best + "\\"]
+        return target.rstrip("/\\") + path[len(best) :]
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Settings:
@@ -323,6 +389,108 @@ def _database(v: Any) -> str:
     return s
 
 
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
+def _path_map(v: Any) -> dict[str, str]:
+    bad = [k for k, t in v.items() if not str(k).strip() or not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise ValueError(f"prefixes and their targets must be non-empty strings: {bad!r}")
+    return {str(k): t for k, t in v.items()}
+
+
+def _ae_title(v: Any) -> str:
+    """A DICOM AE title (PS3.5 AE: at most 16 characters, no backslash or control characters,
+    not all spaces)."""
+    if not isinstance(v, str) or not v.strip() or len(v) > 16:
+        raise ValueError(f"must be an AE title of 1-16 characters, got {v!r}")
+    if any(c == "\\" or ord(c) < 32 or ord(c) > 126 for c in v):
+        raise ValueError(f"an AE title has printable ASCII characters only, got {v!r}")
+    return v.strip()
+
+
+def _allow_entry(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"must be AET or AET@HOST, got {v!r}")
+    aet, _, host = v.partition("@")
+    _ae_title(aet)
+    if "@" in v and not host.strip():
+        raise ValueError(f"must be AET or AET@HOST, got {v!r}")
+    return v.strip()
+
+
+_NODE_KEYS: dict[str, Any] = {}
+
+
+def _dicom_node(v: Any) -> dict[str, Any]:
+    out = dict(DICOM_NODE_DEFAULTS)
+    bad = []
+    for k, x in v.items():
+        check = _NODE_KEYS.get(k)
+        if check is None:
+            bad.append(f"unknown key {k!r} (allowed: {', '.join(_NODE_KEYS)})")
+            continue
+        try:
+            out[k] = check(x)
+        except ValueError as exc:
+            bad.append(f"{k}: {exc}")
+    if bad:
+        raise ValueError("; ".join(bad))
+    return out
+
+
+def _pacs(v: Any) -> dict[str, dict[str, Any]]:
+    """``[pacs.NAME]`` tables: ``aet``/``host``/``port`` (DIMSE) or ``url`` (DICOMweb)."""
+    out: dict[str, dict[str, Any]] = {}
+    bad = []
+    for name, dest in v.items():
+        if not isinstance(dest, dict):
+            bad.append(f"pacs.{name} must be a table")
+            continue
+        unknown = set(dest) - {"aet", "host", "port", "url"}
+        if unknown:
+            bad.append(
+                f"pacs.{name}: unknown keys {sorted(unknown)} (allowed: aet, host, port, url)"
+            )
+            continue
+        try:
+            if "url" in dest:
+                if set(dest) != {"url"}:
+                    raise ValueError("give url alone (DICOMweb) or aet, host and port (DIMSE)")
+                url = _str(dest["url"])
+                if not url.startswith(("http://", "https://")):
+                    raise ValueError(f"url must start with http:// or https://, got {url!r}")
+                out[name] = {"url": url}
+            else:
+                if set(dest) != {"aet", "host", "port"}:
+                    raise ValueError("give aet, host and port (DIMSE) or url alone (DICOMweb)")
+                out[name] = {
+                    "aet": _ae_title(dest["aet"]),
+                    "host": _str(dest["host"]),
+                    "port": _number(1, 65535, integer=True)(dest["port"]),
+                }
+        except ValueError as exc:
+            bad.append(f"pacs.{name}: {exc}")
+    if bad:
+        raise ValueError("; ".join(bad))
+    return out
+
+
+_NODE_KEYS.update(
+    {
+        "enabled": _bool,
+        "aet": _ae_title,
+        "port": _number(1, 65535, integer=True),
+        "bind": _str,
+        "inbox": _path,
+        "allow": lambda v: [_allow_entry(x) for x in (v if isinstance(v, list) else [v])],
+        "min_free_mb": _number(0, 1 << 30, integer=True),
+    }
+)
+
 _VALIDATORS: dict[str, Any] = {
     "database": _database,
     "reviewer": _str,
@@ -339,4 +507,9 @@ _VALIDATORS: dict[str, Any] = {
     "normal_alpha": _number(0.0, 10.0),
     "thresholds": _thresholds,
     "shortcuts": _shortcuts,
+    "scoring": _choice(SCORING_LOCATIONS),
+    "flag_for_processing": _bool,
+    "paths": _path_map,
+    "dicom_node": _dicom_node,
+    "pacs": _pacs,
 }

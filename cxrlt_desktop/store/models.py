@@ -33,6 +33,10 @@ Hierarchy and what each table means
   overwritten can still be traced.
 - ``score_failure`` (image x model set): why scoring failed and how often; an image that failed
   in two runs of the same model set is not queued again until its file changes.
+- department mode (``tables_department``): ``score_job`` (the scoring work queue), ``worker``
+  (heartbeats), ``study_claim`` ("being read by"); ``tables_thresholds``: operating thresholds
+  per model set; ``tables_dicom``: ``dicom_send`` (results sent to a PACS). They are imported at
+  the end of this module so that ``Base.metadata`` always holds the whole schema.
 - ``score_attempt`` (image x model set): an image whose scoring began (committed before its file
   is decoded) and has no outcome yet; rows left by a process that died count the interruptions
   (see ``cxrlt_desktop.library.scoring``).
@@ -59,6 +63,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -238,6 +243,17 @@ class ScoringRun(Base):
     model_set: Mapped[ModelSet] = relationship()
     models: Mapped[list[RunModel]] = relationship(back_populates="run")
 
+    # At most one open (unfinished) run per model set: workers started at once share it.
+    __table_args__ = (
+        Index(
+            "uq_scoring_run_open",
+            "model_set_id",
+            unique=True,
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+    )
+
 
 class RunModel(Base):
     __tablename__ = "run_model"
@@ -399,3 +415,7 @@ def array_to_attention(att: np.ndarray) -> tuple[bytes, int, int]:
     """Encode attention maps [C, h, w] as a float16 blob plus (h, w)."""
     att = np.ascontiguousarray(att, dtype="<f2")
     return att.tobytes(), int(att.shape[-2]), int(att.shape[-1])
+
+
+# The other table modules register on Base.metadata (imported last: they import Base from here).
+from cxrlt_desktop.store import tables_department, tables_dicom, tables_thresholds  # noqa: E402,F401

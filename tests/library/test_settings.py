@@ -112,3 +112,60 @@ def test_thresholds_accept_display_names_any_case():
     assert Settings.from_dict(s.to_dict()).thresholds == s.thresholds
     with pytest.raises(SettingsError, match="unknown finding 'Pneumo'"):
         Settings.from_dict({"thresholds": {"Pneumo": 0.5}})
+
+
+def test_department_and_dicom_node_keys_round_trip(tmp_path):
+    """The department/DICOM keys parse, save and load back unchanged; defaults stay out of the
+    file."""
+    doc = {
+        "reviewer": "Dr A",
+        "scoring": "workers",
+        "flag_for_processing": True,
+        "paths": {"/mnt/pacs-cache": "//server/pacs-cache"},
+        "dicom_node": {"aet": "CXRLT1", "port": 11113, "allow": ["MOD1", "PACS@10.0.0.5"]},
+        "pacs": {
+            "main": {"aet": "ORTHANC", "host": "10.0.0.5", "port": 4242},
+            "web": {"url": "http://127.0.0.1:8042/dicom-web"},
+        },
+    }
+    s = Settings.from_dict(doc)
+    assert s.dicom_node["bind"] == "127.0.0.1" and s.dicom_node["port"] == 11113
+    assert s.dicom_node["enabled"] is False
+    s.save(tmp_path / "s.toml")
+    back = Settings.load(tmp_path / "s.toml")
+    assert back == s
+    assert "bind" not in back.to_dict()["dicom_node"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"scoring": "cloud"}, "scoring: must be one of workstation, workers"),
+        ({"dicom_node": {"aet": "A" * 17}}, "AE title of 1-16"),
+        ({"dicom_node": {"port": 70000}}, "port: must be an integer"),
+        ({"dicom_node": {"allow": ["MOD@"]}}, "AET or AET@HOST"),
+        ({"dicom_node": {"tls": True}}, "unknown key 'tls'"),
+        ({"pacs": {"p": {"url": "ftp://x"}}}, "http:// or https://"),
+        ({"pacs": {"p": {"aet": "A", "host": "h"}}}, "give aet, host and port"),
+        ({"pacs": {"p": {"aet": "A", "host": "h", "port": 1, "url": "http://x"}}}, "url alone"),
+        ({"paths": {"/a": ""}}, "non-empty strings"),
+    ],
+)
+def test_bad_department_keys_named(doc, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        Settings.from_dict(doc)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/mnt/cache/a/b.dcm", "//srv/cache/a/b.dcm"),
+        ("/mnt/cache", "//srv/cache"),
+        ("/mnt/cachex/a.dcm", "/mnt/cachex/a.dcm"),  # whole components only
+        ("/mnt/cache/deep/x.dcm", "/fast/x.dcm"),  # the longest prefix wins
+        ("/other/a.dcm", "/other/a.dcm"),
+    ],
+)
+def test_path_map_rewrites_whole_prefixes(path, expected):
+    s = Settings.from_dict({"paths": {"/mnt/cache/": "//srv/cache", "/mnt/cache/deep": "/fast"}})
+    assert s.map_path(path) == expected
