@@ -1,10 +1,12 @@
-"""Fixtures for the feedback-export tests: a real SQLite store, real DICOMs full of distinctive
+"""Fixtures for the feedback-export tests: a real store (a SQLite file, or with ``any_store``
+each of SQLite and a PostgreSQL database of its own), real DICOMs full of distinctive
 PHI, a real scan, and predictions either from a random-weight model run by the engine or
 inserted by hand with known probabilities."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +46,33 @@ def _pixels(seed: int, size: int = 256) -> np.ndarray:
 
 @pytest.fixture
 def store(tmp_path):
+    """A SQLite file store only; modules that run on both dialects use :func:`any_store`."""
     from cxrlt_desktop.store import open_store
 
     st = open_store("sqlite:///" + str(tmp_path / "x.db"))
+    yield st
+    st.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of a new, empty library on each dialect: a SQLite file, and a PostgreSQL
+    database of its own (``postgres_url``: skipped without CXRLT_TEST_POSTGRES)."""
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path / "x.db")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def any_store(store_url):
+    """The store at :func:`store_url`: the tests using it run on SQLite and PostgreSQL.
+
+    A module whose every test should run on both dialects can override ``store`` with
+    ``@pytest.fixture def store(any_store): return any_store``; :func:`library` then scans into
+    it too."""
+    from cxrlt_desktop.store import open_store
+
+    st = open_store(store_url)
     yield st
     st.close()
 
@@ -158,7 +184,15 @@ def insert_prediction(
             ms = ModelSet(key=key, description={"models": models, "settings": settings})
             s.add(ms)
             s.flush()
-        run = ScoringRun(model_set_id=ms.id, settings=settings, mode=settings.get("mode"))
+        # A finished run: the store allows one open run per model set, and this one is done.
+        now = datetime.now(UTC)
+        run = ScoringRun(
+            model_set_id=ms.id,
+            settings=settings,
+            mode=settings.get("mode"),
+            started_at=now,
+            finished_at=now,
+        )
         s.add(run)
         s.flush()
         for m, path in zip(models, model_paths or [None] * len(models), strict=True):
