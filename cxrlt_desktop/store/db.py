@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cxrlt_desktop.store import notify
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -296,7 +298,8 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
     when one upgrades a read snapshot to a write. With ``create=False`` a SQLite file that does
     not exist (or has 0 bytes) is an error instead of a new empty database; a file that is not
     an SQLite database is always one (:func:`check_database_file`). A new database file is
-    created with mode 0600.
+    created with mode 0600. For PostgreSQL: pre-ping, a connect timeout, and every write
+    transaction announcing its changes with NOTIFY at commit (:mod:`.notify`).
     """
     try:
         parsed = make_url(url)
@@ -307,9 +310,11 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # a server that is down
         try:
-            return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         except Exception as exc:  # noqa: BLE001 - unknown dialect, missing driver
             raise StoreError(f"database URL {url!r} cannot be used: {exc}") from exc
+        notify.install(engine)  # PostgreSQL: each write transaction NOTIFYs what it changed
+        return engine
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         raise StoreError(
