@@ -16,6 +16,12 @@ from cxrlt_desktop.library.scanning import scan
 from cxrlt_desktop.store.models import DuplicateFile, Image, Patient, Review, Series, Study
 
 
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_store
+
+
 def _run(store, folders, **kw):
     progs = list(scan(store, folders, **kw))
     assert progs[-1].done or progs[-1].cancelled
@@ -168,7 +174,7 @@ def test_real_radiographs(store):
         assert {x.modality for x in series} == {"CR"}
 
 
-def test_worker_processes_give_the_same_library(tmp_path, write_study, monkeypatch):
+def test_worker_processes_give_the_same_library(store, tmp_path, write_study, monkeypatch):
     import cxrlt_desktop.library.scanning as library
     from cxrlt_desktop.store import open_store
 
@@ -177,15 +183,17 @@ def test_worker_processes_give_the_same_library(tmp_path, write_study, monkeypat
     write_study(tmp_path / "w" / "a", 12, patient_id="W1")
     write_bad_inputs(tmp_path / "w" / "bad")
     results = []
-    for workers in (1, 2):
-        st = open_store(f"sqlite:///{tmp_path / f'w{workers}.db'}")
+    # The reference: one process into a SQLite file; then two worker processes into the store
+    # under test (SQLite or PostgreSQL).
+    reference = open_store(f"sqlite:///{tmp_path / 'w1.db'}")
+    for workers, st in ((1, reference), (2, store)):
         last = _run(st, [tmp_path / "w"], workers=workers, batch_files=10)[-1]
         with st.session() as s, s.begin():
             rows = s.execute(
                 select(Image.path, Image.usable, Image.reason, Image.sop_uid).order_by(Image.path)
             ).all()
-        st.close()
-        results.append((last.new, last.unusable, rows))
+        results.append((last.new, last.unusable, sorted(tuple(r) for r in rows)))
+    reference.close()
     assert results[0] == results[1]
 
 
