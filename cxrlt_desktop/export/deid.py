@@ -7,6 +7,12 @@ free-text notes have the patient's known identifiers replaced by ``[removed]``. 
 shifting every date of a patient (study date, review time) moves by the same offset of 1 to
 :data:`MAX_SHIFT_DAYS` days into the past, derived from the salt and the patient, so intervals
 are kept.
+
+Every de-identified DICOM object the app writes declares what was done
+(:class:`DeidDeclaration`): PatientIdentityRemoved ``YES``, DeidentificationMethod and the
+DeidentificationMethodCodeSequence (PS3.15 E.1: the Basic Application Confidentiality Profile
+and the options the export actually used). Reviewer names are pseudonymised like patients
+(:func:`reviewer_pseudonym`).
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cxrlt_desktop.export.header_phi import HeaderFacts
 from cxrlt_desktop.export.records import ImageRecord
@@ -65,6 +73,12 @@ def export_uid(uid: str | None, include_phi: bool, salt: bytes | None) -> str:
         if include_phi and re.fullmatch(r"[0-9.]{1,64}", uid)
         else pseudonymous_uid(uid, salt=salt)
     )
+
+
+def reviewer_pseudonym(reviewer: str, *, salt: bytes | None = None) -> str:
+    """The exported name of a reviewer: the salted SHA-256 pseudonym of the name as stored
+    (trimmed), stable across exports of this installation like the patient pseudonyms."""
+    return pseudonym(reviewer.strip(), kind="reviewer", salt=salt)
 
 
 def date_shift_days(patient_key: str, *, salt: bytes | None = None) -> int:
@@ -275,3 +289,74 @@ def scrub_text(text: str | None, identifiers: Iterable[str]) -> str:
         return ""
     pattern = _scrubber(tuple(identifiers))
     return text if pattern is None else pattern.sub(REMOVED, text)
+
+
+# ----------------------------------------------------------------------------------------------
+# the de-identification declared in exported DICOM (PS3.3 C.7.1.1, PS3.15 E.1, CID 7050)
+
+METHOD = "CXR-LT Desktop export, PS3.15 Basic Profile"
+
+
+@dataclass(frozen=True)
+class DeidDeclaration:
+    """What a de-identified export did to the DICOM objects it writes, as declared in them.
+
+    Attributes
+    ----------
+    dates_shifted : bool
+        Every date of a patient moved by the patient's offset: option 113107 (Retain
+        Longitudinal Temporal Information Modified Dates); else the dates are kept as they
+        were, option 113106 (Full Dates).
+    sex_kept : bool
+        PatientSex written: option 113108 (Retain Patient Characteristics).
+    structured_content : bool
+        The object carries SR content written by the app with pseudonymous observers and no
+        free text from the patient's record: option 113104 (Clean Structured Content).
+    """
+
+    dates_shifted: bool
+    sex_kept: bool = True
+    structured_content: bool = False
+
+    def codes(self) -> list[tuple[str, str]]:
+        """(code value, meaning) of the profile and each option used, scheme DCM."""
+        out = [("113100", "Basic Application Confidentiality Profile")]
+        if self.structured_content:
+            out.append(("113104", "Clean Structured Content Option"))
+        if self.dates_shifted:
+            out.append(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
+        else:
+            out.append(("113106", "Retain Longitudinal Temporal Information Full Dates Option"))
+        if self.sex_kept:
+            out.append(("113108", "Retain Patient Characteristics Option"))
+        return out
+
+    def methods(self) -> list[str]:
+        """DeidentificationMethod: one LO value (at most 64 characters) per step taken."""
+        out = [
+            METHOD,
+            "IDs and UIDs replaced by salted-hash pseudonyms",
+            "names, birth date, accession, institution removed",
+        ]
+        out.append("dates shifted by a per-patient offset" if self.dates_shifted else "dates kept")
+        if self.structured_content:
+            out.append("observer names pseudonymised")
+        return out
+
+    def apply(self, ds: Any) -> None:
+        """Write the declaration into ``ds`` (a pydicom Dataset)."""
+        from pydicom.dataset import Dataset
+
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = self.methods()
+        items = []
+        for value, meaning in self.codes():
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = items
+        ds.LongitudinalTemporalInformationModified = (
+            "MODIFIED" if self.dates_shifted else "UNMODIFIED"
+        )

@@ -7,20 +7,24 @@ An export is a folder holding
   is ``1`` (verdict present), ``0`` (verdict absent) or empty (not reviewed or uncertain). Only
   images with at least one verdict appear; the model's scores never do.
 - ``disagreements.csv``: one row per finding whose verdict contradicts the model at its
-  operating threshold (present while p < t, absent while p >= t), largest ``|p - t|`` first.
+  operating threshold (present while p < t, absent while p >= t; the threshold of the
+  prediction's model set, see :func:`.sr.effective_thresholds`), largest ``|p - t|`` first.
 - ``images/<ImageID>.png`` (``copy_images``): each image's source array
   (:func:`engine.imageio.read_source`), lossless where possible, see :mod:`.images`. A
   de-identified export leaves out images whose header says (or, for a secondary capture,
   does not deny) that text is burned into the pixels, unless ``allow_burned_in``
   (:func:`.header_phi.burned_in_reason`).
-- ``sr/<ImageID>.dcm`` (``sr``): one DICOM Structured Report (TID 1500) per image, see
-  :mod:`.sr`.
+- ``sr/<ImageID>_ai.dcm`` and ``sr/<ImageID>_review.dcm`` (``sr``): per image the AI-result
+  SR (UNVERIFIED, the models' calls) when it has a prediction, and the review SR (VERIFIED,
+  the radiologists' verdicts, referencing the AI-result SR), see :mod:`.sr`.
 - ``README.txt`` (:mod:`.readme`): the options used, counts, the models (sha256) and whether
   they were DEMO models, and the per-image problems (by ImageID, never by path).
 
 De-identification (unless ``include_phi``, see :mod:`.deid`): ImageID and PatientID are salted
 SHA-256 pseudonyms (:mod:`cxrlt_desktop.library.pseudonym`; the salt is per installation, so
-pseudonyms are stable across exports); no patient name, birth date, accession number,
+pseudonyms are stable across exports), and so are reviewer names
+(:func:`.deid.reviewer_pseudonym`, in disagreements.csv and the SRs); no patient name, birth
+date, accession number,
 institution, path or original UID is written; free-text notes have every identifier known from
 the store and from the image's own header replaced by ``[removed]`` (a note whose image header
 cannot be read, or whose file changed since the scan, is withheld); every date of a patient
@@ -55,13 +59,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from cxrlt_desktop import __version__
 from cxrlt_desktop.export.deid import (
     date_shift_days,
-    export_uid,
     image_pseudonym,
     patient_identifiers,
     patient_pseudonym,
+    reviewer_pseudonym,
     scrub_text,
     shift_da,
     shift_timestamp,
@@ -91,7 +94,14 @@ from cxrlt_desktop.export.records import (
     read_store,
 )
 from cxrlt_desktop.export.safe_csv import Numeric, csv_bytes
-from cxrlt_desktop.export.sr import SRInput, build_sr, sr_bytes
+from cxrlt_desktop.export.sr import (
+    ai_sr_of,
+    deid_declaration,
+    effective_thresholds,
+    review_sr_of,
+    sr_bytes,
+    sr_subject,
+)
 from cxrlt_desktop.library.triage import threshold_vector
 from engine.classes import ALL_CLASSES
 from engine.manifest import is_demo_model
@@ -109,7 +119,6 @@ DISAGREEMENT_COLUMNS: tuple[str, ...] = (
     "model_sha256s",
     "scoring_settings",
 )
-_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # the SOP class of an image without one
 NOTE_WITHHELD = "[note withheld: its image's header could not be checked for identifiers]"
 
 
@@ -155,7 +164,7 @@ class ExportResult:
         Notes replaced by :data:`NOTE_WITHHELD` (the image's header could not be read, or the
         file changed since the scan).
     n_sr : int
-        SR files written under sr/.
+        SR files written under sr/ (AI-result and review SRs together).
     demo : bool
         The predictions came from DEMO models (or the caller said so).
     options : dict
@@ -422,47 +431,55 @@ class _ExportRun:
     def write_srs(
         self, exported: list[_Exported], preds: dict[int, PredictionRecord]
     ) -> Generator[ExportProgress, None, None]:
-        """Write ``sr/<ImageID>.dcm``; an SR that cannot be built is a problem, not fatal."""
+        """Write ``sr/<ImageID>_ai.dcm`` (when scored) and ``sr/<ImageID>_review.dcm``; an SR
+        that cannot be built is a problem, not fatal."""
         self.make_dir(SR_DIR)
         for k, e in enumerate(exported):
             self.check_stop()
-            pred = preds.get(e.rec.current_prediction_id or -1)
             try:
-                data = sr_bytes(build_sr(self._sr_input(e, pred)))
+                docs = self._srs(e, preds.get(e.rec.current_prediction_id or -1))
             except Exception as exc:  # noqa: BLE001 - one image's SR must not stop the rest
                 first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
                 self.result.problems.append(f"{e.rec.path}: no SR: {first_line}")
                 self.readme_problems.append(f"{e.image_id}: no SR written ({type(exc).__name__})")
             else:
-                self.write((SR_DIR, f"{e.image_id}.dcm"), data)
-                self.result.n_sr += 1
+                for suffix, data in docs:
+                    self.write((SR_DIR, f"{e.image_id}_{suffix}.dcm"), data)
+                    self.result.n_sr += 1
             yield ExportProgress("sr", k + 1, len(exported), e.image_id)
 
-    def _sr_input(self, e: _Exported, pred: PredictionRecord | None) -> SRInput:
+    def _srs(self, e: _Exported, pred: PredictionRecord | None) -> list[tuple[str, bytes]]:
+        """The SR files of one image: ("ai", bytes) when it was scored, ("review", bytes)."""
         phi, salt, rec = self.include_phi, self.salt, e.rec
-        return SRInput(
-            image_id=e.image_id,
+        subject = sr_subject(
+            rec,
+            include_phi=phi,
+            shift_days=e.shift,
+            salt=salt,
             patient_id=e.patient_id,
-            patient_name=(rec.patient_name or "") if phi else e.patient_id,
-            patient_sex=rec.sex or "",
-            birth_date=(rec.birth_date or "") if phi else "",
-            study_uid=export_uid(rec.study_uid, phi, salt),
-            series_uid=export_uid(rec.series_uid, phi, salt),
-            sop_uid=export_uid(rec.sop_uid or rec.image_key, phi, salt),
-            sop_class_uid=rec.sop_class_uid or _SECONDARY_CAPTURE,
-            modality=rec.modality or "OT",
             study_date=e.study_date,
-            study_time=(rec.study_time or "") if phi else "",
-            accession=(rec.accession or "") if phi else "",
-            verdicts={f: (v.verdict, v.reviewer, v.reviewed_at) for f, v in rec.verdicts.items()},
-            probabilities=pred.probs if pred is not None else None,
-            thresholds=self.thresholds,
-            models=pred.models if pred is not None else [],
-            settings=pred.settings if pred is not None else {},
-            app_version=__version__,
-            demo=self.result.demo,
-            date_shift_days=e.shift,
         )
+        deid = deid_declaration(rec, phi, self.shift_dates)
+        demo = self.result.demo
+        out: list[tuple[str, bytes]] = []
+        ai = None
+        if pred is not None and not all(math.isnan(float(p)) for p in pred.probs):
+            ai = ai_sr_of(
+                rec,
+                pred,
+                subject,
+                deid=deid,
+                shift_days=e.shift,
+                thresholds=self.thresholds,
+                demo=demo,
+            )
+            out.append(("ai", sr_bytes(ai)))
+        review = review_sr_of(
+            rec, subject, ai, include_phi=phi, deid=deid, shift_days=e.shift, salt=salt, demo=demo
+        )
+        if review is not None:
+            out.append(("review", sr_bytes(review)))
+        return out
 
     # -- labels.csv --------------------------------------------------------------------------
 
@@ -522,7 +539,7 @@ class _ExportRun:
         p = float(pred.probs[ALL_CLASSES.index(finding)])
         if math.isnan(p):
             return None  # the task's model was not configured: nothing to disagree with
-        t = self.thresholds[finding]
+        t = effective_thresholds(pred, self.thresholds)[finding]
         model_present = p >= t
         if (v.verdict == "present") == model_present:
             return None
@@ -533,7 +550,7 @@ class _ExportRun:
             Numeric(_fmt_prob(t)),
             v.verdict,
             self.note_text(e, v.note),
-            v.reviewer,
+            v.reviewer if self.include_phi else reviewer_pseudonym(v.reviewer, salt=self.salt),
             shift_timestamp(v.reviewed_at, e.shift),
             _models_text(pred.models),
             json.dumps(pred.settings, sort_keys=True, separators=(",", ":")),

@@ -85,7 +85,9 @@ def readme_text(
         lines += _left_out_lines(result)
     if o["sr"]:
         lines += [
-            f"  {SR_DIR}/: {result.n_sr} DICOM Structured Reports (TID 1500) named <ImageID>.dcm.",
+            f"  {SR_DIR}/: {result.n_sr} DICOM Structured Reports (TID 1500): <ImageID>_ai.dcm, the",
+            "    models' calls (UNVERIFIED, not for diagnostic use), and <ImageID>_review.dcm, the",
+            "    radiologists' verdicts (VERIFIED), which references it.",
         ]
     if not o["include_phi"]:
         lines += [

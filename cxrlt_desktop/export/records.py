@@ -8,7 +8,7 @@ while the export writes its files.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -41,6 +41,11 @@ class PredictionRecord:
     model_set_id: int
     models: list[dict[str, Any]]  # [{"sha256", "role", "arch", "weight"}]
     settings: dict[str, Any]
+    model_set_key: str = ""
+    created_at: datetime | None = None
+    # The model set's own operating thresholds (model_set_threshold), by finding; a finding
+    # without one uses the export's thresholds.
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,14 +106,37 @@ def read_store(store: Any) -> StoreSnapshot:
     return StoreSnapshot(images, preds, run_paths)
 
 
-def _read_verdicts(s: Any) -> dict[int, dict[str, VerdictRecord]]:
-    """image id -> finding -> verdict, for every known verdict on a known finding."""
+def read_image(store: Any, image_id: int) -> tuple[ImageRecord, PredictionRecord | None]:
+    """One image (reviewed or not) with its verdicts, and its current prediction if any.
+
+    Raises
+    ------
+    LookupError
+        No image with that id in the store.
+    """
+    with store.session() as s, s.begin():
+        verdicts = _read_verdicts(s, image_id)
+        images = _read_images(s, {image_id: verdicts.get(image_id, {})})
+        if not images:
+            raise LookupError(f"image {image_id}: not in the library")
+        rec = images[0]
+        pid = rec.current_prediction_id
+        pred = _read_predictions(s, [pid]).get(pid) if pid else None
+    return rec, pred
+
+
+def _read_verdicts(s: Any, image_id: int | None = None) -> dict[int, dict[str, VerdictRecord]]:
+    """image id -> finding -> verdict, for every known verdict on a known finding (of one
+    image when ``image_id`` is given)."""
     from sqlalchemy import select
 
     from cxrlt_desktop.store.models import VERDICTS, Review
 
     by_image: dict[int, dict[str, VerdictRecord]] = {}
-    for r in s.scalars(select(Review).order_by(Review.image_id, Review.finding)):
+    query = select(Review).order_by(Review.image_id, Review.finding)
+    if image_id is not None:
+        query = query.where(Review.image_id == image_id)
+    for r in s.scalars(query):
         if r.verdict not in VERDICTS or r.finding not in ALL_CLASSES:
             continue
         by_image.setdefault(r.image_id, {})[r.finding] = VerdictRecord(
@@ -179,6 +207,7 @@ def _read_predictions(s: Any, pred_ids: list[int]) -> dict[int, PredictionRecord
     from cxrlt_desktop.store.models import ModelSet, Prediction, ScoringRun
 
     preds: dict[int, PredictionRecord] = {}
+    set_thresholds: dict[int, dict[str, float]] = {}
     for chunk in _chunks(pred_ids):
         for p, ms, run in s.execute(
             select(Prediction, ModelSet, ScoringRun)
@@ -194,8 +223,26 @@ def _read_predictions(s: Any, pred_ids: list[int]) -> dict[int, PredictionRecord
                 model_set_id=p.model_set_id,
                 models=list(desc.get("models") or []),
                 settings=dict(run.settings or desc.get("settings") or {}),
+                model_set_key=ms.key,
+                created_at=p.created_at,
+                thresholds=set_thresholds.setdefault(ms.id, {}),
             )
+    _read_set_thresholds(s, set_thresholds)
     return preds
+
+
+def _read_set_thresholds(s: Any, by_set: dict[int, dict[str, float]]) -> None:
+    """Fill ``by_set`` (model set id -> {}) with each set's operating thresholds."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.tables_thresholds import ModelSetThreshold
+
+    for chunk in _chunks(sorted(by_set)):
+        for row in s.scalars(
+            select(ModelSetThreshold).where(ModelSetThreshold.model_set_id.in_(chunk))
+        ):
+            if row.finding in ALL_CLASSES:
+                by_set[row.model_set_id][row.finding] = float(row.threshold)
 
 
 def _read_run_paths(s: Any, run_ids: list[int]) -> dict[int, list[str]]:

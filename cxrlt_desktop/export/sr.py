@@ -1,301 +1,267 @@
-"""DICOM Structured Reports of the review (TID 1500 Measurement Report), made with highdicom.
+"""The two DICOM SR documents of one image, from the store: the public API.
 
-One Comprehensive SR per image, holding two measurement groups (TID 1501) that both reference
-the image:
+- :func:`build_ai_sr` - the AI-result SR (:mod:`.ai_sr`): the models' calls and
+  probabilities, UNVERIFIED, the model set as device observer, the models in Contributing
+  Equipment.
+- :func:`build_review_sr` - the review SR (:mod:`.review_sr`): the radiologists' verdicts as
+  their own observations, VERIFIED, referencing the AI-result SR; None without a verdict.
 
-- "AI findings": for every finding the model scored, a qualitative evaluation (the finding,
-  coded ``Present``/``Absent`` at the operating threshold) and the probability as a
-  measurement (UCUM ``1``), with the algorithm identified (TID 4019: name ``CXR-LT Desktop``,
-  the app version, and as parameters each model's ``role:sha256`` and the scoring settings).
-- "Radiologist review": for every finding with a verdict, a qualitative evaluation coded
-  ``Present`` (SCT 52101004), ``Absent`` (SCT 272519000) or ``Uncertain`` (SCT 64957009).
+Both are de-identified unless ``include_phi``: pseudonymous PatientID (also as PatientName),
+no birth date, accession number or institution, pseudonymous study, series and image UIDs
+(:func:`.deid.export_uid`: the same on every export of this installation), reviewers'
+pseudonyms as person observers, every date moved by the patient's offset when
+``shift_dates`` (the default when de-identified), and the de-identification declared in the
+header (:class:`.deid.DeidDeclaration`). With ``include_phi`` the original identifiers, UIDs
+and reviewer names are kept and nothing is declared.
 
-Findings have no standard codes that cover all 36 CXR-LT classes, so they are coded in the
-private scheme ``99CXRLT``: code value ``F<nn>`` (``P<nn>`` for the probability) with ``nn`` the
-class's index in :data:`engine.classes.ALL_CLASSES` and the class name as code meaning.
+Operating thresholds: the prediction's model set's own thresholds (``model_set_threshold``),
+then ``thresholds``, then :data:`engine.classes.DEFAULT_THRESHOLDS`.
 
-Verification: VERIFIED (with COMPLETE) when a radiologist verdict exists, the latest reviewer
-being the verifying observer and the person observer of the observation context; otherwise
-UNVERIFIED with the app as the only (device) observer.
-
-De-identification: the SR must reference the image it reports on, and the image's real UIDs
-would identify it, so the export builds a *pseudonymous evidence dataset*: a header-only
-dataset standing for the image, with the pseudonymous PatientID (also as PatientName), no
-birth date, accession number or institution, the (optionally shifted) study date, and study,
-series and SOP instance UIDs replaced by salted-hash UIDs (``2.25.<int>``, stable per
-installation, see :func:`cxrlt_desktop.export.deid.pseudonymous_uid`). highdicom takes the SR's
-patient and study attributes from it and records it as evidence, so no original value reaches
-the SR. The SR itself gets new random UIDs. The caller does all the pseudonymising; this
-module only builds what it is given.
+The feedback export (:mod:`.feedback`) writes the same documents from its snapshot through
+:func:`ai_sr_of` and :func:`review_sr_of`; a DICOM sender calls :func:`build_ai_sr` and
+:func:`build_review_sr` and saves each with :func:`sr_bytes` or sends the dataset.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
+from cxrlt_desktop.export.ai_sr import AIResult, build_ai_result_sr, device_uid
+from cxrlt_desktop.export.deid import (
+    DeidDeclaration,
+    date_shift_days,
+    export_uid,
+    patient_pseudonym,
+    reviewer_pseudonym,
+    shift_da,
+)
+from cxrlt_desktop.export.records import ImageRecord, PredictionRecord, read_image
+from cxrlt_desktop.export.review_sr import Review, Verdict, build_review_sr_document
+from cxrlt_desktop.export.sr_common import SECONDARY_CAPTURE, SRSubject, sr_bytes
+from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS
 
-from engine.classes import ALL_CLASSES
-
-ALGORITHM_NAME = "CXR-LT Desktop"
-MANUFACTURER = "CXR-LT Desktop"
-CODING_SCHEME = "99CXRLT"
-# A fixed UID for the app as a device observer (a 2.25 UUID-derived UID, generated once).
-DEVICE_UID = "2.25.187465307405207938431207493416468935218"
-VERIFYING_ORGANIZATION = "CXR-LT Desktop reviewer"
-
-
-@dataclass
-class SRInput:
-    """Everything one SR needs, already de-identified by the caller when it must be."""
-
-    image_id: str
-    patient_id: str
-    patient_name: str
-    patient_sex: str
-    birth_date: str
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    sop_class_uid: str
-    modality: str
-    study_date: str
-    study_time: str
-    accession: str
-    # finding -> (verdict, reviewer, reviewed_at)
-    verdicts: Mapping[str, tuple[str, str, datetime | None]]
-    probabilities: np.ndarray | None
-    thresholds: Mapping[str, float]
-    models: Sequence[Mapping[str, Any]] = field(default_factory=list)
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    app_version: str = "0"
-    demo: bool = False
-    date_shift_days: int = 0
+__all__ = [
+    "build_ai_sr",
+    "build_review_sr",
+    "ai_sr_of",
+    "review_sr_of",
+    "device_uid",
+    "effective_thresholds",
+    "sr_bytes",
+    "sr_subject",
+]
 
 
-def finding_code(finding: str) -> Any:
-    """The coded concept of a finding (private scheme, class name as meaning)."""
-    from highdicom.sr import CodedConcept
+def effective_thresholds(
+    pred: PredictionRecord | None, thresholds: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """The operating threshold of each finding for ``pred``: its model set's own, then
+    ``thresholds``, then the defaults."""
+    out = dict(DEFAULT_THRESHOLDS)
+    out.update({k: float(v) for k, v in (thresholds or {}).items() if k in ALL_CLASSES})
+    if pred is not None:
+        out.update(pred.thresholds)
+    return out
 
-    return CodedConcept(f"F{ALL_CLASSES.index(finding):02d}", CODING_SCHEME, finding)
 
-
-def probability_code(finding: str) -> Any:
-    """The coded concept of a finding's probability."""
-    from highdicom.sr import CodedConcept
-
-    return CodedConcept(
-        f"P{ALL_CLASSES.index(finding):02d}", CODING_SCHEME, f"{finding} probability"
+def deid_declaration(
+    rec: ImageRecord, include_phi: bool, shift_dates: bool
+) -> DeidDeclaration | None:
+    """What a de-identified SR of ``rec`` declares; None with PHI."""
+    if include_phi:
+        return None
+    return DeidDeclaration(
+        dates_shifted=shift_dates,
+        sex_kept=(rec.sex or "") in ("M", "F", "O"),
+        structured_content=True,
     )
 
 
-def verdict_code(verdict: str) -> Any:
-    """SNOMED CT code of a verdict: Present, Absent or Uncertain."""
-    from pydicom.sr.codedict import codes
+def sr_subject(
+    rec: ImageRecord,
+    *,
+    include_phi: bool,
+    shift_days: int,
+    salt: bytes | None = None,
+    patient_id: str | None = None,
+    study_date: str | None = None,
+) -> SRSubject:
+    """The patient, study and image as the SRs of ``rec`` carry them.
 
-    return {
-        "present": codes.SCT.Present,
-        "absent": codes.SCT.Absent,
-        "uncertain": codes.SCT.Uncertain,
-    }[verdict]
+    ``patient_id`` and ``study_date`` default to what the export writes in labels.csv
+    (the pseudonym and the shifted date when de-identified)."""
+    if patient_id is None:
+        patient_id = (
+            (rec.patient_id or "")
+            if include_phi
+            else patient_pseudonym(rec.patient_id, rec.patient_key, salt=salt)
+        )
+    if study_date is None:
+        study_date = shift_da(rec.study_date, shift_days) if shift_days else (rec.study_date or "")
+    return SRSubject(
+        patient_id=patient_id,
+        patient_name=(rec.patient_name or "") if include_phi else patient_id,
+        patient_sex=rec.sex or "",
+        birth_date=(rec.birth_date or "") if include_phi else "",
+        study_uid=export_uid(rec.study_uid, include_phi, salt),
+        series_uid=export_uid(rec.series_uid, include_phi, salt),
+        sop_uid=export_uid(rec.sop_uid or rec.image_key, include_phi, salt),
+        sop_class_uid=rec.sop_class_uid or SECONDARY_CAPTURE,
+        modality=rec.modality or "OT",
+        study_date=study_date,
+        study_time=(rec.study_time or "") if include_phi else "",
+        accession=(rec.accession or "") if include_phi else "",
+    )
 
 
-def person_name(name: str) -> str:
-    """A DICOM PN from free text: a name without ``^`` becomes the family name (``"Smith^"``)."""
-    name = name.strip()
-    return name if not name or "^" in name else name + "^"
+def ai_sr_of(
+    rec: ImageRecord,
+    pred: PredictionRecord,
+    subject: SRSubject,
+    *,
+    deid: DeidDeclaration | None,
+    shift_days: int,
+    thresholds: Mapping[str, float] | None = None,
+    demo: bool = False,
+) -> Any:
+    """The AI-result SR of ``rec``'s prediction ``pred`` (see :func:`build_ai_sr`)."""
+    from cxrlt_desktop import __version__
+
+    return build_ai_result_sr(
+        AIResult(
+            subject=subject,
+            probabilities=pred.probs,
+            thresholds=effective_thresholds(pred, thresholds),
+            model_set_key=pred.model_set_key or f"model-set-{pred.model_set_id}",
+            models=pred.models,
+            app_version=__version__,
+            demo=demo,
+            scored_at=pred.created_at,
+            date_shift_days=shift_days,
+            deid=deid,
+        )
+    )
 
 
-def _evidence(inp: SRInput) -> Any:
-    from pydicom.dataset import Dataset
+def review_sr_of(
+    rec: ImageRecord,
+    subject: SRSubject,
+    ai_sr: Any | None,
+    *,
+    include_phi: bool,
+    deid: DeidDeclaration | None,
+    shift_days: int,
+    salt: bytes | None = None,
+    demo: bool = False,
+) -> Any | None:
+    """The review SR of ``rec``'s verdicts (see :func:`build_review_sr`); None without one."""
+    verdicts = {
+        k: Verdict(
+            v.verdict,
+            v.reviewer if include_phi else reviewer_pseudonym(v.reviewer, salt=salt),
+            v.reviewed_at,
+        )
+        for k, v in rec.verdicts.items()
+    }
+    return build_review_sr_document(
+        Review(
+            subject=subject,
+            verdicts=verdicts,
+            ai_sr=ai_sr,
+            demo=demo,
+            date_shift_days=shift_days,
+            deid=deid,
+        )
+    )
 
-    ds = Dataset()
-    ds.SOPClassUID = inp.sop_class_uid
-    ds.SOPInstanceUID = inp.sop_uid
-    ds.StudyInstanceUID = inp.study_uid
-    ds.SeriesInstanceUID = inp.series_uid
-    ds.PatientID = inp.patient_id
-    ds.PatientName = person_name(inp.patient_name)
-    ds.PatientBirthDate = inp.birth_date
-    ds.PatientSex = inp.patient_sex if inp.patient_sex in ("M", "F", "O") else ""
-    ds.AccessionNumber = inp.accession
-    ds.StudyID = ""
-    ds.StudyDate = inp.study_date
-    ds.StudyTime = inp.study_time
-    ds.ReferringPhysicianName = ""
-    ds.Modality = inp.modality
-    return ds
+
+def _prepare(
+    store: Any, image_id: int, include_phi: bool, shift_dates: bool | None, salt: bytes | None
+) -> tuple[ImageRecord, PredictionRecord | None, SRSubject, DeidDeclaration | None, int]:
+    rec, pred = read_image(store, image_id)
+    shift = (not include_phi) if shift_dates is None else shift_dates
+    days = date_shift_days(rec.patient_key, salt=salt) if shift else 0
+    subject = sr_subject(rec, include_phi=include_phi, shift_days=days, salt=salt)
+    return rec, pred, subject, deid_declaration(rec, include_phi, shift), days
 
 
-def build_sr(inp: SRInput) -> Any:
-    """Build the SR of one image.
+def build_ai_sr(
+    store: Any,
+    image_id: int,
+    *,
+    include_phi: bool = False,
+    shift_dates: bool | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    demo: bool = False,
+    salt: bytes | None = None,
+) -> Any:
+    """The AI-result SR of image ``image_id``'s current prediction.
+
+    Parameters
+    ----------
+    store : cxrlt_desktop.store.Store
+    image_id : int
+        The store's image id.
+    include_phi : bool
+        Keep the original identifiers and UIDs (an identified document); default de-identified.
+    shift_dates : bool, optional
+        Move the patient's dates by the per-patient offset; default: when de-identified.
+    thresholds : mapping, optional
+        Thresholds for findings the model set has none for (else the defaults).
+    demo : bool
+        Mark the series description DEMO.
+    salt : bytes, optional
+        Override the installation's pseudonym salt (tests).
 
     Returns
     -------
     highdicom.sr.ComprehensiveSR
-        A pydicom Dataset subclass, ready to save.
+        A pydicom Dataset; :func:`sr_bytes` gives its file bytes.
+
+    Raises
+    ------
+    LookupError
+        No such image, or it has no current prediction.
+    ValueError
+        The prediction scored no finding.
     """
-    import highdicom as hd
-    from highdicom.sr import ComprehensiveSR, MeasurementReport, SourceImageForMeasurementGroup
-    from pydicom.sr.coding import Code
-
-    source = [SourceImageForMeasurementGroup(inp.sop_class_uid, inp.sop_uid)]
-    reviewed = [(f, v) for f, v in inp.verdicts.items() if f in ALL_CLASSES]
-    reviewed.sort(key=lambda fv: ALL_CLASSES.index(fv[0]))
-    reviewer = _latest_reviewer(reviewed)
-    groups = []
-    ai = _ai_findings_group(inp, source)
-    if ai is not None:
-        groups.append(ai)
-    if reviewed:
-        groups.append(_review_group(reviewed, source))
-    if not groups:
-        raise ValueError(f"{inp.image_id}: neither a prediction nor a verdict to report")
-    report = MeasurementReport(
-        observation_context=_observation_context(inp, reviewer),
-        # SNOMED CT 399208008 "Plain X-ray of chest".
-        procedure_reported=Code("399208008", "SCT", "Plain chest X-ray"),
-        imaging_measurements=groups,
-    )
-    verified = reviewer is not None
-    sr = ComprehensiveSR(
-        evidence=[_evidence(inp)],
-        content=report[0],
-        series_instance_uid=hd.UID(),
-        series_number=9001,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
-        is_verified=verified,
-        verifying_observer_name=person_name(reviewer) if verified else None,
-        verifying_organization=VERIFYING_ORGANIZATION if verified else None,
-        series_description="CXR-LT Desktop review" + (" (DEMO)" if inp.demo else ""),
-    )
-    return sr
-
-
-_Reviewed = list[tuple[str, tuple[str, str, datetime | None]]]  # (finding, verdict entry)
-
-
-def _latest_reviewer(reviewed: _Reviewed) -> str | None:
-    """The reviewer of the latest verdict (one without a time counts as earliest)."""
-    latest = max(
-        (v for _, v in reviewed),
-        key=lambda v: v[2].timestamp() if isinstance(v[2], datetime) else -math.inf,
-        default=None,
-    )
-    return latest[1] if latest is not None else None
-
-
-def _algorithm(inp: SRInput) -> Any:
-    """The algorithm identification (TID 4019): the app, its version, the models and settings."""
-    from highdicom.sr import AlgorithmIdentification
-
-    params = [f"{m.get('role', '?')}:{m.get('sha256', '?')}" for m in inp.models]
-    if inp.settings:
-        params.append(
-            "settings:" + json.dumps(dict(inp.settings), sort_keys=True, separators=(",", ":"))
-        )
-    if inp.demo:
-        params.append("DEMO models")
-    return AlgorithmIdentification(
-        name=ALGORITHM_NAME, version=inp.app_version, parameters=params or None
+    rec, pred, subject, deid, days = _prepare(store, image_id, include_phi, shift_dates, salt)
+    if pred is None:
+        raise LookupError(f"image {image_id}: not scored, no AI result to report")
+    return ai_sr_of(
+        rec, pred, subject, deid=deid, shift_days=days, thresholds=thresholds, demo=demo
     )
 
 
-def _ai_findings_group(inp: SRInput, source: list[Any]) -> Any | None:
-    """The "AI findings" group: per scored finding its call at threshold and its probability;
-    None without a prediction or with every probability NaN."""
-    import highdicom as hd
-    from highdicom.sr import (
-        Measurement,
-        MeasurementsAndQualitativeEvaluations,
-        QualitativeEvaluation,
-        TrackingIdentifier,
+def build_review_sr(
+    store: Any,
+    image_id: int,
+    ai_sr: Any | None,
+    *,
+    include_phi: bool = False,
+    shift_dates: bool | None = None,
+    demo: bool = False,
+    salt: bytes | None = None,
+) -> Any | None:
+    """The review SR of image ``image_id``: its verdicts, referencing ``ai_sr`` (the
+    AI-result SR made with the same options; None when the image has no prediction).
+
+    Returns None when the image has no verdict. Parameters as :func:`build_ai_sr`.
+
+    Raises
+    ------
+    LookupError
+        No such image.
+    """
+    rec, _pred, subject, deid, days = _prepare(store, image_id, include_phi, shift_dates, salt)
+    return review_sr_of(
+        rec,
+        subject,
+        ai_sr,
+        include_phi=include_phi,
+        deid=deid,
+        shift_days=days,
+        salt=salt,
+        demo=demo,
     )
-    from pydicom.sr.codedict import codes
-
-    if inp.probabilities is None:
-        return None
-    evals, measurements = [], []
-    for i, finding in enumerate(ALL_CLASSES):
-        p = float(inp.probabilities[i])
-        if math.isnan(p):
-            continue
-        call = "present" if p >= inp.thresholds[finding] else "absent"
-        evals.append(QualitativeEvaluation(finding_code(finding), verdict_code(call)))
-        measurements.append(
-            Measurement(name=probability_code(finding), value=p, unit=codes.UCUM.NoUnits)
-        )
-    if not evals:
-        return None
-    return MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="AI findings"),
-        algorithm_id=_algorithm(inp),
-        qualitative_evaluations=evals,
-        measurements=measurements,
-        source_images=source,
-    )
-
-
-def _review_group(reviewed: _Reviewed, source: list[Any]) -> Any:
-    """The "Radiologist review" group: one qualitative evaluation per verdict."""
-    import highdicom as hd
-    from highdicom.sr import (
-        MeasurementsAndQualitativeEvaluations,
-        QualitativeEvaluation,
-        TrackingIdentifier,
-    )
-
-    return MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="Radiologist review"),
-        qualitative_evaluations=[
-            QualitativeEvaluation(finding_code(f), verdict_code(v[0])) for f, v in reviewed
-        ],
-        source_images=source,
-    )
-
-
-def _observation_context(inp: SRInput, reviewer: str | None) -> Any:
-    """The app as device observer, and the latest reviewer as person observer if any."""
-    from highdicom.sr import (
-        DeviceObserverIdentifyingAttributes,
-        ObservationContext,
-        ObserverContext,
-        PersonObserverIdentifyingAttributes,
-    )
-    from pydicom.sr.codedict import codes
-
-    device = ObserverContext(
-        observer_type=codes.cid270.Device,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=DEVICE_UID,
-            name=ALGORITHM_NAME,
-            manufacturer_name=MANUFACTURER,
-            model_name=f"{ALGORITHM_NAME} {inp.app_version}",
-        ),
-    )
-    person = None
-    if reviewer:
-        person = ObserverContext(
-            observer_type=codes.cid270.Person,
-            observer_identifying_attributes=PersonObserverIdentifyingAttributes(
-                name=person_name(reviewer)
-            ),
-        )
-    return ObservationContext(observer_person_context=person, observer_device_context=device)
-
-
-def sr_bytes(sr: Any) -> bytes:
-    """The SR as DICOM Part 10 file bytes."""
-    buf = io.BytesIO()
-    sr.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()

@@ -1,0 +1,198 @@
+"""The review SR: the radiologists' verdicts on one image as their own observations.
+
+A Comprehensive SR with a TID 1500 Measurement Report, made with highdicom, kept apart from
+the AI-result SR (:mod:`.ai_sr`), which it references:
+
+- Observers: each reviewer whose verdict it holds, as a person observer (TID 1003), the latest
+  first; the name is the reviewer's pseudonym in a de-identified export
+  (:func:`.deid.reviewer_pseudonym`) and the name as entered in an identified one.
+- VERIFIED (CompletionFlag ``COMPLETE``) with the same reviewers in the Verifying Observer
+  Sequence; a document is built only when a verdict exists, so it is never VERIFIED without
+  one (and the AI-result SR never is).
+- One measurement group (TID 1501) per reviewed finding: the finding (code from :mod:`.codes`),
+  the image, and the verdict as a qualitative evaluation: finding = ``Present`` (SCT
+  52101004), ``Absent`` (SCT 272519000) or ``Uncertain`` (SCT 64957009). Its Tracking UID is
+  the one the AI-result SR gives the same finding (:func:`.sr_common.tracking_uid`).
+- The AI-result SR is referenced in the Pertinent Other Evidence Sequence (PS3.3 C.17.2.3:
+  other composite instances the creator considered pertinent): TID 1500 has no content item
+  for another document, and the review does not include the AI's content, so the Predecessor
+  Documents Sequence (for a document whose content this one includes or revises) does not fit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cxrlt_desktop.export.codes import finding_code
+from cxrlt_desktop.export.deid import DeidDeclaration
+from cxrlt_desktop.export.sr_common import (
+    MANUFACTURER,
+    PROCEDURE,
+    SRSubject,
+    evidence_dataset,
+    finish,
+    person_name,
+    set_content_time,
+    shifted,
+    tracking_uid,
+)
+from engine.classes import ALL_CLASSES
+
+SERIES_NUMBER = 9002
+SERIES_DESCRIPTION = "Radiologist review of AI results"
+VERIFYING_ORGANIZATION = "CXR-LT Desktop reviewer"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verdict as exported: ``reviewer`` is already the pseudonym where it must be."""
+
+    verdict: str  # "present" | "absent" | "uncertain"
+    reviewer: str
+    reviewed_at: datetime | None
+
+
+@dataclass
+class Review:
+    """Everything the review SR of one image needs."""
+
+    subject: SRSubject
+    verdicts: Mapping[str, Verdict]  # class key -> verdict
+    ai_sr: Any | None = None  # the AI-result SR it reviews (pydicom Dataset)
+    demo: bool = False
+    date_shift_days: int = 0
+    deid: DeidDeclaration | None = None  # None: an identified export
+
+
+def verdict_code(verdict: str) -> Any:
+    """SNOMED CT code of a verdict: Present, Absent or Uncertain."""
+    from pydicom.sr.codedict import codes
+
+    return {
+        "present": codes.SCT.Present,
+        "absent": codes.SCT.Absent,
+        "uncertain": codes.SCT.Uncertain,
+    }[verdict]
+
+
+def reviewers(verdicts: Mapping[str, Verdict]) -> list[str]:
+    """The distinct reviewers, the one of the latest verdict first (no time counts earliest)."""
+    order = sorted(
+        verdicts.values(),
+        key=lambda v: v.reviewed_at.timestamp() if v.reviewed_at else -math.inf,
+        reverse=True,
+    )
+    out: list[str] = []
+    for v in order:
+        if v.reviewer not in out:
+            out.append(v.reviewer)
+    return out
+
+
+def build_review_sr_document(rev: Review) -> Any | None:
+    """The review SR (a :class:`highdicom.sr.ComprehensiveSR`), or None without a verdict."""
+    import highdicom as hd
+    from highdicom.sr import ComprehensiveSR, MeasurementReport
+    from pydicom.dataset import Dataset
+    from pydicom.sr.coding import Code
+
+    reviewed = [(k, v) for k, v in rev.verdicts.items() if k in ALL_CLASSES]
+    if not reviewed:
+        return None
+    reviewed.sort(key=lambda kv: ALL_CLASSES.index(kv[0]))
+    names = [person_name(r) for r in reviewers(dict(reviewed))]
+    report = MeasurementReport(
+        observation_context=_observation_context(names),
+        procedure_reported=Code(*PROCEDURE),
+        imaging_measurements=[_group(rev.subject, k, v) for k, v in reviewed],
+    )
+    sr = ComprehensiveSR(
+        evidence=[evidence_dataset(rev.subject)],
+        content=report[0],
+        series_instance_uid=hd.UID(),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=True,
+        verifying_observer_name=names[0],
+        verifying_organization=VERIFYING_ORGANIZATION,
+        series_description=SERIES_DESCRIPTION + (" (DEMO)" if rev.demo else ""),
+    )
+    first = sr.VerifyingObserverSequence[0]
+    for name in names[1:]:
+        item = Dataset()
+        item.VerifyingObserverName = name
+        item.VerifyingOrganization = VERIFYING_ORGANIZATION
+        item.VerificationDateTime = first.VerificationDateTime
+        item.VerifyingObserverIdentificationCodeSequence = []
+        sr.VerifyingObserverSequence.append(item)
+    if rev.ai_sr is not None:
+        sr.PertinentOtherEvidenceSequence = [_reference(rev.ai_sr)]
+    latest = max((v.reviewed_at for _, v in reviewed if v.reviewed_at), default=None)
+    set_content_time(sr, shifted(latest, rev.date_shift_days))
+    return finish(sr, rev.deid)
+
+
+def _reference(doc: Any) -> Any:
+    """A Hierarchical SOP Instance Reference (PS3.3 C.17.2.1) to ``doc``."""
+    from pydicom.dataset import Dataset
+
+    sop = Dataset()
+    sop.ReferencedSOPClassUID = doc.SOPClassUID
+    sop.ReferencedSOPInstanceUID = doc.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = doc.SeriesInstanceUID
+    series.ReferencedSOPSequence = [sop]
+    study = Dataset()
+    study.StudyInstanceUID = doc.StudyInstanceUID
+    study.ReferencedSeriesSequence = [series]
+    return study
+
+
+def _group(subject: SRSubject, key: str, v: Verdict) -> Any:
+    import highdicom as hd
+    from highdicom.sr import (
+        MeasurementsAndQualitativeEvaluations,
+        QualitativeEvaluation,
+        SourceImageForMeasurementGroup,
+        TrackingIdentifier,
+    )
+
+    code = finding_code(key)
+    return MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(
+            uid=hd.UID(tracking_uid(subject.sop_uid, key)),
+            identifier=f"Review: {code.meaning}",
+        ),
+        finding_type=code.concept(),
+        qualitative_evaluations=[QualitativeEvaluation(code.concept(), verdict_code(v.verdict))],
+        source_images=[SourceImageForMeasurementGroup(subject.sop_class_uid, subject.sop_uid)],
+    )
+
+
+def _observation_context(names: list[str]) -> Any:
+    """Each reviewer as a person observer (TID 1002 repeated), the latest first."""
+    from highdicom.sr import (
+        ObservationContext,
+        ObserverContext,
+        PersonObserverIdentifyingAttributes,
+    )
+    from pydicom.sr.codedict import codes
+
+    def person(name: str) -> Any:
+        return ObserverContext(
+            observer_type=codes.cid270.Person,
+            observer_identifying_attributes=PersonObserverIdentifyingAttributes(name=name),
+        )
+
+    ctx = ObservationContext(observer_person_context=person(names[0]))
+    for name in names[1:]:
+        ctx.extend(person(name))
+    return ctx
