@@ -30,6 +30,7 @@ COMMANDS = [
     "worklist",
     "export",
     "db",
+    "listen",
     "train",
     "eval",
     "calibrate",

@@ -39,6 +39,11 @@ Layout (every key optional)::
     inbox = "/data/cxrlt-inbox"                 # default: data_dir()/inbox
     allow = ["MODALITY1", "PACS@10.0.0.5"]      # calling AE titles (AET or AET@HOST); empty: any
     min_free_mb = 1024                          # refuse storage below this much free disk
+    max_associations = 8                        # associations at once
+    max_pdu = 262144                            # largest PDU received, bytes
+    tls_cert = "/etc/cxrlt/node.pem"            # TLS: this node's certificate and key ...
+    tls_key = "/etc/cxrlt/node.key"
+    tls_ca = "/etc/cxrlt/peers-ca.pem"          # ... and, to require client certificates, their CA
 
     [pacs.main]                                 # a PACS destination: DIMSE ...
     aet = "ORTHANC"
@@ -73,6 +78,11 @@ DICOM_NODE_DEFAULTS: dict[str, Any] = {
     "inbox": None,
     "allow": [],
     "min_free_mb": 1024,
+    "max_associations": 8,
+    "max_pdu": 262144,
+    "tls_cert": None,
+    "tls_key": None,
+    "tls_ca": None,
 }
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -488,6 +498,11 @@ _NODE_KEYS.update(
         "inbox": _path,
         "allow": lambda v: [_allow_entry(x) for x in (v if isinstance(v, list) else [v])],
         "min_free_mb": _number(0, 1 << 30, integer=True),
+        "max_associations": _number(1, 1000, integer=True),
+        "max_pdu": _number(4096, 1 << 26, integer=True),
+        "tls_cert": _path,
+        "tls_key": _path,
+        "tls_ca": _path,
     }
 )
 

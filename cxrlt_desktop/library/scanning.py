@@ -885,3 +885,170 @@ def scan(
     finally:
         run.close()
     yield run.final()
+
+
+# ----------------------------------------------------------------------------------------------
+# incremental add of given files (the DICOM node's inbox): no walk
+
+
+@dataclass
+class AddResult:
+    """What :func:`add_files` did: the counts (``problems`` lists the unusable files) and the
+    usable images whose file was new or changed, which are to be scored."""
+
+    progress: ScanProgress
+    image_ids: list[int]
+
+
+def _known_at(
+    s: Session, paths: list[str]
+) -> tuple[dict[str, KnownFile], dict[str, KnownDuplicate]]:
+    """The image and duplicate rows at exactly these paths (an indexed lookup, not a walk)."""
+    known: dict[str, KnownFile] = {}
+    dups: dict[str, KnownDuplicate] = {}
+    for chunk in _chunks(paths):
+        for iid, p, size, mtime, version, missing, series_id, sop in s.execute(
+            select(
+                Image.id,
+                Image.path,
+                Image.size,
+                Image.mtime,
+                Image.version,
+                Image.missing,
+                Image.series_id,
+                Image.sop_uid,
+            ).where(Image.path.in_(chunk))
+        ):
+            known[p] = KnownFile(iid, size, mtime, version, missing, series_id, sop)
+        for did, p, size, mtime, missing in s.execute(
+            select(
+                DuplicateFile.id,
+                DuplicateFile.path,
+                DuplicateFile.size,
+                DuplicateFile.mtime,
+                DuplicateFile.missing,
+            ).where(DuplicateFile.path.in_(chunk))
+        ):
+            dups[p] = KnownDuplicate(did, size, mtime, missing)
+    return known, dups
+
+
+def add_files(
+    store: Store, paths: Iterable[Path | str], *, headers: dict[str, Any] | None = None
+) -> AddResult:
+    """Add these files to the library, by the rules of :func:`scan` (one image per
+    SOPInstanceUID, a changed file is a new version, an unusable file is recorded with the
+    input layer's reason), without walking any folder: what the DICOM node calls for each
+    batch of received objects. Nothing is marked missing.
+
+    ``headers`` maps a path (absolute, as given) to the ``HeaderInfo`` the caller already read
+    with ``engine.imageio.read_header`` for that file (the node validates each object before it
+    moves it into the inbox); other files are read here. One transaction for the batch.
+    """
+    from engine.imageio import read_header
+
+    t0 = time.perf_counter()
+    headers = headers or {}
+    order: dict[str, Path | str] = {}
+    for p in paths:
+        order.setdefault(_norm(p), p)
+    norm = list(order)
+    with store.session() as s, s.begin():
+        known, dups = _known_at(s, norm)
+    prog = ScanProgress()
+    recs: list[_Rec] = []
+    returned: list[int] = []
+    for path, given in order.items():
+        prog.seen += 1
+        if path != os.path.abspath(given):
+            recs.append(_Rec(path, 0, 0.0, False, _BAD_NAME, [], {}, False))
+            continue
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:
+            size, mtime = 0, 0.0
+        old = known.get(path) or dups.get(path)
+        if old is not None and old.size == size and old.mtime == mtime:
+            prog.unchanged += 1
+            if isinstance(old, KnownFile) and old.missing:
+                returned.append(old.id)
+                prog.returned += 1
+            continue
+        head = headers.get(os.fspath(given)) or headers.get(path) or read_header(path)
+        recs.append(_record(head))
+        prog.read += 1
+    moved: set[int] = set()
+    replaced: set[int] = set()
+
+    def work(s: Session) -> ScanProgress:
+        out = replace(prog, problems=[])
+        if recs:
+            _write_batch(s, recs, known, dups, out, moved, replaced)
+            out.replaced = len(replaced - moved)
+        _set_images_missing(s, returned, False)
+        s.add(
+            AuditEvent(
+                action="add_files",
+                new={
+                    "files": out.seen,
+                    "new": out.new,
+                    "updated": out.updated,
+                    "unusable": out.unusable,
+                    "duplicates": out.duplicates,
+                },
+            )
+        )
+        return out
+
+    prog = store.write(work)
+    if replaced - moved:
+        store.write(lambda s: _promote_duplicates(s, replaced - moved))
+    read_paths = [r.path for r in recs if r.usable]
+    ids: list[int] = []
+    if read_paths:
+        with store.session() as s, s.begin():
+            for chunk in _chunks(read_paths):
+                ids.extend(
+                    s.scalars(
+                        select(Image.id).where(
+                            Image.path.in_(chunk),
+                            Image.usable.is_(True),
+                            Image.current_prediction_id.is_(None),
+                        )
+                    ).all()
+                )
+    prog.elapsed = time.perf_counter() - t0
+    prog.rate = prog.seen / prog.elapsed if prog.elapsed > 0 else 0.0
+    prog.done = True
+    return AddResult(prog, sorted(ids))
+
+
+def record_refused(store: Store, source: str, reason: str) -> bool:
+    """Record an object that was refused before it became a file (the DICOM node's refusals:
+    an unsupported SOP class, UIDs that cannot be path parts) as an unusable entry of the
+    Problems list. ``source`` names it (``dicom://AET@HOST/...``), ``reason`` says why; a
+    second refusal of the same source updates the reason. Returns True when it was new."""
+
+    def work(s: Session) -> bool:
+        row = s.scalars(select(Image).where(Image.path == source)).first()
+        if row is not None:
+            row.reason, row.missing, row.scanned_at = reason, False, utcnow()
+            return False
+        s.add(
+            Image(
+                path=source,
+                size=0,
+                mtime=time.time(),
+                is_dicom=True,
+                usable=False,
+                reason=reason,
+                warnings=[],
+                meta={},
+                missing=False,
+            )
+        )
+        s.add(AuditEvent(action="dicom_refused", new={"source": source, "reason": reason}))
+        return True
+
+    return store.write(work)
