@@ -5,6 +5,13 @@ with the reviewer, the time and the prediction it was made against (the image's 
 prediction at that moment). The review row holds the current verdict; the audit trail keeps
 every earlier value. A study's review status follows: ``reviewed`` when every usable image has at
 least one verdict, ``partial`` when some have, else ``unreviewed``.
+
+Several readers may write at the same moment (department mode, one PostgreSQL database): every
+write is an upsert that first locks the image's study row, so two readers marking the same
+finding at once both succeed, one after the other (the last writer's verdict stays, both are
+in the audit trail, the second's "old" value is the first's verdict), and the study's review
+status is computed from what both wrote. Each commit announces itself to the other
+workstations (:func:`cxrlt_desktop.store.notify.notify`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from datetime import datetime
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cxrlt_desktop.library.triage import refresh_studies, threshold_vector
@@ -31,6 +39,7 @@ from cxrlt_desktop.store.models import (
     probs_to_array,
     utcnow,
 )
+from cxrlt_desktop.store.notify import notify
 from engine.classes import ALL_CLASSES
 
 
@@ -59,23 +68,54 @@ class Verdict:
 
 
 def _image(s: Session, image_id: int) -> Image:
+    """The image, with its study's row locked for this transaction (PostgreSQL; SQLite's
+    write transactions are serial already): verdict writes on one study queue here."""
     img = s.get(Image, image_id)
     if img is None:
         raise ReviewError(f"image {image_id} is not in the store")
+    study_id = _study_of(s, img)
+    if study_id is not None:
+        s.execute(select(Study.id).where(Study.id == study_id).with_for_update())
     return img
 
 
+def _study_of(s: Session, img: Image) -> int | None:
+    if not img.series_id:
+        return None
+    return s.scalar(select(Series.study_id).where(Series.id == img.series_id))
+
+
+def _insert_ignoring_conflict(s: Session, model, values: dict, keys: list[str]) -> bool:  # noqa: ANN001
+    """INSERT ... ON CONFLICT DO NOTHING (a row another transaction committed first wins);
+    True when this one inserted."""
+    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    return bool(s.execute(stmt).rowcount)
+
+
+def _locked_row(s: Session, model, where, values: dict, keys: list[str]):  # noqa: ANN001, ANN202
+    """The row matching ``where``, locked for this transaction; created from ``values`` when
+    missing (an upsert: when another transaction inserts the same key at the same moment, its
+    row is the one returned, after it committed). ``(row, existed)``."""
+    for _ in range(3):
+        row = s.scalar(
+            select(model).where(*where).with_for_update().execution_options(populate_existing=True)
+        )
+        if row is not None:
+            return row, True
+        if _insert_ignoring_conflict(s, model, values, keys):
+            return s.scalar(select(model).where(*where)), False
+    raise ReviewError(f"could not write {model.__tablename__}: the row keeps changing")
+
+
 def _finish(s: Session, img: Image, changed: int = 1) -> ReviewResult:
-    study_id = (
-        s.scalar(select(Series.study_id).where(Series.id == img.series_id))
-        if img.series_id
-        else None
-    )
+    study_id = _study_of(s, img)
     status = None
     if study_id is not None:
         s.flush()
         refresh_studies(s, [study_id])
         status = s.scalar(select(Study.review_status).where(Study.id == study_id))
+        notify(s, "verdict", study_id=study_id)
     return ReviewResult(img.id, study_id, status, changed)
 
 
@@ -94,25 +134,38 @@ def _set(
     note: str | None,
     action: str,
 ) -> bool:
-    row = s.scalar(select(Review).where(Review.image_id == img.id, Review.finding == finding))
-    old = (
-        None
-        if row is None
-        else {"verdict": row.verdict, "note": row.note, "reviewer": row.reviewer}
-    )
+    where = (Review.image_id == img.id, Review.finding == finding)
     if verdict is None:
+        row = s.scalar(select(Review).where(*where).with_for_update())
         if row is None:
             return False
+        old = {"verdict": row.verdict, "note": row.note, "reviewer": row.reviewer}
         s.delete(row)
         new = None
     else:
-        if row is None:
-            row = Review(image_id=img.id, finding=finding)
-            s.add(row)
+        now = utcnow()
+        row, existed = _locked_row(
+            s,
+            Review,
+            where,
+            {
+                "image_id": img.id,
+                "finding": finding,
+                "verdict": verdict,
+                "reviewer": reviewer,
+                "reviewed_at": now,
+            },
+            ["image_id", "finding"],
+        )
+        old = (
+            {"verdict": row.verdict, "note": row.note, "reviewer": row.reviewer}
+            if existed
+            else None
+        )
         row.verdict = verdict
         row.note = note
         row.reviewer = reviewer
-        row.reviewed_at = utcnow()
+        row.reviewed_at = now
         row.prediction_id = img.current_prediction_id
         new = {
             "verdict": verdict,
@@ -165,15 +218,16 @@ def set_image_note(store: Store, image_id: int, note: str | None, *, reviewer: s
 
     def work(s: Session) -> ReviewResult:
         img = _image(s, image_id)
-        row = s.get(ImageNote, image_id)
-        old = None if row is None else {"note": row.note, "reviewer": row.reviewer}
+        where = (ImageNote.image_id == image_id,)
         if text is None:
+            row = s.scalar(select(ImageNote).where(*where).with_for_update())
+            old = None if row is None else {"note": row.note, "reviewer": row.reviewer}
             if row is not None:
                 s.delete(row)
         else:
-            if row is None:
-                row = ImageNote(image_id=image_id, note=text, reviewer=reviewer)
-                s.add(row)
+            values = {"image_id": image_id, "note": text, "reviewer": reviewer}
+            row, existed = _locked_row(s, ImageNote, where, values, ["image_id"])
+            old = {"note": row.note, "reviewer": row.reviewer} if existed else None
             row.note, row.reviewer, row.updated_at = text, reviewer, utcnow()
         s.add(
             AuditEvent(
@@ -184,7 +238,9 @@ def set_image_note(store: Store, image_id: int, note: str | None, *, reviewer: s
                 new=None if text is None else {"note": text},
             )
         )
-        return ReviewResult(img.id, None, None)
+        study_id = _study_of(s, img)
+        notify(s, "verdict", study_id=study_id)
+        return ReviewResult(img.id, study_id, None)
 
     return store.write(work)
 
