@@ -34,6 +34,7 @@ COMMANDS = [
     "train",
     "eval",
     "calibrate",
+    "models",
     "prevalence",
     "gui",
     "demo_data",

@@ -79,3 +79,13 @@ def config_file() -> Path:
 def cache_dir() -> Path:
     """The data folder's ``cache`` sub-folder (model conversions), mode 0700."""
     return private_dir(data_dir() / "cache", tighten=True)
+
+
+def models_dir() -> Path:
+    """The data folder's ``models`` sub-folder (what ``cxrlt models fetch`` installs), 0700."""
+    return private_dir(data_dir() / "models", tighten=True)
+
+
+def models_registry_file() -> Path:
+    """The model registry (``models.json``, beside the ``models`` folder in the data folder)."""
+    return data_dir() / "models.json"
