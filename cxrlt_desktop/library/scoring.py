@@ -1,21 +1,26 @@
-"""Resumable background scoring of the library.
+"""Resumable background scoring of the library, through the work queue.
 
 :func:`score_library` is a generator: the CLI progress line, the GUI worker and the tests all
-drive it and cancel it between batches. What it guarantees:
+drive it and cancel it between batches. It queues the pending images
+(:mod:`cxrlt_desktop.library.queue`) and scores them with one worker in this process
+(:class:`cxrlt_desktop.library.worker.ScoringWorker`); ``cxrlt worker`` runs the same worker on
+any number of machines against one database. What it guarantees:
 
 - The queue is every usable, non-missing image without a prediction for the *model set* (the
   model files' sha256s, roles, architectures and ensemble weights plus the engine settings that
   change the numbers: mode, views, normal alpha, image size, prompts hash, calibration, engine
   version; not the device, the precision or the CPU backend, whose differences are numerical
-  noise) for the image's current file version.
-- One write transaction per batch holds the batch's predictions, its failures and the updated
-  study summaries, so a crash or ``kill -9`` loses at most the batch in flight; the next start
-  resumes the unfinished ``scoring_run`` of the same model set and scores only what is left.
-  A unique constraint (image, model set, image version) makes a double prediction impossible.
-- An image that fails records its reason in ``score_failure`` and is not retried in the same
-  start. The next start retries it once (attempt 2); after two failed attempts it stays failed
-  until its file changes (a rescan that sees a new size or mtime bumps the image version) or
-  :func:`retry_failed` clears it.
+  noise) for the image's current file version: one ``score_job`` each.
+- Each job is claimed by one worker at a time (with a lease), and its result is written only
+  while that worker still holds it. One write transaction per batch holds the batch's jobs,
+  predictions, failures and the updated study summaries, so a crash or ``kill -9`` loses at
+  most the batch in flight; the next start resumes the unfinished ``scoring_run`` of the same
+  model set (one per model set, shared by all its workers) and scores only what is left. A
+  unique constraint (image, model set, image version) makes a double prediction impossible.
+- An image that fails records its reason in ``score_failure`` (its job ``failed``) and is not
+  retried in the same start. The next start retries it once (attempt 2); after two failed
+  attempts it stays failed until its file changes (a rescan that sees a new size or mtime
+  bumps the image version) or :func:`retry_failed` clears it.
 - Right patient or nothing: just before a file is decoded, its header is compared with what
   the scan recorded (size, mtime, SOPInstanceUID and the other filing UIDs, still a usable
   chest radiograph; ``library.identity``), and its size and mtime once more after the decode.
@@ -23,16 +28,18 @@ drive it and cancel it between batches. What it guarantees:
   nothing is written for its patient.
 - Attempts: each image's scoring is recorded in ``score_attempt`` (committed) before its file
   is decoded, and the row goes with the write of its outcome. Rows a dead process left behind
-  (a decoder that crashed it, ``kill -9``, out of memory) make their images *suspects*: the next
-  start scores each of them alone, first, so a start that dies again dies on that file and no
-  other. An image whose scoring was interrupted ``INTERRUPT_LIMIT`` times fails with
-  ``scoring was interrupted N times on this file; it is skipped until it is rescanned or
-  retried`` and is skipped like an image that failed twice.
+  (a decoder that crashed it, ``kill -9``, out of memory) make their images *suspects*: the
+  worker that claims them next scores each alone, first, so a start that dies again dies on
+  that file and no other. An image whose scoring was interrupted ``INTERRUPT_LIMIT`` times
+  fails with ``scoring was interrupted N times on this file; it is skipped until it is
+  rescanned or retried`` and is skipped like an image that failed twice. (Job ``attempts``
+  count claims; the interruption rule stays on ``score_attempt``, which counts decodes begun.)
 - A probability that is NaN or infinite (or outside 0..1) where the model set computes one is
   never written: the image fails with the findings named (NaN stays the marker of a task whose
   model is not configured).
 - Predictions are immutable, and the newest *complete* run is the current one: a run is
-  complete (``finished_at`` set) once its queue is empty. While a run for a new model set is
+  complete (``finished_at`` set) once no job of its model set is queued or claimed
+  (:func:`finish_model_set`, exactly one ``score_run_end``). While a run for a new model set is
   under way, an image that already shows another model set's prediction keeps showing it (the
   worklist never mixes two model sets' scores mid-run); an image with no current prediction
   shows the new one at once. When the run completes, every image it scored switches to it.
@@ -42,29 +49,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
-from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cxrlt_desktop.library.identity import (
-    CHANGED_SINCE_SCAN,
-    FileChanged,
-    ScannedFile,
-    read_checked,
+from cxrlt_desktop.library.identity import ScannedFile
+from cxrlt_desktop.library.queue import (
+    MAX_ATTEMPTS,
+    count_outcomes,
+    drop_owned,
+    lock_model_set,
+    open_jobs,
+    settle,
 )
 from cxrlt_desktop.library.triage import (
     TriageSummary,
     refresh_studies,
     replace_hits,
     summarize,
-    threshold_vector,
 )
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import (
@@ -78,14 +84,15 @@ from cxrlt_desktop.store.models import (
     ScoreFailure,
     ScoringRun,
     Series,
+    Study,
     array_to_attention,
     array_to_probs,
     probs_to_array,
     utcnow,
 )
+from cxrlt_desktop.store.tables_department import ScoreJob
 from engine.classes import ALL_CLASSES, TASK1_CLASSES
 
-MAX_ATTEMPTS = 2
 # Starts that may die while an image is in flight before the image is given up. Three, not two:
 # a start killed from outside (kill -9, a power cut) while an innocent image was in flight and
 # again while that image was scored alone would otherwise lose it for good.
@@ -119,8 +126,11 @@ class ScoreProgress:
     run_id: int | None = None
     model_set_id: int | None = None
     already_scored: int = 0  # usable images that had a prediction for this model set at start
-    finished: bool = False  # the queue is empty; the run is complete
+    finished: bool = False  # nothing left to claim; the run is complete unless other workers
+    # still hold jobs of it (the last of them completes it)
     cancelled: bool = False
+    lost: int = 0  # results discarded: their job's lease had been taken by another worker
+    worker: str | None = None  # the worker's name (queue.default_worker_name(): host:pid)
 
 
 def model_set_description(predictor: Any) -> dict[str, Any]:
@@ -147,34 +157,122 @@ def model_set_key(description: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _register(s: Session, predictor: Any) -> tuple[int, int | None]:
-    """Model versions, model set and the run to use; returns (model_set_id, run_id).
+@dataclass(frozen=True)
+class RunSpec:
+    """What a scoring run of the predictor records: its settings and its models
+    (model_version ids with their ensemble weights)."""
 
-    When nothing is pending for this model set and no earlier run of it is unfinished, no run
-    is recorded (run_id None): the images' current predictions are only brought up to date.
-    """
+    settings: dict[str, Any]
+    models: tuple[tuple[int, float | None], ...]
+
+
+def register_model_set(s: Session, predictor: Any) -> tuple[int, RunSpec]:
+    """The predictor's model set and model versions (created when new; safe when several
+    workers register the same set at once); returns (model_set_id, run spec)."""
+    from cxrlt_desktop.library.queue import _insert
+
     desc = model_set_description(predictor)
     key = model_set_key(desc)
-    ms = s.scalar(select(ModelSet).where(ModelSet.key == key))
-    if ms is None:
-        ms = ModelSet(key=key, description=desc)
-        s.add(ms)
-        s.flush()
-    settings = dict(predictor.settings)
-    run = s.scalar(
-        select(ScoringRun)
-        .where(ScoringRun.model_set_id == ms.id, ScoringRun.finished_at.is_(None))
-        .order_by(ScoringRun.id.desc())
-        .limit(1)
+    ins = _insert(s)
+    s.execute(
+        ins(ModelSet)
+        .values(key=key, description=desc, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["key"])
     )
-    resumed = run is not None
-    if run is None and not _queue(s, ms.id, set()):
-        return ms.id, None  # score_library still switches the images (in short transactions)
-    if run is None:
-        run = ScoringRun(model_set_id=ms.id, started_at=utcnow())
-        s.add(run)
-    else:
-        run.attempts += 1
+    ms_id = s.scalar(select(ModelSet.id).where(ModelSet.key == key))
+    models: list[tuple[int, float | None]] = []
+    for m in predictor.models:
+        same = (
+            ModelVersion.sha256 == m.sha256,
+            ModelVersion.role == m.role,
+            ModelVersion.arch == m.arch,
+        )
+        mv_id = s.scalar(select(ModelVersion.id).where(*same).order_by(ModelVersion.id).limit(1))
+        if mv_id is None:
+            s.execute(
+                ins(ModelVersion)
+                .values(
+                    sha256=m.sha256, role=m.role, arch=m.arch, path=str(m.path), first_seen=utcnow()
+                )
+                .on_conflict_do_nothing()
+            )
+            mv_id = s.scalar(
+                select(ModelVersion.id).where(*same).order_by(ModelVersion.id).limit(1)
+            )
+        else:
+            s.execute(
+                update(ModelVersion)
+                .where(ModelVersion.id == mv_id, ModelVersion.path != str(m.path))
+                .values(path=str(m.path))
+                .execution_options(synchronize_session=False)
+            )
+        models.append((mv_id, m.weight))
+    return ms_id, RunSpec(settings=dict(predictor.settings), models=tuple(models))
+
+
+def open_run(s: Session, model_set_id: int) -> int | None:
+    """The id of the model set's unfinished run (at most one: ``uq_scoring_run_open``)."""
+    return s.scalar(
+        select(ScoringRun.id).where(
+            ScoringRun.model_set_id == model_set_id, ScoringRun.finished_at.is_(None)
+        )
+    )
+
+
+def ensure_run(
+    s: Session, model_set_id: int, spec: RunSpec, *, resume: bool = False
+) -> tuple[int, bool]:
+    """The model set's unfinished run, created (``score_run_start``) when there is none;
+    ``resume``: a start of the service that takes over an existing run (its ``attempts`` and
+    settings are updated, ``score_run_resume``). Returns (run id, created).
+
+    Workers that start at once race for the one open run: the loser's insert meets the
+    partial unique index and it takes the winner's run.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    run_id = open_run(s, model_set_id)
+    created = False
+    if run_id is None:
+        try:
+            with s.begin_nested():
+                run = ScoringRun(model_set_id=model_set_id, started_at=utcnow())
+                _apply_settings(run, spec.settings)
+                s.add(run)
+                s.flush()
+                run_id, created = run.id, True
+        except IntegrityError:
+            run_id = open_run(s, model_set_id)
+            if run_id is None:
+                raise
+    if not created and not resume:
+        return run_id, False
+    run = s.get(ScoringRun, run_id)
+    if not created:
+        s.execute(
+            update(ScoringRun)
+            .where(ScoringRun.id == run_id)
+            .values(attempts=ScoringRun.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        _apply_settings(run, spec.settings)
+    have = set(s.scalars(select(RunModel.model_version_id).where(RunModel.run_id == run_id)))
+    for mv_id, weight in spec.models:
+        if mv_id not in have:
+            s.add(RunModel(run_id=run_id, model_version_id=mv_id, weight=weight))
+            have.add(mv_id)
+    key = s.scalar(select(ModelSet.key).where(ModelSet.id == model_set_id))
+    s.add(
+        AuditEvent(
+            action="score_run_start" if created else "score_run_resume",
+            new={"run_id": run_id, "model_set": key, "settings": spec.settings},
+        )
+    )
+    s.flush()
+    return run_id, created
+
+
+def _apply_settings(run: ScoringRun, settings: dict[str, Any]) -> None:
     run.mode = settings.get("mode")
     run.views = len(settings.get("views") or []) or None
     run.alpha = settings.get("normal_alpha")
@@ -183,61 +281,39 @@ def _register(s: Session, predictor: Any) -> tuple[int, int | None]:
     run.device = settings.get("device")
     run.prompts_hash = settings.get("prompts_hash")
     run.settings = settings
-    s.flush()
-    for m in predictor.models:
-        mv = s.scalar(
-            select(ModelVersion).where(
-                ModelVersion.sha256 == m.sha256,
-                ModelVersion.role == m.role,
-                ModelVersion.arch == m.arch,
-            )
-        )
-        if mv is None:
-            mv = ModelVersion(sha256=m.sha256, role=m.role, arch=m.arch, path=str(m.path))
-            s.add(mv)
-            s.flush()
-        else:
-            mv.path = str(m.path)
-        if s.get(RunModel, (run.id, mv.id)) is None:
-            s.add(RunModel(run_id=run.id, model_version_id=mv.id, weight=m.weight))
-    s.add(
-        AuditEvent(
-            action="score_run_resume" if resumed else "score_run_start",
-            new={"run_id": run.id, "model_set": key, "settings": settings},
-        )
-    )
-    return ms.id, run.id
 
 
 class _QueueItem(NamedTuple):
-    """An image to score: its id, path, file version and study."""
+    """A claimed image to score: its id, path, file version, study and job."""
 
     id: int
     path: str
     version: int
-    study_id: int
+    study_id: int | None
+    job_id: int
 
 
-def _queue(s: Session, model_set_id: int, skip: set[int]) -> list[_QueueItem]:
-    """The images still to score for this model set, by id."""
-    scored = exists().where(
-        Prediction.image_id == Image.id,
-        Prediction.model_set_id == model_set_id,
-        Prediction.image_version == Image.version,
-    )
-    gave_up = exists().where(
-        ScoreFailure.image_id == Image.id,
-        ScoreFailure.model_set_id == model_set_id,
-        ScoreFailure.image_version == Image.version,
-        ScoreFailure.attempts >= MAX_ATTEMPTS,
-    )
-    rows = s.execute(
-        select(Image.id, Image.path, Image.version, Series.study_id)
-        .join(Series, Series.id == Image.series_id)
-        .where(Image.usable.is_(True), Image.missing.is_(False), ~scored, ~gave_up)
-        .order_by(Image.id)
-    ).all()
-    return [_QueueItem(*r) for r in rows if r[0] not in skip]
+def lock_studies(s: Session, study_ids: Any) -> list[int]:
+    """PostgreSQL: lock these study rows in id order (``SELECT ... FOR UPDATE``) before their
+    summaries are recomputed, so two workers refreshing one study neither lose an update nor
+    deadlock. Returns the ids, sorted."""
+    ids = sorted({int(i) for i in study_ids if i is not None})
+    if ids and s.get_bind().dialect.name == "postgresql":
+        for start in range(0, len(ids), 500):
+            s.execute(
+                select(Study.id)
+                .where(Study.id.in_(ids[start : start + 500]))
+                .order_by(Study.id)
+                .with_for_update()
+            ).all()
+    return ids
+
+
+def refresh_studies_locked(s: Session, study_ids: Any) -> None:
+    """:func:`refresh_studies` with the study rows locked first (:func:`lock_studies`)."""
+    ids = lock_studies(s, study_ids)
+    if ids:
+        refresh_studies(s, ids)
 
 
 def _count_scored(s: Session, model_set_id: int) -> int:
@@ -306,8 +382,11 @@ def _forget_attempts(s: Session, image_ids: list[int], model_set_id: int) -> Non
             att.started -= 1
 
 
-def _suspects(s: Session, model_set_id: int) -> set[int]:
-    """Images a dead start left in flight (fewer than INTERRUPT_LIMIT times): scored alone."""
+def _suspects(s: Session, model_set_id: int, image_ids: list[int]) -> set[int]:
+    """Those of these images (claimed by this worker) that an earlier start left in flight:
+    each is scored alone, so a start that dies on it dies on that file and no other."""
+    if not image_ids:
+        return set()
     return set(
         s.scalars(
             select(ScoreAttempt.image_id)
@@ -315,34 +394,75 @@ def _suspects(s: Session, model_set_id: int) -> set[int]:
             .where(
                 ScoreAttempt.model_set_id == model_set_id,
                 ScoreAttempt.image_version == Image.version,
+                ScoreAttempt.image_id.in_(image_ids),
             )
         ).all()
     )
 
 
-def _give_up_interrupted(s: Session, model_set_id: int, run_id: int) -> list[tuple[str, str]]:
-    """Fail the images whose scoring was interrupted INTERRUPT_LIMIT times; drop the attempts of
-    older file versions. Returns (path, reason) of the images given up."""
-    rows = s.execute(
-        select(ScoreAttempt, Image.path, Image.version, Series.study_id)
+def _drop_old_attempts(s: Session, model_set_id: int) -> None:
+    """Attempts of older file versions: the rescanned file starts afresh."""
+    stale = (
+        select(ScoreAttempt.image_id)
         .join(Image, Image.id == ScoreAttempt.image_id)
-        .outerjoin(Series, Series.id == Image.series_id)
-        .where(ScoreAttempt.model_set_id == model_set_id)
+        .where(
+            ScoreAttempt.model_set_id == model_set_id, ScoreAttempt.image_version != Image.version
+        )
+    )
+    ids = list(s.scalars(stale).all())
+    if ids:
+        s.execute(
+            delete(ScoreAttempt).where(
+                ScoreAttempt.model_set_id == model_set_id, ScoreAttempt.image_id.in_(ids)
+            )
+        )
+
+
+def _give_up_interrupted(
+    s: Session,
+    items: list[_QueueItem],
+    model_set_id: int,
+    run_id: int,
+    worker: str,
+) -> list[tuple[_QueueItem, str]]:
+    """Of these claimed images, fail those whose scoring was interrupted INTERRUPT_LIMIT times
+    (while this worker still holds their job). Returns the items given up, with the reason."""
+    if not items:
+        return []
+    by_id = {q.id: q for q in items}
+    rows = s.execute(
+        select(ScoreAttempt.image_id, ScoreAttempt.started)
+        .join(Image, Image.id == ScoreAttempt.image_id)
+        .where(
+            ScoreAttempt.model_set_id == model_set_id,
+            ScoreAttempt.image_version == Image.version,
+            ScoreAttempt.image_id.in_(list(by_id)),
+            ScoreAttempt.started >= INTERRUPT_LIMIT,
+        )
     ).all()
-    out: list[tuple[str, str]] = []
-    studies: set[int] = set()
-    for att, path, version, study_id in rows:
-        if att.image_version != version:  # rescanned since: its file starts afresh
-            s.delete(att)
-        elif att.started >= INTERRUPT_LIMIT:
-            reason = INTERRUPTED.format(n=att.started)
-            _record_failure(s, att.image_id, version, reason, model_set_id, run_id, final=True)
-            s.delete(att)
-            out.append((path, reason))
-            if study_id is not None:
-                studies.add(study_id)
-    s.flush()
-    refresh_studies(s, studies)
+    out: list[tuple[_QueueItem, str]] = []
+    for image_id, started in rows:
+        item = by_id[image_id]
+        reason = INTERRUPTED.format(n=started)
+        if not settle(s, worker, [item.job_id], "failed", error=reason):
+            continue  # lost lease: another worker has it now
+        _record_failure(s, image_id, item.version, reason, model_set_id, run_id, final=True)
+        s.execute(
+            delete(ScoreAttempt).where(
+                ScoreAttempt.image_id == image_id, ScoreAttempt.model_set_id == model_set_id
+            )
+        )
+        out.append((item, reason))
+    if out:
+        s.execute(
+            update(ScoringRun)
+            .where(ScoringRun.id == run_id)
+            .values(n_failed=ScoringRun.n_failed + len(out))
+            .execution_options(synchronize_session=False)
+        )
+        count_outcomes(s, worker, 0, len(out))
+        s.flush()
+        refresh_studies_locked(s, {q.study_id for q, _ in out})
     return out
 
 
@@ -397,6 +517,18 @@ def _result_problem(res: Any, expected: np.ndarray) -> str | None:
 # one batch's write
 
 
+@dataclass
+class BatchOutcome:
+    """What one batch's write did: images scored, (item, reason) failures, and the results
+    discarded because this worker no longer held their job (``lost``: its lease was taken by
+    another worker) or their image changed since it was queued (``stale``)."""
+
+    n_ok: int = 0
+    failed: list[tuple[_QueueItem, str]] = field(default_factory=list)
+    lost: list[_QueueItem] = field(default_factory=list)
+    stale: list[_QueueItem] = field(default_factory=list)
+
+
 def _write_batch(
     s: Session,
     results: list[tuple[_QueueItem, Any]],
@@ -405,9 +537,12 @@ def _write_batch(
     run_id: int,
     thresholds: np.ndarray,
     expected: np.ndarray,
-) -> tuple[int, list[tuple[_QueueItem, str]]]:
-    """One transaction: predictions, current pointers, hits, failures, study summaries, and the
-    end of the batch's attempts. Returns the number scored and the (item, reason) failures."""
+    worker: str,
+) -> BatchOutcome:
+    """One transaction: the jobs settled (only those this worker still holds), predictions,
+    current pointers, hits, failures, counters, study summaries, and the end of the batch's
+    attempts."""
+    out = BatchOutcome()
     ids = [item.id for item, _ in results]
     existing = _scored_images(s, ids, model_set_id)
     current = {
@@ -416,6 +551,40 @@ def _write_batch(
             select(Image.id, Image.version, Image.missing, Image.usable).where(Image.id.in_(ids))
         ).all()
     }
+    # Sort the results: ok (to write), failed (with the reason), changed since queued.
+    ok: list[tuple[_QueueItem, Any]] = []
+    bad: list[tuple[_QueueItem, str]] = []
+    stale: list[_QueueItem] = []
+    already: list[_QueueItem] = []
+    for item, res in results:
+        if current.get(item.id) != (item.version, False, True):
+            stale.append(item)  # rescanned (or gone) since it was queued: a rescan requeues it
+        elif item.id in existing:
+            already.append(item)  # scored meanwhile (by an older process without the queue)
+        else:
+            reason = (
+                (res.reason or "unknown error") if not res.ok else _result_problem(res, expected)
+            )
+            if reason is None:
+                ok.append((item, res))
+            else:
+                bad.append((item, reason))
+    # The gate: only the jobs this worker still holds are settled; the rest is discarded.
+    done_ids = settle(s, worker, [q.job_id for q, _ in ok] + [q.job_id for q in already], "done")
+    failed_ids: set[int] = set()
+    for item, reason in bad:
+        failed_ids |= settle(s, worker, [item.job_id], "failed", error=reason)
+    dropped = drop_owned(s, worker, [q.job_id for q in stale])
+    owned = done_ids | failed_ids | dropped
+    out.lost = [item for item, _ in results if item.job_id not in owned]
+    out.stale = [q for q in stale if q.job_id in dropped]
+    mine = [item.id for item, _ in results if item.job_id in owned]
+    if mine:
+        s.execute(
+            delete(ScoreAttempt).where(
+                ScoreAttempt.image_id.in_(mine), ScoreAttempt.model_set_id == model_set_id
+            )
+        )
     # The model set each image currently shows: another set's prediction stays current until
     # this run completes (see the module docstring).
     showing = dict(
@@ -425,46 +594,46 @@ def _write_batch(
             .where(Image.id.in_(ids))
         ).all()
     )
-    s.execute(
-        delete(ScoreAttempt).where(
-            ScoreAttempt.image_id.in_(ids), ScoreAttempt.model_set_id == model_set_id
-        )
-    )
-    n_ok = 0
-    failed: list[tuple[_QueueItem, str]] = []
     studies: set[int] = set()
-    for item, res in results:
-        image_id, _path, version, study_id = item
-        if image_id in existing:  # another process scored it meanwhile
+    for item, res in ok:
+        if item.job_id not in done_ids:
             continue
-        if current.get(image_id) != (version, False, True):
-            continue  # rescanned (or gone) since it was queued: the next start scores it
-        studies.add(study_id)
-        reason = (res.reason or "unknown error") if not res.ok else _result_problem(res, expected)
-        if reason is None:
-            pred, summary = _add_prediction(
-                s, image_id, version, res, model_set_id, run_id, thresholds
+        studies.add(item.study_id)
+        pred, summary = _add_prediction(
+            s, item.id, item.version, res, model_set_id, run_id, thresholds
+        )
+        if showing.get(item.id, model_set_id) == model_set_id:
+            s.execute(
+                update(Image)
+                .where(Image.id == item.id, Image.version == item.version)
+                .values(current_prediction_id=pred.id)
             )
-            if showing.get(image_id, model_set_id) == model_set_id:
-                s.execute(
-                    update(Image)
-                    .where(Image.id == image_id, Image.version == version)
-                    .values(current_prediction_id=pred.id)
-                )
-                replace_hits(s, image_id, study_id, pred.id, summary)
-            fail = s.get(ScoreFailure, (image_id, model_set_id))
-            if fail is not None:
-                s.delete(fail)
-            n_ok += 1
-        else:
-            _record_failure(s, image_id, version, reason, model_set_id, run_id)
-            failed.append((item, reason))
-    run = s.get(ScoringRun, run_id)
-    run.n_done += n_ok
-    run.n_failed += len(failed)
+            replace_hits(s, item.id, item.study_id, pred.id, summary)
+        s.execute(
+            delete(ScoreFailure).where(
+                ScoreFailure.image_id == item.id, ScoreFailure.model_set_id == model_set_id
+            )
+        )
+        out.n_ok += 1
+    for item, reason in bad:
+        if item.job_id not in failed_ids:
+            continue
+        studies.add(item.study_id)
+        _record_failure(s, item.id, item.version, reason, model_set_id, run_id)
+        out.failed.append((item, reason))
+    if out.n_ok or out.failed:
+        s.execute(
+            update(ScoringRun)
+            .where(ScoringRun.id == run_id)
+            .values(
+                n_done=ScoringRun.n_done + out.n_ok, n_failed=ScoringRun.n_failed + len(out.failed)
+            )
+            .execution_options(synchronize_session=False)
+        )
+        count_outcomes(s, worker, out.n_ok, len(out.failed))
     s.flush()
-    refresh_studies(s, studies)
-    return n_ok, failed
+    refresh_studies_locked(s, studies)
+    return out
 
 
 def _scored_images(s: Session, ids: list[int], model_set_id: int) -> set[int]:
@@ -551,9 +720,10 @@ def _record_failure(
 
 
 def retry_failed(store: Store, image_ids: list[int] | None = None) -> int:
-    """Forget the scoring failures and interrupted attempts of these images (all when None), so
-    the next start scores them again (after the file that crashed a decoder was replaced, or
-    the decoder updated). Returns the number of failures cleared."""
+    """Forget the scoring failures and interrupted attempts of these images (all when None) and
+    queue their failed jobs again, so the next start (or a running worker) scores them again
+    (after the file that crashed a decoder was replaced, or the decoder updated). Returns the
+    number of failures cleared."""
 
     def work(s: Session) -> int:
         fails = select(ScoreFailure)
@@ -566,9 +736,17 @@ def retry_failed(store: Store, image_ids: list[int] | None = None) -> int:
         for f in rows:
             s.delete(f)
         s.execute(atts)
+        jobs = update(ScoreJob).where(ScoreJob.state == "failed")
+        if image_ids is not None:
+            jobs = jobs.where(ScoreJob.image_id.in_(image_ids))
+        s.execute(
+            jobs.values(
+                state="queued", worker=None, lease_until=None, finished_at=None
+            ).execution_options(synchronize_session=False)
+        )
         s.flush()
         if cleared:
-            refresh_studies(
+            refresh_studies_locked(
                 s,
                 s.scalars(
                     select(Series.study_id)
@@ -617,7 +795,7 @@ def _make_current(
     for image_id, pid, study_id, blob in rows:
         s.execute(update(Image).where(Image.id == image_id).values(current_prediction_id=pid))
         replace_hits(s, image_id, study_id, pid, summarize(probs_to_array(blob), thresholds))
-    refresh_studies(s, {r[2] for r in rows if r[2] is not None})
+    refresh_studies_locked(s, {r[2] for r in rows if r[2] is not None})
     return len(rows)
 
 
@@ -644,6 +822,46 @@ def _to_switch(s: Session, model_set_id: int) -> list[int]:
     )
 
 
+def finish_model_set(store: Store, model_set_id: int, thresholds: np.ndarray) -> list[int]:
+    """Complete the model set's run if none of its jobs is open: switch the images it scored
+    to it, in short transactions (see SWITCH_CHUNK), then, in one more that re-checks under the
+    model set's exclusive advisory lock (PostgreSQL), switch anything that changed meanwhile
+    and record the end of the open run (``finished_at``, audit ``score_run_end``). Whoever of
+    several workers gets there first ends the run; the others find it ended. Returns the ids
+    of the runs this call ended (empty when jobs are still open or no run was open).
+    """
+    with store.session() as s, s.begin():
+        if open_jobs(s, model_set_id):
+            return []
+        todo = _to_switch(s, model_set_id)
+    for i in range(0, len(todo), SWITCH_CHUNK):
+        chunk = todo[i : i + SWITCH_CHUNK]
+        store.write(lambda s, c=chunk: _make_current(s, model_set_id, thresholds, c))
+
+    def finish(s: Session) -> list[int]:
+        lock_model_set(s, model_set_id, shared=False)
+        if open_jobs(s, model_set_id):  # queued meanwhile: the run goes on
+            return []
+        _make_current(s, model_set_id, thresholds)
+        ended = s.execute(
+            update(ScoringRun)
+            .where(ScoringRun.model_set_id == model_set_id, ScoringRun.finished_at.is_(None))
+            .values(finished_at=utcnow())
+            .returning(ScoringRun.id, ScoringRun.n_done, ScoringRun.n_failed)
+            .execution_options(synchronize_session=False)
+        ).all()
+        for run_id, n_done, n_failed in ended:
+            s.add(
+                AuditEvent(
+                    action="score_run_end",
+                    new={"run_id": run_id, "done": n_done, "failed": n_failed},
+                )
+            )
+        return [r[0] for r in ended]
+
+    return store.write(finish)
+
+
 def score_library(
     store: Store,
     predictor: Any,
@@ -653,6 +871,10 @@ def score_library(
     thresholds: Mapping[str, float] | None = None,
 ) -> Iterator[ScoreProgress]:
     """Score every pending image of the library with ``predictor``; yield progress per batch.
+
+    The pending images are queued (:func:`cxrlt_desktop.library.queue.enqueue`) and scored by
+    one worker in this process (:class:`cxrlt_desktop.library.worker.ScoringWorker`), which
+    claims them from the queue: workers on other machines may share the work.
 
     Parameters
     ----------
@@ -680,191 +902,17 @@ def score_library(
         ``predictor.predict_paths`` takes no ``read``: every file is decoded through it, so
         that it is checked against the scan and its attempt recorded first.
     """
-    t = threshold_vector(thresholds)
+    from cxrlt_desktop.library.worker import ScoringWorker
+
     bs = int(batch_size or getattr(getattr(predictor, "config", None), "batch_size", 8) or 8)
-    yield from _Scoring(store, predictor, t, bs, should_stop).run()
-
-
-class _Reader:
-    """``predict_paths``' ``read`` for one call: records each image's attempt (committed), then
-    decodes its file only if it is still the one the scan recorded. Runs in the decode pool."""
-
-    def __init__(self, scoring: _Scoring, items: list[_QueueItem]) -> None:
-        self.scoring = scoring
-        self.by_path = {str(Path(q.path)): q for q in items}
-        self.begun: set[int] = set()  # images whose attempt this call recorded
-        self._lock = threading.Lock()
-
-    def __call__(self, path: Path) -> np.ndarray:
-        from engine import imageio
-
-        item = self.by_path[str(path)]
-        sc = self.scoring
-        scanned = sc.store.write(lambda s: _begin_attempt(s, item, sc.model_set_id, sc.run_id))
-        if scanned is None:  # not written: _write_batch skips an image rescanned meanwhile
-            raise FileChanged(path, f"{CHANGED_SINCE_SCAN} (rescanned while it was queued)")
-        with self._lock:
-            self.begun.add(item.id)
-        return read_checked(scanned, imageio.read_source)
-
-
-class _Scoring:
-    """One start of :func:`score_library`: the model set, its run, the queue and the counts."""
-
-    def __init__(
-        self,
-        store: Store,
-        predictor: Any,
-        thresholds: np.ndarray,
-        batch_size: int,
-        should_stop: Callable[[], bool] | None,
-    ) -> None:
-        self.store = store
-        self.predictor = predictor
-        self.t = thresholds
-        self.bs = batch_size
-        self.should_stop = should_stop
-        self.expected = expected_columns(predictor)
-        self.skip: set[int] = set()  # failed in this start: not retried until the next one
-        self.suspects: set[int] = set()  # in flight when an earlier start died: scored alone
-        self.model_set_id, self.run_id = store.write(lambda s: _register(s, predictor))
-        self.prog = ScoreProgress(run_id=self.run_id, model_set_id=self.model_set_id)
-        self.t0 = time.perf_counter()
-
-    def run(self) -> Iterator[ScoreProgress]:
-        given_up: list[tuple[str, str]] = []
-        if self.run_id is not None:
-            given_up = self.store.write(
-                lambda s: _give_up_interrupted(s, self.model_set_id, self.run_id)
-            )
-        with self.store.session() as s, s.begin():
-            # No run: nothing was pending a moment ago; images a scan adds meanwhile wait for
-            # the next start.
-            queue = _queue(s, self.model_set_id, self.skip) if self.run_id is not None else []
-            self.suspects = _suspects(s, self.model_set_id) if queue else set()
-            self.prog.already_scored = _count_scored(s, self.model_set_id)
-        self.prog.total = len(queue) + len(given_up)
-        self.prog.failed = len(given_up)
-        self.t0 = time.perf_counter()
-        yield self._stamp(given_up)
-        cancelled = False
-        while queue:
-            cancelled = yield from self._score(queue)
-            if cancelled:
-                break
-            with self.store.session() as s, s.begin():
-                queue = _queue(s, self.model_set_id, self.skip)
-            self.prog.total += len(queue)
-        if cancelled:
-            self.prog.cancelled = True
-            yield self._stamp([])
-            return
-        self._switch_and_finish()
-        self.prog.finished = True
-        yield self._stamp([])
-
-    def _stamp(self, errors: list[tuple[str, str]]) -> ScoreProgress:
-        """A copy of the counts to yield, with the rate and time left."""
-        prog = self.prog
-        prog.elapsed = time.perf_counter() - self.t0
-        n = prog.done + prog.failed
-        prog.rate = n / prog.elapsed if prog.elapsed > 0 and n else 0.0
-        left = max(0, prog.total - n)
-        prog.eta = left / prog.rate if prog.rate > 0 else None
-        prog.last_errors = errors
-        return replace(prog, last_errors=list(errors))
-
-    def _stopped(self) -> bool:
-        return self.should_stop is not None and self.should_stop()
-
-    def _score(self, queue: list[_QueueItem]) -> Generator[ScoreProgress, None, bool]:
-        """Score the queue: the suspects first, each alone (a start that dies now dies on that
-        file), then the rest in batches; returns True when cancelled."""
-        alone = [q for q in queue if q.id in self.suspects]
-        rest = [q for q in queue if q.id not in self.suspects]
-        for item in alone:
-            self.suspects.discard(item.id)
-            if (yield from self._predict([item], 1)):
-                return True
-        if rest:
-            return (yield from self._predict(rest, self.bs))
-        return False
-
-    def _predict(
-        self, queue: list[_QueueItem], batch_size: int
-    ) -> Generator[ScoreProgress, None, bool]:
-        """Score these images, one write transaction per batch; returns True when cancelled."""
-        reader = _Reader(self, queue)
-        gen = self.predictor.predict_paths(
-            [q.path for q in queue],
-            batch_size=batch_size,
-            should_stop=self.should_stop,
-            read=reader,
-        )
-        pending: list[tuple[_QueueItem, Any]] = []
-        idx = 0
-        cancelled = False
-        try:
-            for res in gen:
-                pending.append((queue[idx], res))
-                idx += 1
-                if len(pending) >= batch_size or idx == len(queue):
-                    batch, pending = pending, []
-                    yield self._write(batch)
-                    if self._stopped():
-                        cancelled = True
-                        break
-        finally:
-            gen.close()  # waits for the decodes in flight
-        if idx < len(queue) and not cancelled:
-            cancelled = True  # predict_paths returned early: its should_stop fired
-        if cancelled:  # a clean stop interrupted nothing: undo the attempts not written
-            unwritten = sorted(reader.begun & {q.id for q in queue[idx:]})
-            if unwritten:
-                self.store.write(lambda s: _forget_attempts(s, unwritten, self.model_set_id))
-        return cancelled
-
-    def _write(self, batch: list[tuple[_QueueItem, Any]]) -> ScoreProgress:
-        """Write one batch of results; the progress record after it."""
-        n_ok, failed = self.store.write(
-            lambda s: _write_batch(
-                s,
-                batch,
-                model_set_id=self.model_set_id,
-                run_id=self.run_id,
-                thresholds=self.t,
-                expected=self.expected,
-            )
-        )
-        self.skip.update(item.id for item, _ in failed)
-        self.prog.done += n_ok
-        self.prog.failed += len(failed)
-        return self._stamp([(item.path, reason) for item, reason in failed])
-
-    def _switch_and_finish(self) -> None:
-        """Switch the images to this model set in short transactions (see SWITCH_CHUNK), then
-        complete the run in one more, which also switches anything that changed meanwhile."""
-        model_set_id, run_id, t = self.model_set_id, self.run_id, self.t
-        with self.store.session() as s, s.begin():
-            todo = _to_switch(s, model_set_id)
-        for i in range(0, len(todo), SWITCH_CHUNK):
-            chunk = todo[i : i + SWITCH_CHUNK]
-            self.store.write(lambda s, c=chunk: _make_current(s, model_set_id, t, c))
-
-        def finish(s: Session) -> None:
-            _make_current(s, model_set_id, t)
-            if run_id is None:  # nothing was pending: no run was recorded
-                return
-            run = s.get(ScoringRun, run_id)
-            run.finished_at = utcnow()
-            s.add(
-                AuditEvent(
-                    action="score_run_end",
-                    new={"run_id": run_id, "done": run.n_done, "failed": run.n_failed},
-                )
-            )
-
-        self.store.write(finish)
+    worker = ScoringWorker(
+        store,
+        predictor,
+        thresholds=thresholds,
+        batch_size=bs,
+        should_stop=should_stop,
+    )
+    yield from worker.run()
 
 
 def current_predictions(store: Store, image_ids: list[int]) -> dict[int, Prediction]:
