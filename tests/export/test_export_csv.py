@@ -30,6 +30,12 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return rows[0], [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
 
 
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL (``library`` scans into it)."""
+    return any_store
+
+
 def test_labels_csv_hand_built(store, library, tmp_path):
     a, b, c, d = (library.image_ids[p] for p in library.paths)
     set_verdict(store, a, "cardiomegaly", "present", reviewer="Dr One")
@@ -132,7 +138,9 @@ def test_disagreements_hand_built(store, library, tmp_path):
     assert float(r["cardiomegaly"]["threshold"]) == pytest.approx(t["cardiomegaly"], abs=1e-6)
     assert r["cardiomegaly"]["note"] == "clearly normal heart"
     assert r["Nodule"]["note"] == "RUL nodule, [removed] follow-up"  # the patient's name part
-    assert r["Nodule"]["reviewer"] == "Dr One"
+    # de-identified: the reviewer's salted pseudonym, never the name
+    assert r["Nodule"]["reviewer"] == pseudonym("Dr One", kind="reviewer")
+    assert "Dr One" not in res.disagreements_csv.read_text(encoding="utf-8")
     assert r["cardiomegaly"]["model_sha256s"] == f"task1-csra:{'11' * 32};task1-mlp:{'22' * 32}"
     assert json.loads(r["cardiomegaly"]["scoring_settings"]) == settings
     reviewed = datetime.fromisoformat(r["Hernia"]["reviewed_at"])

@@ -22,6 +22,12 @@ from cxrlt_desktop.library.reviews import set_verdict
 from .conftest import PHI, all_bytes, scan_folder
 
 
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL (``library`` scans into it)."""
+    return any_store
+
+
 def test_atomic_write_failure_leaves_nothing(tmp_path):
     target = tmp_path / "labels.csv"
 
@@ -166,12 +172,12 @@ def test_modality_lut_image_exports_the_same_model_input(store, tmp_path):
     assert "(1 images)" in (res.out_dir / "README.txt").read_text()
 
 
-def test_cli_export(store, library, tmp_path, monkeypatch, capsys):
+def test_cli_export(store, store_url, library, tmp_path, monkeypatch, capsys):
     from cxrlt_desktop.cli import main
 
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
     set_verdict(store, library.image_ids[library.paths[0]], "Hernia", "present", reviewer="Dr One")
-    url = "sqlite:///" + str(tmp_path / "x.db")
+    url = store_url  # the command opens the library the fixtures wrote
     out = tmp_path / "cli-out"
     rc = main(["export", "--db", url, "--out", str(out), "--sr", "--shift-dates", "-q"])
     captured = capsys.readouterr()
