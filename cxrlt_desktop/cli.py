@@ -27,6 +27,8 @@ COMMANDS = [
     "score",
     "scan",
     "score_library",
+    "worker",
+    "queue",
     "worklist",
     "export",
     "db",
