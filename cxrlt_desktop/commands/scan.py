@@ -59,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sqlalchemy.exc import DBAPIError, OperationalError
 
+    from cxrlt_desktop.library.queue import enqueue_for_active_sets
     from cxrlt_desktop.store import database_error_message
+    from cxrlt_desktop.store.models import utcnow
 
     problems: list[dict[str, str]] = []
     last = None
+    queued = 0
+    started = utcnow()
     try:
         kw = {"batch_files": args.batch_files} if args.batch_files else {}
         kw["workers"] = max(1, args.workers)
@@ -83,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+        # What the scan added or changed is queued for the model sets being scored (an open
+        # run, or a worker heard from in the last minutes): no model is loaded here.
+        queued = enqueue_for_active_sets(store, None, since=started)
+        if queued and not args.quiet:
+            print(f"scan: {queued} image(s) queued for scoring", file=sys.stderr, flush=True)
     except OperationalError as e:  # a read-only database file, a full disk
         print(f"cxrlt scan: error: cannot write to {store!r}: {printable(e.orig)}", file=sys.stderr)
         return 1
@@ -94,5 +103,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json and last is not None:
         out = {f.name: getattr(last, f.name) for f in fields(last) if f.name != "problems"}
         out["problems"] = problems
+        out["queued"] = queued  # jobs added for the model sets being scored
         print(json.dumps(out, indent=2))
     return 0

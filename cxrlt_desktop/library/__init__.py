@@ -7,6 +7,10 @@ GUI, the command line and (later) worker processes share one database safely.
   problems (a generator of :class:`ScanProgress`).
 - :mod:`.scoring` - :func:`score_library`: run a predictor over unscored images and store the
   predictions of one model set (a generator of :class:`ScoreProgress`); :func:`retry_failed`.
+- :mod:`.queue` - the scoring work queue shared by any number of workers: :func:`enqueue`,
+  :func:`enqueue_for_active_sets`, :func:`claim`, :func:`extend_lease`, :func:`heartbeat`,
+  :func:`queue_status`; :mod:`.worker` - :class:`ScoringWorker`, the claim-score-write loop
+  (``cxrlt worker``; ``score_library`` runs one in process).
 - :mod:`.identity` - is the file at an image's path still the scanned one
   (:func:`read_checked`: what the scorer, the viewer and the export decode through).
 - :mod:`.triage` - rare-finding score, finding hits and study ordering; :func:`retriage` after a
@@ -25,6 +29,18 @@ from cxrlt_desktop.library.identity import (
     scanned_file,
 )
 from cxrlt_desktop.library.pseudonym import get_salt, pseudonym
+from cxrlt_desktop.library.queue import (
+    ClaimedJob,
+    active_model_sets,
+    claim,
+    enqueue,
+    enqueue_for_active_sets,
+    extend_lease,
+    heartbeat,
+    queue_status,
+    release_stale,
+    requeue_failed,
+)
 from cxrlt_desktop.library.reviews import (
     ReviewError,
     ReviewResult,
@@ -53,6 +69,7 @@ from cxrlt_desktop.library.triage import (
     summarize,
     threshold_vector,
 )
+from cxrlt_desktop.library.worker import ScoringWorker
 from cxrlt_desktop.library.worklist import (
     ImageRow,
     WorklistRow,
@@ -65,6 +82,17 @@ from cxrlt_desktop.library.worklist import (
 )
 
 __all__ = [
+    "ClaimedJob",
+    "ScoringWorker",
+    "active_model_sets",
+    "claim",
+    "enqueue",
+    "enqueue_for_active_sets",
+    "extend_lease",
+    "heartbeat",
+    "queue_status",
+    "release_stale",
+    "requeue_failed",
     "CHANGED_SINCE_SCAN",
     "FileChanged",
     "ImageRow",
