@@ -16,10 +16,19 @@ GUI, the command line and (later) worker processes share one database safely.
 - :mod:`.triage` - rare-finding score, finding hits and study ordering; :func:`retriage` after a
   threshold change.
 - :mod:`.reviews` - the radiologist's verdicts and notes.
+- :mod:`.claims` - "being read by NAME": soft study claims with a lease (never a lock).
 - :mod:`.worklist` - the sorted, filtered worklist and a study's images, read-only.
 - :mod:`.pseudonym` - the per-installation salted pseudonyms shown instead of patient IDs.
 """
 
+from cxrlt_desktop.library.claims import (
+    Reader,
+    being_read_text,
+    claim_study,
+    readers_of,
+    release,
+    renew,
+)
 from cxrlt_desktop.library.identity import (
     CHANGED_SINCE_SCAN,
     FileChanged,
@@ -82,6 +91,12 @@ from cxrlt_desktop.library.worklist import (
 )
 
 __all__ = [
+    "Reader",
+    "being_read_text",
+    "claim_study",
+    "readers_of",
+    "release",
+    "renew",
     "ClaimedJob",
     "ScoringWorker",
     "active_model_sets",
