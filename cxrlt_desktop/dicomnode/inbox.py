@@ -108,7 +108,7 @@ class Inbox:
         ):
             if not valid_uid(uid):
                 shown = uid if isinstance(uid, str) else repr(uid)
-                raise ValueError(f"{name} {shown[:80]!r} is not a valid UID")
+                raise ValueError(f"{name} is not a valid UID: {shown[:80]!r}")
         return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
 
     def stage(self, data: bytes) -> Staged:

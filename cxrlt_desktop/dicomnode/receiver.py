@@ -302,6 +302,7 @@ class DicomNode:
         self._emit(Received(f"{aet}@{host}", "", -1, "association rejected: AE not allowed"))
         # permanent, service user, calling AE title not recognised
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        event.assoc.kill()  # returns once the reject is sent and the connection closed
 
     def _on_echo(self, event: Any) -> int:
         return SUCCESS
