@@ -163,3 +163,19 @@ def test_gui_self_test_uses_no_network(sandbox):
     out = run("gui", "--self-test")
     assert "self-test passed" in out, out
     _check(log, home)
+
+
+@pytest.mark.slow
+def test_models_list_and_add_use_no_network(sandbox, tmp_path):
+    """Only ``cxrlt models fetch`` goes online: listing and adding (which loads the model with
+    open_clip, a huggingface_hub user) open no socket."""
+    from engine.random_models import write_random_task1, write_tiny_clip
+
+    run, log, home = sandbox
+    ckpt = write_random_task1(tmp_path / "csra.safetensors", head="csra", seed=1)
+    clip = write_tiny_clip(tmp_path / "clip", seed=2)
+    run("models", "add", str(ckpt), "--use")
+    run("models", "add", str(clip))
+    out = run("models", "list")
+    assert "csra.safetensors" in out and "clip" in out, out
+    _check(log, home)
