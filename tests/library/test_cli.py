@@ -1,4 +1,5 @@
-"""cxrlt scan / score-library / worklist end to end (in-process through cli.main)."""
+"""cxrlt scan / score-library / worklist end to end (in-process through cli.main), on SQLite and
+PostgreSQL (``store_url``) except where a test is about the SQLite file itself."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cxrlt_desktop.cli import main
 from cxrlt_desktop.store import open_store
 
 
-def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
+def test_scan_score_worklist(store_url, tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
     from pydicom.data import get_testdata_file
 
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
@@ -22,7 +23,7 @@ def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypat
     write_study(tmp_path / "in" / "b", 1, patient_id="PAT-B", study_date="20240202")
     shutil.copy(get_testdata_file("RG1_UNCR.dcm", download=False), tmp_path / "in" / "rg1.dcm")
     (tmp_path / "in" / "junk.dcm").write_text("not dicom")
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    db = store_url
 
     assert main(["scan", str(tmp_path / "in"), "--db", db, "--json"]) == 0
     out, err = capsys.readouterr()
@@ -75,9 +76,9 @@ def test_scan_score_worklist(tmp_path, write_study, csra_ckpt, capsys, monkeypat
     assert "score" in capsys.readouterr().out
 
 
-def test_usage_errors(tmp_path, capsys, monkeypatch):
+def test_usage_errors(store_url, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
-    db = f"sqlite:///{tmp_path / 'u.db'}"
+    db = store_url
     assert main(["score-library", "--db", db]) == 2
     assert "no model to score with" in capsys.readouterr().err
     assert main(["worklist", "--db", db, "--finding", "unicorn"]) == 2
@@ -92,10 +93,10 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
     assert "engine.mode" in capsys.readouterr().err
 
 
-def test_models_from_settings(tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
+def test_models_from_settings(store_url, tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
     from cxrlt_desktop.settings import Settings
 
-    db = f"sqlite:///{tmp_path / 's.db'}"
+    db = store_url
     cfg = Settings(
         database=db,
         task1_checkpoints=[csra_ckpt],
@@ -112,18 +113,18 @@ def test_models_from_settings(tmp_path, write_study, csra_ckpt, capsys, monkeypa
 
 
 @pytest.mark.parametrize("status", ["unreviewed", "reviewed"])
-def test_status_option(tmp_path, status, capsys, monkeypatch):
+def test_status_option(store_url, tmp_path, status, capsys, monkeypatch):
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
-    db = f"sqlite:///{tmp_path / 'e.db'}"
+    db = store_url
     open_store(db).close()  # an empty library
     assert main(["worklist", "--db", db, "--status", status, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
 
 
-def test_named_settings_file_must_exist(tmp_path, capsys, monkeypatch):
+def test_named_settings_file_must_exist(store_url, tmp_path, capsys, monkeypatch):
     # An absent user file means defaults, but a mistyped --settings must not silently do so.
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
-    db = f"sqlite:///{tmp_path / 'n.db'}"
+    db = store_url
     missing = tmp_path / "typo.toml"
     for cmd in (["worklist"], ["scan", str(tmp_path)], ["score-library"]):
         assert main([*cmd, "--db", db, "--settings", str(missing)]) == 2
@@ -134,6 +135,7 @@ def test_named_settings_file_must_exist(tmp_path, capsys, monkeypatch):
 
 
 def test_reading_commands_refuse_a_missing_database(tmp_path, csra_ckpt, capsys, monkeypatch):
+    # SQLite only: a database file that does not exist (test_store covers PostgreSQL's empty one).
     # A mistyped --db used to create a new empty library and list/score/export nothing, quietly.
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
     missing = tmp_path / "typo" / "cxrlt.db"
@@ -155,7 +157,26 @@ def test_reading_commands_refuse_a_missing_database(tmp_path, csra_ckpt, capsys,
     assert main(["worklist", "--db", db]) == 0
 
 
-def test_worklist_show_phi_on_an_ascii_console(tmp_path, monkeypatch):
+def test_reading_commands_refuse_an_empty_server_database(
+    postgres_url, tmp_path, csra_ckpt, capsys, monkeypatch
+):
+    # PostgreSQL's counterpart of a missing file: a mistyped database name is an empty database.
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    for cmd in (
+        ["worklist", "--db", postgres_url],
+        ["score-library", "--db", postgres_url, *model_args(csra_ckpt)],
+        ["export", "--db", postgres_url, "--out", str(tmp_path / "out")],
+    ):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert "an empty database, not a CXR-LT library" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["scan", str(tmp_path / "empty"), "--db", postgres_url]) == 0  # scan creates it
+    assert main(["worklist", "--db", postgres_url]) == 0
+
+
+def test_worklist_show_phi_on_an_ascii_console(store_url, tmp_path, monkeypatch):
     # A non-ASCII PatientID used to abort the text listing with UnicodeEncodeError on a console
     # whose encoding lacks the character (ASCII here; cp1252 for Greek or Cyrillic names).
     import os
@@ -175,7 +196,7 @@ def test_worklist_show_phi_on_an_ascii_console(tmp_path, monkeypatch):
         patient_id="MÜLLER",
         extra={"SpecificCharacterSet": "ISO_IR 192"},
     )
-    db = f"sqlite:///{tmp_path / 'a.db'}"
+    db = store_url
     assert main(["scan", str(tmp_path / "in"), "--db", db, "--quiet"]) == 0
     env = {**os.environ, "PYTHONIOENCODING": "ascii", "CXRLT_DATA_DIR": str(tmp_path / "d")}
     proc = subprocess.run(
@@ -186,6 +207,7 @@ def test_worklist_show_phi_on_an_ascii_console(tmp_path, monkeypatch):
 
 
 def test_database_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    # SQLite only: the folder of a database file.
     monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -197,7 +219,7 @@ def test_database_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsy
 
 
 # ----------------------------------------------------------------------------------------------
-# database files that are not a library, or are damaged
+# database files that are not a library, or are damaged (SQLite only: the bytes of the file)
 
 
 def _scanned_db(tmp_path, write_study) -> tuple[str, object]:
