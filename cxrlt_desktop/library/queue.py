@@ -181,7 +181,7 @@ def _insert_jobs(
         "created_at",
     ]
     stmt = _insert(s)(ScoreJob).from_select(cols, sel).on_conflict_do_nothing()
-    res = s.execute(stmt)
+    res = s.execute(stmt, execution_options={"preserve_rowcount": True})
     return max(0, int(res.rowcount or 0))
 
 
@@ -613,7 +613,7 @@ def queue_status(store: Store) -> dict[str, Any]:
         for ms in runs:
             counts.setdefault(ms, dict.fromkeys(JOB_STATES, 0))
         keys = dict(
-            s.execute(select(ModelSet.id, ModelSet.key).where(ModelSet.id.in_(list(counts))))
+            s.execute(select(ModelSet.id, ModelSet.key).where(ModelSet.id.in_(list(counts)))).all()
         )
         now = s.scalar(select(db_now(s))) if is_postgresql(s) else utcnow()
         workers = s.scalars(select(Worker).order_by(Worker.name)).all()
