@@ -178,6 +178,7 @@ class ChangeFeed:
         self._conn = None
         self.connected = threading.Event()  # set while listening (tests wait on it)
         self.reconnects = 0
+        self.backend_pid: int | None = None  # PostgreSQL: the listening connection's server pid
 
     def start(self, callback: Callable[[Change], None]) -> ChangeFeed:
         if self._thread is not None:
@@ -263,6 +264,7 @@ class ChangeFeed:
                 self._stop.wait(delay)
                 continue
             failures = 0
+            self.backend_pid = self._conn.info.backend_pid
             self.connected.set()
             if lost:  # notifications sent while away are not replayed: re-read everything
                 self.reconnects += 1
