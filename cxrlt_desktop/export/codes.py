@@ -65,16 +65,21 @@ def _check(rows: list[FindingCode]) -> None:
             raise ValueError(f"{TABLE}: {r.key}: code value (1-16) or meaning (1-64) length")
 
 
-@lru_cache(maxsize=1)
-def finding_codes() -> dict[str, FindingCode]:
-    """class key -> its :class:`FindingCode`, in the table's order; checked on first use."""
-    text = importlib_resources.files("resources").joinpath(TABLE).read_text("utf-8")
+def parse_table(text: str) -> dict[str, FindingCode]:
+    """class key -> its :class:`FindingCode` from the CSV text of the table (checked: every
+    class exactly once, no code used twice, known schemes, DICOM lengths)."""
     rows = [
         FindingCode(r["key"], r["scheme"], r["code_value"], r["code_meaning"])
         for r in csv.DictReader(text.splitlines())
     ]
     _check(rows)
     return {r.key: r for r in rows}
+
+
+@lru_cache(maxsize=1)
+def finding_codes() -> dict[str, FindingCode]:
+    """class key -> its :class:`FindingCode`, from ``resources/finding_codes.csv``."""
+    return parse_table(importlib_resources.files("resources").joinpath(TABLE).read_text("utf-8"))
 
 
 def finding_code(key: str) -> FindingCode:

@@ -96,7 +96,8 @@ def shifted(ts: datetime | None, days: int) -> datetime:
 
 
 def set_content_time(ds: Any, when: datetime) -> None:
-    """Content, instance-creation and series date/time of an SR: ``when`` (UTC).
+    """Content, instance-creation, series, verification and contribution date/time of an SR:
+    ``when`` (UTC).
 
     highdicom stamps the time of building; the export sets the time of the event the document
     records (scoring, review), shifted like every other date of the patient when dates are
@@ -107,8 +108,12 @@ def set_content_time(ds: Any, when: datetime) -> None:
     ds.InstanceCreationDate, ds.InstanceCreationTime = da, tm
     ds.SeriesDate, ds.SeriesTime = da, tm
     ds.TimezoneOffsetFromUTC = "+0000"
+    dt = when.strftime("%Y%m%d%H%M%S")
     for item in ds.get("VerifyingObserverSequence", []):
-        item.VerificationDateTime = when.strftime("%Y%m%d%H%M%S")
+        item.VerificationDateTime = dt
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = dt
 
 
 def declare_private_scheme(ds: Any) -> None:
