@@ -14,7 +14,9 @@ GUI, the command line and (later) worker processes share one database safely.
 - :mod:`.identity` - is the file at an image's path still the scanned one
   (:func:`read_checked`: what the scorer, the viewer and the export decode through).
 - :mod:`.triage` - rare-finding score, finding hits and study ordering; :func:`retriage` after a
-  threshold change.
+  threshold change; FOR PROCESSING images and the library's :func:`set_flag_for_processing`.
+- :mod:`.thresholds` - operating thresholds per model set (:func:`thresholds_for`), the
+  migration of the settings' thresholds and Settings changes.
 - :mod:`.reviews` - the radiologist's verdicts and notes.
 - :mod:`.claims` - "being read by NAME": soft study claims with a lease (never a lock).
 - :mod:`.worklist` - the sorted, filtered worklist and a study's images, read-only.
@@ -69,12 +71,21 @@ from cxrlt_desktop.library.scoring import (
     retry_failed,
     score_library,
 )
+from cxrlt_desktop.library.thresholds import (
+    ThresholdSet,
+    migrate_settings_thresholds,
+    prediction_thresholds,
+    thresholds_for,
+)
 from cxrlt_desktop.library.triage import (
+    FOR_PROCESSING_NOTE,
     TriageSummary,
+    is_for_processing,
     mark_retriage_pending,
     rare_score,
     retriage,
     retriage_pending,
+    set_flag_for_processing,
     summarize,
     threshold_vector,
 )
@@ -91,6 +102,13 @@ from cxrlt_desktop.library.worklist import (
 )
 
 __all__ = [
+    "FOR_PROCESSING_NOTE",
+    "ThresholdSet",
+    "is_for_processing",
+    "migrate_settings_thresholds",
+    "prediction_thresholds",
+    "set_flag_for_processing",
+    "thresholds_for",
     "Reader",
     "being_read_text",
     "claim_study",

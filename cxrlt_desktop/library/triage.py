@@ -13,6 +13,15 @@ has no score (``None``). A score >= 1 means at least one rare finding is at or a
 threshold. A study's score is the max over its usable images' current predictions; the study
 also keeps the number of distinct findings (any class but Normal) at or above threshold.
 
+Thresholds belong to a model set (:mod:`cxrlt_desktop.library.thresholds`): a prediction is
+triaged with the thresholds of its own model set.
+
+FOR PROCESSING images (``PresentationIntentType``: raw detector data; the models were trained on
+images for presentation) are scored and their findings shown, but they do not raise the study's
+rare-finding score (so neither its flag nor its place in the worklist) unless the library's
+``flag_for_processing`` option is on (:func:`set_flag_for_processing`, from the settings key of
+that name).
+
 Only a probability in 0..1 counts: an infinity or a value outside 0..1 (a broken model; the
 scorer refuses to write such a result) is left out like NaN, so it can neither flag a finding
 nor put an image at the top of the worklist.
@@ -26,12 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, NORMAL_INDEX, RARE_CLASSES
 
 TOP_N = 3
+FOR_PROCESSING = "FOR PROCESSING"
+FOR_PROCESSING_NOTE = "for processing image: the models were trained on images for presentation"
+FLAG_FOR_PROCESSING = "flag_for_processing"  # the library_setting holding the option
 _RARE_MASK = np.array([c in RARE_CLASSES for c in ALL_CLASSES])
 _FINDING_MASK = np.ones(len(ALL_CLASSES), dtype=bool)
 _FINDING_MASK[NORMAL_INDEX] = False
@@ -173,6 +185,8 @@ def _study_summaries(session: Session, chunk: list[int]) -> list[dict[str, Any]]
 
     # The study's usable images on disk.
     live = (Image.usable.is_(True), Image.missing.is_(False), Series.study_id.in_(chunk))
+    # A FOR PROCESSING image raises the study's score only when the library allows it.
+    may_flag = true() if flag_for_processing(session) else ~for_processing_clause()
     counts = {
         sid: (n, scored, score)
         for sid, n, scored, score in session.execute(
@@ -180,7 +194,7 @@ def _study_summaries(session: Session, chunk: list[int]) -> list[dict[str, Any]]
                 Series.study_id,
                 func.count(Image.id),
                 func.count(Image.current_prediction_id),
-                func.max(Prediction.rare_score),
+                func.max(case((may_flag, Prediction.rare_score), else_=None)),
             )
             .join(Image, Image.series_id == Series.id)
             .outerjoin(Prediction, Prediction.id == Image.current_prediction_id)
@@ -271,14 +285,29 @@ def retriage(
 ) -> int:
     """Recompute every current prediction's triage columns and hits for new thresholds.
 
+    ``thresholds`` are the settings' ``[thresholds]`` (``{}``: none overridden): they first
+    become the current model set's
+    (:func:`~cxrlt_desktop.library.thresholds.apply_settings_thresholds`; a library without
+    threshold rows migrates them first), and they are the fallback of the findings a model set
+    has no row for. None leaves every model set's thresholds as they are. Each prediction is
+    then triaged with the thresholds of its own model set.
+
     The probabilities stay as they are (predictions are immutable); the rare score, the count
     above threshold, the top findings and ``finding_hit`` are derived from them and follow the
     thresholds in force. Runs in transactions of ``RETRIAGE_CHUNK`` images; ``should_stop`` is
     checked between them. Returns the number of predictions updated.
     """
+    from cxrlt_desktop.library.thresholds import (
+        apply_settings_thresholds,
+        migrate_settings_thresholds,
+    )
     from cxrlt_desktop.store.models import AuditEvent, Image
 
-    t = threshold_vector(thresholds)
+    fallback = dict(thresholds or {})
+    threshold_vector(fallback)  # refuses bad values before anything is written
+    if thresholds is not None:
+        migrate_settings_thresholds(store, fallback)
+        apply_settings_thresholds(store, fallback)
     mark_retriage_pending(store, thresholds)  # until the last chunk is written
     with store.session() as s, s.begin():
         image_ids = list(
@@ -291,7 +320,7 @@ def retriage(
         if should_stop is not None and should_stop():
             return done  # still pending: the next start resumes it (retriage_pending)
         chunk = image_ids[i : i + RETRIAGE_CHUNK]
-        done += store.write(lambda s, c=chunk: _retriage_images(s, c, t))
+        done += store.write(lambda s, c=chunk: _retriage_images(s, c, fallback))
     store.write(lambda s: s.add(AuditEvent(action=_RETRIAGE_END, new={"images": done})))
     return done
 
@@ -322,18 +351,26 @@ def retriage_pending(store) -> bool:  # noqa: ANN001
     return last == _RETRIAGE_START
 
 
-def _retriage_images(s: Session, image_ids: list[int], t: np.ndarray) -> int:
+def _retriage_images(s: Session, image_ids: list[int], fallback: Mapping[str, float]) -> int:
+    from cxrlt_desktop.library.thresholds import vectors_for
     from cxrlt_desktop.store.models import Image, Prediction, Series, probs_to_array
 
     rows = s.execute(
-        select(Prediction.id, Prediction.image_id, Prediction.probs, Series.study_id)
+        select(
+            Prediction.id,
+            Prediction.image_id,
+            Prediction.probs,
+            Series.study_id,
+            Prediction.model_set_id,
+        )
         .join(Image, Image.current_prediction_id == Prediction.id)
         .outerjoin(Series, Series.id == Image.series_id)
         .where(Image.id.in_(image_ids))
     ).all()
+    vectors = vectors_for(s, {r[4] for r in rows}, fallback)
     updates = []
-    for pid, image_id, blob, study_id in rows:
-        summary = summarize(probs_to_array(blob), t)
+    for pid, image_id, blob, study_id, model_set_id in rows:
+        summary = summarize(probs_to_array(blob), vectors[model_set_id])
         updates.append(
             {
                 "id": pid,
@@ -347,3 +384,58 @@ def _retriage_images(s: Session, image_ids: list[int], t: np.ndarray) -> int:
         s.execute(update(Prediction), updates)
     refresh_studies(s, {r[3] for r in rows if r[3] is not None})
     return len(updates)
+
+
+# ---------------------------------------------------------------------- FOR PROCESSING
+def is_for_processing(meta: Mapping[str, Any] | None) -> bool:
+    """Whether a scanned header (``image.meta``) says Presentation Intent Type FOR PROCESSING."""
+    value = (meta or {}).get("PresentationIntentType")
+    return isinstance(value, str) and value.strip().upper() == FOR_PROCESSING
+
+
+def for_processing_clause():  # noqa: ANN201 - a SQL expression
+    """SQL: the ``image`` row's scanned header says FOR PROCESSING (SQLite and PostgreSQL)."""
+    from cxrlt_desktop.store.models import Image
+
+    value = func.upper(func.trim(Image.meta["PresentationIntentType"].as_string()))
+    return func.coalesce(value, "") == FOR_PROCESSING
+
+
+def flag_for_processing(s: Session) -> bool:
+    """The library's option: may FOR PROCESSING images raise the rare-finding flag (default
+    no)."""
+    from cxrlt_desktop.store.tables_thresholds import LibrarySetting
+
+    row = s.get(LibrarySetting, FLAG_FOR_PROCESSING)
+    return bool(row.value) if row is not None else False
+
+
+def set_flag_for_processing(store, on: bool) -> int:  # noqa: ANN001
+    """Set the library's ``flag_for_processing`` option (the settings key of that name) and
+    re-summarise the studies with a FOR PROCESSING image, in one transaction. Returns how many
+    studies were re-summarised (0 when the option already had that value)."""
+    from cxrlt_desktop.store.models import AuditEvent, Image, Series, utcnow
+    from cxrlt_desktop.store.tables_thresholds import LibrarySetting
+
+    on = bool(on)
+
+    def work(s: Session) -> int:
+        if flag_for_processing(s) == on:
+            return 0
+        row = s.get(LibrarySetting, FLAG_FOR_PROCESSING)
+        if row is None:
+            s.add(LibrarySetting(name=FLAG_FOR_PROCESSING, value=on, updated_at=utcnow()))
+        else:
+            row.value, row.updated_at = on, utcnow()
+        s.add(AuditEvent(action=FLAG_FOR_PROCESSING, new={"on": on}))
+        s.flush()
+        studies = s.scalars(
+            select(Series.study_id)
+            .join(Image, Image.series_id == Series.id)
+            .where(for_processing_clause())
+            .distinct()
+        ).all()
+        refresh_studies(s, [sid for sid in studies if sid is not None])
+        return len(studies)
+
+    return store.write(work)

@@ -9,6 +9,10 @@ index and sorts only the matching studies.
 Status: ``unreviewed`` lists studies not fully reviewed (no verdict, or only some images
 reviewed: ``partial``), ``reviewed`` those whose every usable image has a verdict, ``all`` both.
 Only studies with at least one usable, present image are listed.
+
+``for_processing`` marks a study with a FOR PROCESSING image (raw detector data: scored, but the
+models were trained on images for presentation; such an image raises the rare-finding flag only
+with the library's ``flag_for_processing`` option, see :mod:`.triage`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy import Select, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from cxrlt_desktop.library.pseudonym import pseudonym
+from cxrlt_desktop.library.triage import for_processing_clause
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import FindingHit, Image, Patient, ScoreFailure, Series, Study
 from engine.classes import ALL_CLASSES, DISPLAY_NAMES
@@ -45,6 +50,7 @@ class WorklistRow:
     top_findings: list[dict[str, Any]] = field(default_factory=list)
     status: str = "unreviewed"
     patient_name: str | None = None  # only with show_phi
+    for_processing: bool = False  # a usable image of the study is FOR PROCESSING
 
     @property
     def flagged(self) -> bool:
@@ -53,8 +59,8 @@ class WorklistRow:
 
     def to_json(self, *, show_phi: bool = False) -> dict[str, Any]:
         """The JSON object ``cxrlt worklist --json`` prints: study_uid, patient, study_date,
-        description, n_images, n_scored, n_failed, rare_score, top_findings, status (+ n_above,
-        patient_name with PHI)."""
+        description, n_images, n_scored, n_failed, rare_score, top_findings, status,
+        for_processing (+ n_above, patient_name with PHI)."""
         d = asdict(self)
         d.pop("study_id")
         if not show_phi:
@@ -186,6 +192,7 @@ def query_worklist(
         Patient.patient_id,
         Patient.key,
         Patient.patient_name,
+        _has_for_processing().label("for_processing"),
     ).join(Patient, Patient.id == Study.patient_id)
     with store.session() as s, s.begin():
         dense = _is_dense(s, finding)
@@ -211,9 +218,25 @@ def query_worklist(
             top_findings=list(r.top_findings or []),
             status=r.review_status,
             patient_name=r.patient_name if show_phi else None,
+            for_processing=bool(r.for_processing),
         )
         for r in rows
     ]
+
+
+def _has_for_processing():  # noqa: ANN202 - a SQL expression
+    """EXISTS: the study has a usable, present FOR PROCESSING image."""
+    return (
+        exists()
+        .where(
+            Series.study_id == Study.id,
+            Image.series_id == Series.id,
+            Image.usable.is_(True),
+            Image.missing.is_(False),
+            for_processing_clause(),
+        )
+        .correlate(Study)
+    )
 
 
 def count_worklist(

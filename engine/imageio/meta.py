@@ -48,6 +48,7 @@ META_KEYWORDS = (
     "SeriesDescription",
     "SeriesNumber",
     "InstanceNumber",
+    "PresentationIntentType",  # FOR PROCESSING images are marked and not flagged by default
 )
 
 
