@@ -1,6 +1,6 @@
 """Right patient or nothing: a file replaced after the scan is not scored under the scanned
 patient. Real files: synthetic CR studies, the RG1 radiograph (another patient) and the CT of
-pydicom-data, the real scorer with the random-weight model, a real SQLite store."""
+pydicom-data, the real scorer with the random-weight model, a real store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def _testdata(name):
     if path is None:
         pytest.skip("pydicom-data is not installed")
     return path
+
+
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_store
 
 
 def _scan(store, folder):

@@ -17,6 +17,12 @@ from engine.classes import ALL_CLASSES, TASK1_CLASSES
 
 
 @pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_store
+
+
+@pytest.fixture
 def library(store, tmp_path, write_study):
     write_study(tmp_path / "lib" / "a", 2, patient_id="A")
     write_study(tmp_path / "lib" / "b", 2, patient_id="B")
@@ -25,9 +31,10 @@ def library(store, tmp_path, write_study):
     return store
 
 
-@pytest.fixture
-def nan_predictor(tmp_path, csra_ckpt):
-    """The test model with a NaN classifier bias: every Task 1 probability is NaN."""
+@pytest.fixture(scope="module")
+def nan_predictor(tmp_path_factory, csra_ckpt):
+    """The test model with a NaN classifier bias: every Task 1 probability is NaN (built once:
+    the SQLite and PostgreSQL runs share it)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -35,7 +42,7 @@ def nan_predictor(tmp_path, csra_ckpt):
 
     weights = load_file(csra_ckpt)
     weights["head.classifier.bias"] = torch.full_like(weights["head.classifier.bias"], np.nan)
-    broken = tmp_path / "broken.safetensors"
+    broken = tmp_path_factory.mktemp("nan") / "broken.safetensors"
     save_file(weights, broken)
     return Predictor(
         EngineConfig(

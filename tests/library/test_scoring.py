@@ -33,9 +33,18 @@ def _score(store, predictor, **kw):
     return list(score_library(store, predictor, **kw))
 
 
+_PREDICTORS: dict = {}
+
+
 def _tiny_predictor(csra_ckpt, **kw):
-    """A fast-mode CPU predictor over the random atto checkpoint at 64 px (``kw`` override)."""
+    """A fast-mode CPU predictor over the random atto checkpoint at 64 px (``kw`` override),
+    built once per settings and shared, like the session's ``predictor``: each test runs twice
+    (SQLite, PostgreSQL) and loading models is the slow part."""
     from engine.predictor import EngineConfig, Predictor
+
+    key = (str(csra_ckpt), tuple(sorted(kw.items())))
+    if key in _PREDICTORS:
+        return _PREDICTORS[key]
 
     base = dict(
         task1_checkpoints=[csra_ckpt],
@@ -45,7 +54,8 @@ def _tiny_predictor(csra_ckpt, **kw):
         device="cpu",
         batch_size=4,
     )
-    return Predictor(EngineConfig(**{**base, **kw}))
+    _PREDICTORS[key] = Predictor(EngineConfig(**{**base, **kw}))
+    return _PREDICTORS[key]
 
 
 def _hand_rare(p):
@@ -56,6 +66,12 @@ def _hand_rare(p):
             r = p[k] / DEFAULT_THRESHOLDS[c]
             best = r if best is None or r > best else best
     return best
+
+
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL (the model fixtures are per session)."""
+    return any_store
 
 
 @pytest.fixture
