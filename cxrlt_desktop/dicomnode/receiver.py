@@ -14,8 +14,9 @@ For each object: free space above the floor, else 0xA700 (out of resources) and 
 written to a temporary file and validated by the input layer (``engine.imageio.read_header``);
 UIDs checked (``inbox.valid_uid``) before they become path parts, else 0xA900 and nothing kept;
 moved into ``<inbox>/<Study>/<Series>/<SOP>.dcm``; added to the library by a single writer
-thread (``library.scanning.add_files``, batches of what arrived meanwhile), then handed to the
-scorer (``on_added``). An object the input layer finds unusable is still added (so it shows in
+thread (``library.scanning.add_files``, batches of what arrived meanwhile), queued for scoring
+for every active model set (``library.queue.enqueue_for_active_sets``: department workers take
+the jobs) and handed to ``on_added`` (``cxrlt listen``'s in-process scorer, the GUI). An object the input layer finds unusable is still added (so it shows in
 Problems with its reason) and answered with 0xC000 "cannot understand" and that reason.
 
 Associations: a calling AE title not on the allow-list (when one is set; entries ``AET`` or
@@ -442,6 +443,7 @@ class DicomNode:
                 return
 
     def _write(self, items: list[tuple]) -> None:
+        from cxrlt_desktop.library.queue import enqueue_for_active_sets
         from cxrlt_desktop.library.scanning import add_files, record_refused
 
         delay = 0.5
@@ -454,6 +456,8 @@ class DicomNode:
                     result = add_files(
                         self.store, [p for p, _ in files], headers={p: h for p, h in files}
                     )
+                    if result.image_ids:  # for department workers (and the scorer below)
+                        enqueue_for_active_sets(self.store, result.image_ids)
                     if self.on_added is not None:
                         self.on_added(result)
                 return

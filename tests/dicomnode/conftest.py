@@ -164,3 +164,18 @@ def tiny_model_args(csra_ckpt):
         "--batch-size",
         "2",
     ]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """A new, empty library on each dialect (as tests/library's any_store): a SQLite file, and a
+    PostgreSQL database of its own (``postgres_url``: skipped without CXRLT_TEST_POSTGRES)."""
+    from cxrlt_desktop.store import open_store
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    st = open_store(url)
+    yield st
+    st.close()

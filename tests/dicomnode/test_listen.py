@@ -307,3 +307,31 @@ def test_bad_options_are_usage_errors(tmp_path):
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert p.returncode == 2 and text in p.stderr, (args, p.stderr)
+
+
+def test_received_images_are_queued_for_the_active_model_sets(
+    listen, open_library, tiny_model_args, tmp_path
+):
+    """A node without a scorer (department mode: workers score) queues each received image
+    for every model set in use."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.models import Image
+    from cxrlt_desktop.store.tables_department import ScoreJob
+
+    db = f"sqlite:///{(tmp_path / 'dept.db').as_posix()}"
+    first = listen(*tiny_model_args, db=db)
+    first.wait_for(r"models loaded", timeout=120)
+    assert _send(first.port, [sample("RG1_UNCR.dcm")])[0][0] == 0
+    first.wait_for(r"scored 1 image", timeout=180)  # the model set is now in use
+    assert first.stop() == 0
+    node = listen(db=db)  # --no-score
+    assert _send(node.port, [sample("RG1_J2KR.dcm")])[0][0] == 0
+    node.wait_for(r"library: 1 new")
+    store = open_library(db)
+    with store.session() as s, s.begin():
+        new_id = s.scalar(
+            select(Image.id).where(Image.sop_uid.endswith(".1.2.20040826185059.5457"))
+        )
+        jobs = s.execute(select(ScoreJob.image_id, ScoreJob.state)).all()
+    assert (new_id, "queued") in jobs
