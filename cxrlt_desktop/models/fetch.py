@@ -187,7 +187,7 @@ def _download(
     with hub_online(endpoint):
         import httpx2
         from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+        from huggingface_hub.errors import OfflineModeIsEnabled
 
         try:  # one quick try first: an unreachable hub is said at once, not after 5 retries
             get_hf_file_metadata(
@@ -225,21 +225,10 @@ def _download(
                 )
             except FetchError:
                 raise
-            except HubAccessError as e:
-                raise FetchError(f"{model.name}: {e}") from e
-            except (httpx2.ConnectError, httpx2.TimeoutException, OfflineModeIsEnabled) as e:
-                raise _unreachable(endpoint, model, e) from e
-            except HfHubHTTPError as e:
-                first = (str(e).strip().splitlines() or ["HTTP error"])[0][:300]
-                raise FetchError(f"{model.name}: the hub refused {f.path} ({first})") from e
-            except (OSError, httpx2.HTTPError) as e:
-                cause = _network_cause(e)
-                if cause is not None:
-                    raise _unreachable(endpoint, model, cause) from e
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-                raise FetchError(
-                    f"{model.name}: download of {f.path} failed ({first}); nothing installed"
-                ) from e
+            except Exception as e:
+                if cancel is not None and cancel.is_set():  # interrupted by a cancel
+                    raise FetchCancelled() from e
+                _raise_fetch_error(e, model, f.path, endpoint)
             size = got.stat().st_size
             if size != f.size:
                 raise FetchError(
@@ -266,6 +255,28 @@ def _network_cause(e: BaseException) -> BaseException | None:
     return None
 
 
+def _raise_fetch_error(exc: Exception, model: PublishedModel, path: str, endpoint: str) -> None:
+    """Raise the one-line :class:`FetchError` for what ``hf_hub_download`` raised."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from cxrlt_desktop.models.hub import HubAccessError
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, HubAccessError):
+        raise FetchError(f"{model.name}: {exc}") from exc
+    cause = _network_cause(exc)
+    if cause is not None:
+        raise _unreachable(endpoint, model, cause) from exc
+    if isinstance(exc, HfHubHTTPError):
+        raise FetchError(f"{model.name}: the hub refused {path} ({first})") from exc
+    if isinstance(exc, OSError | httpx2.HTTPError):
+        raise FetchError(
+            f"{model.name}: download of {path} failed ({first}); nothing installed"
+        ) from exc
+    raise FetchError(f"{model.name}: download of {path} failed ({first})") from exc
+
+
 def model_path(model: PublishedModel, folder: Path) -> Path:
     """What the settings point at inside an installed model folder."""
     return folder if model.use == "." else folder / model.use
@@ -281,8 +292,12 @@ def install_published(
     revision: str | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    configure: bool = True,
 ) -> list[RegisteredModel]:
     """Fetch each model (licences must have been accepted), register it, configure settings.
+
+    ``configure=False`` leaves the settings file alone (the GUI fills its settings dialog and
+    saves on OK).
 
     The settings are changed after every model is installed: Task 1 checkpoints become the
     fetched one plus any registered MLP-head checkpoint already configured (ensemble weights
@@ -317,7 +332,8 @@ def install_published(
         registry.put(entry)
         registry.save()
         done.append(entry)
-    configure_settings(done, registry, settings_path)
+    if configure:
+        configure_settings(done, registry, settings_path)
     return done
 
 

@@ -18,6 +18,18 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 _LOCK = threading.Lock()  # one fetch at a time changes huggingface_hub's globals
+_CURRENT: _Gate | None = None  # the gate of the fetch running now
+
+
+def interrupt() -> None:
+    """Close the running fetch's connections (from any thread): a read in progress fails at
+    once, and the fetch, whose cancel event the caller set first, reports a cancel."""
+    gate = _CURRENT
+    for client in list(gate.clients if gate is not None else []):
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
 
 
 class HubAccessError(OSError):
@@ -50,6 +62,7 @@ class _Gate:
         self.endpoint = endpoint
         self.allowed = {_origin(endpoint)}
         self.requests: list[str] = []  # every URL requested, in order (for the report and tests)
+        self.clients: list = []  # the clients made for this fetch (closed by interrupt())
 
     def on_request(self, request) -> None:  # noqa: ANN001 - httpx request
         origin = _origin(str(request.url))
@@ -79,7 +92,7 @@ def hub_online(endpoint: str) -> Iterator[_Gate]:
     def factory():  # noqa: ANN202
         import httpx2
 
-        return httpx2.Client(
+        client = httpx2.Client(
             event_hooks={
                 "request": [_http.hf_request_event_hook, gate.on_request],
                 "response": [gate.on_response],
@@ -87,8 +100,12 @@ def hub_online(endpoint: str) -> Iterator[_Gate]:
             follow_redirects=True,
             timeout=None,
         )
+        gate.clients.append(client)
+        return client
 
+    global _CURRENT
     with _LOCK:
+        _CURRENT = gate
         saved = (constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_XET)
         saved_factory = _http._GLOBAL_CLIENT_FACTORY
         constants.HF_HUB_OFFLINE = False
@@ -97,8 +114,9 @@ def hub_online(endpoint: str) -> Iterator[_Gate]:
         try:
             yield gate
         finally:
+            _CURRENT = None
             _http.set_client_factory(saved_factory)
             constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_XET = saved
 
 
-__all__ = ["HubAccessError", "configured_endpoint", "hub_online"]
+__all__ = ["HubAccessError", "configured_endpoint", "hub_online", "interrupt"]

@@ -44,7 +44,7 @@ from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
 AUTO_ARCH = "auto"
 FIRST_START_TEXT = (
     "<b>No models are configured yet.</b> CXR-LT Desktop scores images with local model files "
-    "(nothing is downloaded). Add the Task 1 checkpoints (for example the published "
+    "(nothing is downloaded unless you press Get the published models). Add the Task 1 checkpoints (for example the published "
     "<code>convnextv2_base_mimic-cxr_padchest_csra_dbcas.safetensors</code> and an MLP-head "
     "checkpoint) and, for the 6 zero-shot findings, a WhyXrayCLIP folder "
     "(open_clip_config.json + weights). The files are checked by loading them when you press "
@@ -166,7 +166,32 @@ class SettingsDialog(QDialog):
         self.calibration = QLineEdit()
         self.calibration.setPlaceholderText("optional temperature-scaling JSON")
         form.addRow("Calibration", self._with_browse(self.calibration, folder=False))
+        get = QPushButton("Get the published models...")
+        get.setObjectName("getPublishedModels")
+        get.setToolTip("Download, verify and install the published models (cxrlt models fetch)")
+        get.clicked.connect(self.get_published_models)
+        form.addRow("", get)
         return w
+
+    def get_published_models(self):  # noqa: ANN201
+        """Open the fetch dialog; what it installs fills the model fields (OK checks them)."""
+        from cxrlt_desktop.ui.models_fetch_dialog import ModelsFetchDialog
+
+        self.fetch_dialog = ModelsFetchDialog(self)
+        self.fetch_dialog.installed.connect(self.use_models)
+        self.fetch_dialog.open()
+        return self.fetch_dialog
+
+    def use_models(self, entries: list) -> None:
+        """Point the model fields at registered models (``RegisteredModel``: role, path)."""
+        task1 = [e.path for e in entries if e.role.startswith("task1")]
+        clip = [e.path for e in entries if e.role == "clip"]
+        if task1:
+            self.set_checkpoints(task1)
+            self.weights.clear()
+            self.arch.setCurrentText(AUTO_ARCH)
+        if clip:
+            self.clip_model.setText(clip[-1])
 
     def _engine_tab(self) -> QWidget:
         w = QWidget()

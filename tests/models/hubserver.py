@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -25,6 +26,8 @@ class Hub:
     drop: set[str] = field(default_factory=set)  # names whose GET is cut off
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, host)
     dropped: dict[str, int] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)  # name -> base URL to send GETs to
+    slow: set[str] = field(default_factory=set)  # names sent in small pieces with pauses
 
     def add(self, repo: str, rev: str, name: str, data: bytes) -> None:
         self.files[(repo, rev, name)] = data
@@ -57,6 +60,17 @@ def _handler(hub: Hub):
                 self.end_headers()
                 return
             repo, rev, name = key
+            if name in hub.redirect:  # like the hub's large files: metadata here, bytes elsewhere
+                data = hub.files[key]
+                sha = hashlib.sha256(data).hexdigest()
+                self.send_response(302)
+                self.send_header("Location", hub.redirect[name] + self.path)
+                self.send_header("X-Repo-Commit", rev)
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             pinned = hub.files[key]
             data = hub.tamper.get(name, pinned)
             sha = hashlib.sha256(data).hexdigest()
@@ -78,6 +92,15 @@ def _handler(hub: Hub):
                     self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
+                return
+            if name in hub.slow:
+                try:
+                    for i in range(0, len(data), 64 * 1024):
+                        self.wfile.write(data[i : i + 64 * 1024])
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except OSError:  # the client hung up (a cancel)
+                    self.close_connection = True
                 return
             self.wfile.write(data)
 

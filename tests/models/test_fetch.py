@@ -234,3 +234,34 @@ def test_offline_mode_is_back_after_a_fetch(pins_file, hub, hub_url, user_dirs, 
             TASK1_REPO, TASK1_FILE, revision=REVISION, endpoint=hub_url, local_dir=tmp_path / "x"
         )
     assert len(hub.requests) == n
+
+
+def test_redirects_of_the_endpoint_are_followed_other_hosts_refused(
+    pins_file, hub, hub_url, user_dirs, tiny_models, tmp_path
+):
+    """The hub serves large files through a redirect to its storage: followed, because the
+    endpoint chose it. A request to any other place is refused by the client."""
+    from hubserver import Hub, HubServer
+
+    from cxrlt_desktop.models import HubAccessError, hub_online
+
+    task1, _ = tiny_models
+    storage = Hub()
+    storage.files = dict(hub.files)
+    with HubServer(storage) as storage_url:
+        hub.redirect[TASK1_FILE] = storage_url
+        pins = [m for m in load_pins(pins_file) if m.option == "task1"]
+        reg = Registry()
+        _accept_all(reg, pins)
+        dest = tmp_path / "m"
+        install_published(pins, dest=dest, endpoint=hub_url, registry=reg)
+        assert (dest / "task1-csra" / TASK1_FILE).read_bytes() == task1.read_bytes()
+        assert [m for m, _, _ in storage.requests] == ["GET"]
+        # the same storage server, asked directly (no redirect from the endpoint): refused
+        storage.requests.clear()
+        with hub_online(hub_url):
+            from huggingface_hub.utils import get_session
+
+            with pytest.raises(HubAccessError, match="only talks to"):
+                get_session().get(storage_url + "/x")
+        assert storage.requests == []
