@@ -113,6 +113,11 @@ def readme_text(
         ]
     else:
         lines += ["  (no scored predictions among the exported images)"]
+    if models:
+        from cxrlt_desktop.models.cards import model_facts_text
+
+        lines += ["", "Model facts (what made the predictions; cards in docs/models.md)"]
+        lines += [model_facts_text(models)]
     changed = {k: v for k, v in thresholds.items() if DEFAULT_THRESHOLDS.get(k) != v}
     lines += [
         "",
