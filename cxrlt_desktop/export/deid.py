@@ -146,6 +146,43 @@ def patient_identifiers(rec: ImageRecord, header: HeaderFacts | None = None) -> 
     return sorted((o for o in out if len(o) >= 2), key=len, reverse=True)
 
 
+_TITLES = {"dr", "prof", "mr", "mrs", "ms", "md", "phd", "sir"}
+
+
+def reviewer_identifiers(names: Iterable[str]) -> list[str]:
+    """Reviewers' names as a note might quote them, for :func:`scrub_text`: each name as
+    entered and, with titles (Dr, Prof, ...) dropped, "Given Family", "Family Given" and
+    "Family, Given" when two or more words remain. Single words are left: a reviewer called
+    "One" must not take "one nodule" out of every note. A "name" that is not written like one
+    (digits, symbols: ``=cmd|...``, ``+1+1``) is left too: a note quoting it is not naming a
+    person."""
+    out: set[str] = set()
+    for name in names:
+        name = " ".join(name.replace("^", " ").split())
+        if len(name) < 2 or not re.fullmatch(
+            r"[^\W\d_][^\W\d_ .,'’-]*(?:[ .,'’-]+[^\W\d_]+)*\.?", name
+        ):
+            continue
+        out.add(name)
+        if "," in name:  # "Family, Given"
+            family_part, given_part = (p.strip() for p in name.split(",", 1))
+            ordered = given_part.split() + family_part.split()
+        else:
+            ordered = name.split()
+        words = [w for w in ordered if w.lower().rstrip(".") not in _TITLES]
+        if len(words) >= 2:
+            given, family = " ".join(words[:-1]), words[-1]
+            out |= {
+                " ".join(words),
+                f"{family} {given}",
+                f"{family}, {given}",
+                f"{given}, {family}",
+            }
+        if len(words) == 1 and len(words[0]) >= 2 and words[0] != name:
+            out |= {f"{t} {words[0]}" for t in ("Dr", "Dr.", "Prof", "Prof.")}
+    return sorted(out, key=len, reverse=True)
+
+
 def _meta_texts(meta: dict, *keys: str) -> list[str]:
     """The string values of ``keys`` in a stored header (lists flattened)."""
     out: list[str] = []

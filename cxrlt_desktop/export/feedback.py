@@ -27,7 +27,8 @@ pseudonyms are stable across exports), and so are reviewer names
 date, accession number,
 institution, path or original UID is written; free-text notes have every identifier known from
 the store and from the image's own header replaced by ``[removed]`` (a note whose image header
-cannot be read, or whose file changed since the scan, is withheld); every date of a patient
+cannot be read, or whose file changed since the scan, is withheld) and of every reviewer's
+name (:func:`.deid.reviewer_identifiers`); every date of a patient
 (study date, review time) moves by the same offset of 1 to 730 days into the past, derived
 from the salt and the patient, so intervals are kept (``shift_dates``, on by default unless
 ``include_phi``).
@@ -64,6 +65,7 @@ from cxrlt_desktop.export.deid import (
     image_pseudonym,
     patient_identifiers,
     patient_pseudonym,
+    reviewer_identifiers,
     reviewer_pseudonym,
     scrub_text,
     shift_da,
@@ -252,6 +254,7 @@ class _ExportRun:
         self.result = ExportResult(out_dir=out, options=dict(options))
         self.made_dirs: list[Path] = []
         self.readme_problems: list[str] = []  # by ImageID, never by path
+        self.reviewer_names: list[str] = []  # their written forms, for scrubbing notes
 
     def check_stop(self) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -282,6 +285,10 @@ class _ExportRun:
         """Exported IDs, dates and identifiers of the images, sorted by exported ImageID."""
         exported = [self._identity(rec) for rec in images]
         exported.sort(key=lambda e: e.image_id)
+        # Every reviewer's name is scrubbed from every note (a colleague named in a note).
+        self.reviewer_names = reviewer_identifiers(
+            {v.reviewer for rec in images for v in rec.verdicts.values()}
+        )
         self.result.n_images = len(exported)
         self.result.n_patients = len({e.rec.patient_key for e in exported})
         return exported
@@ -345,7 +352,7 @@ class _ExportRun:
             if isinstance(facts, str):
                 self.result.n_notes_withheld += 1
                 return NOTE_WITHHELD
-            e.identifiers = patient_identifiers(e.rec, facts)
+            e.identifiers = patient_identifiers(e.rec, facts) + self.reviewer_names
         return scrub_text(note, e.identifiers)
 
     # -- models behind the exported predictions ----------------------------------------------

@@ -1,6 +1,8 @@
 """End to end: scan real DICOMs full of PHI, score them with a random-weight model through the
-engine, set verdicts, export with every option, then check that no PHI byte left, that the SR
-files carry the evaluations, and that the training loader reads the export as it is."""
+engine, set verdicts, export with every option, then check that no PHI byte (nor a reviewer's
+name) left, that the de-identification is declared as it was done, that the SR files carry the
+evaluations, and that the training loader reads the export as it is. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from cxrlt_desktop.export import (
     export_feedback,
+    finding_codes,
     image_pseudonym,
     pseudonymous_uid,
 )
@@ -22,6 +25,12 @@ from engine.classes import ALL_CLASSES
 from .conftest import PHI, SECOND_PATIENT, all_bytes
 
 SCT = {"present": "52101004", "absent": "272519000", "uncertain": "64957009"}
+REVIEWERS = ("Dr One", "Dr Two")
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 def score(store, predictor):
@@ -71,6 +80,7 @@ def _phi_strings(library) -> list[bytes]:
         "19600101",  # the second patient's birth date (write_dicom's default)
         *library.sop_uids,
         str(library.folder),
+        *REVIEWERS,
     ]
     out = []
     for s in strings:
@@ -84,7 +94,9 @@ def test_no_phi_in_any_exported_byte(store, library, scored, tmp_path):
     names = {p.relative_to(res.out_dir).as_posix() for p in files}
     assert {"labels.csv", "disagreements.csv", "README.txt"} <= names
     assert sum(n.startswith("images/") for n in names) == 3
-    assert sum(n.startswith("sr/") for n in names) == 3
+    # per reviewed image its AI-result SR and its review SR
+    assert sum(n.startswith("sr/") and n.endswith("_ai.dcm") for n in names) == 3
+    assert sum(n.startswith("sr/") and n.endswith("_review.dcm") for n in names) == 3
     needles = _phi_strings(library) + [PHI["study_date"].encode(), b"20221230"]  # dates shifted
     for path, data in files.items():
         for needle in needles:
@@ -102,83 +114,139 @@ def test_no_phi_in_any_exported_byte(store, library, scored, tmp_path):
     found = b"".join(all_bytes(phi.out_dir).values())
     for needle in (PHI["name"], PHI["patient_id"], library.sop_uids[0], PHI["study_uid"]):
         assert needle.encode() in found
+    for name in REVIEWERS:
+        assert name.encode() in found
 
 
 def test_sr_files_carry_the_evaluations(store, library, scored, tmp_path, csra_ckpt):
     res = export_feedback(store, tmp_path / "out", sr=True)
-    assert res.n_sr == 3
+    assert res.n_sr == 6
     sop0 = library.sop_uids[0]
-    path = res.out_dir / "sr" / f"{image_pseudonym(sop0)}.dcm"
-    ds = pydicom.dcmread(path)
-    assert ds.Modality == "SR"
-    assert ds.VerificationFlag == "VERIFIED" and ds.CompletionFlag == "COMPLETE"
-    assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) == "Dr One^"
-    assert ds.PatientID == pseudonym(PHI["patient_id"], kind="patient")
-    assert str(ds.PatientName) == ds.PatientID + "^"
-    assert ds.get("AccessionNumber", "") == "" and ds.get("PatientBirthDate", "") == ""
-    assert ds.StudyInstanceUID == pseudonymous_uid(PHI["study_uid"])
-    ref = ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
-    assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pseudonymous_uid(sop0)
+    ai = pydicom.dcmread(res.out_dir / "sr" / f"{image_pseudonym(sop0)}_ai.dcm")
+    review = pydicom.dcmread(res.out_dir / "sr" / f"{image_pseudonym(sop0)}_review.dcm")
+    for ds in (ai, review):
+        assert ds.Modality == "SR" and ds.CompletionFlag == "COMPLETE"
+        assert ds.PatientID == pseudonym(PHI["patient_id"], kind="patient")
+        assert str(ds.PatientName) == ds.PatientID + "^"
+        assert ds.get("AccessionNumber", "") == "" and ds.get("PatientBirthDate", "") == ""
+        assert ds.StudyInstanceUID == pseudonymous_uid(PHI["study_uid"])
+        ref = ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+        assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pseudonymous_uid(sop0)
+    assert ai.VerificationFlag == "UNVERIFIED" and "VerifyingObserverSequence" not in ai
+    assert review.VerificationFlag == "VERIFIED"
+    reviewer = pseudonym("Dr One", kind="reviewer")
+    assert str(review.VerifyingObserverSequence[0].VerifyingObserverName) == reviewer + "^"
+    other = review.PertinentOtherEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert other.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == ai.SOPInstanceUID
 
-    groups = _groups(ds)
-    review = groups["Radiologist review"]
-    assert review["evaluations"] == {
-        "cardiomegaly": SCT["present"],
-        "Nodule": SCT["absent"],
-        "Pneumothorax": SCT["uncertain"],
+    code = {f: (c.scheme, c.value) for f, c in finding_codes().items()}
+    reviewed = _groups(review)
+    assert {g["finding"]: g["evaluation"] for g in reviewed.values()} == {
+        code["cardiomegaly"]: SCT["present"],
+        code["Nodule"]: SCT["absent"],
+        code["Pneumothorax"]: SCT["uncertain"],
     }
-    assert review["images"] == [pseudonymous_uid(sop0)]
-    ai = groups["AI findings"]
-    assert set(ai["evaluations"]) == set(ALL_CLASSES[:30])  # no zero-shot model configured
-    assert set(ai["evaluations"].values()) <= {SCT["present"], SCT["absent"]}
-    assert all(0.0 <= v <= 1.0 for v in ai["probabilities"].values())
-    assert ai["algorithm"]["Algorithm Name"] == ["CXR-LT Desktop"]
-    params = ai["algorithm"]["Algorithm Parameters"]
+    assert {g["image"] for g in reviewed.values()} == {pseudonymous_uid(sop0)}
+    calls = _groups(ai)
+    # no zero-shot model configured: the 30 Task 1 findings only
+    assert {g["finding"] for g in calls.values()} == {code[f] for f in ALL_CLASSES[:30]}
+    assert {g["evaluation"] for g in calls.values()} <= {SCT["present"], SCT["absent"]}
     from cxrlt_desktop.store.models import ModelVersion
 
     with store.session() as s:
         sha = s.query(ModelVersion.sha256).scalar()
-    assert f"task1-csra:{sha}" in params
+    assert any(sha in item.get("SoftwareVersions", []) for item in ai.ContributingEquipmentSequence)
     # the AI's call agrees with its own probability and the threshold
     from engine.classes import DEFAULT_THRESHOLDS
 
-    for f, code in ai["evaluations"].items():
-        expect = (
-            SCT["present"] if ai["probabilities"][f] >= DEFAULT_THRESHOLDS[f] else SCT["absent"]
-        )
-        # probabilities are float32 in the store and written as DS/FD: compare away from the edge
-        if abs(ai["probabilities"][f] - DEFAULT_THRESHOLDS[f]) > 1e-5:
-            assert code == expect, f
+    by_code = {c: f for f, c in code.items()}
+    for g in calls.values():
+        f = by_code[g["finding"]]
+        assert 0.0 <= g["probability"] <= 1.0
+        expect = SCT["present"] if g["probability"] >= DEFAULT_THRESHOLDS[f] else SCT["absent"]
+        # probabilities are float32 in the store and written as DS: compare away from the edge
+        if abs(g["probability"] - DEFAULT_THRESHOLDS[f]) > 1e-5:
+            assert g["evaluation"] == expect, f
+
+    # disagreements.csv names the reviewer by the same pseudonym
+    import csv
+
+    with open(res.disagreements_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["reviewer"] for r in rows} <= {reviewer, pseudonym("Dr Two", kind="reviewer")}
+
+
+def _declared(ds) -> set[str]:
+    return {c.CodeValue for c in ds.get("DeidentificationMethodCodeSequence", [])}
+
+
+@pytest.mark.parametrize("shift", [True, False], ids=["shifted", "full-dates"])
+def test_declared_deidentification_matches_the_options(store, library, scored, tmp_path, shift):
+    res = export_feedback(store, tmp_path / "out", sr=True, shift_dates=shift)
+    files = sorted((res.out_dir / "sr").iterdir())
+    assert len(files) == 6
+    for path in files:
+        ds = pydicom.dcmread(path)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethod and all(len(v) <= 64 for v in ds.DeidentificationMethod)
+        for item in ds.DeidentificationMethodCodeSequence:
+            assert item.CodingSchemeDesignator == "DCM"
+        codes = _declared(ds)
+        assert "113100" in codes  # Basic Application Confidentiality Profile
+        assert "113104" in codes  # Clean Structured Content: the SR content, observers renamed
+        # the dates: as declared, and as done (read back against the original)
+        if ds.PatientID == pseudonym(PHI["patient_id"], kind="patient"):
+            original = PHI["study_date"]
+        else:
+            original = "20221230"
+        if shift:
+            assert {"113107"} <= codes and "113106" not in codes
+            assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+            assert ds.StudyDate != original
+            assert 1 <= (_date(original) - _date(ds.StudyDate)).days <= 730
+        else:
+            assert {"113106"} <= codes and "113107" not in codes
+            assert ds.LongitudinalTemporalInformationModified == "UNMODIFIED"
+            assert ds.StudyDate == original
+        # patient characteristics: declared exactly when the sex is written
+        assert ("113108" in codes) == bool(ds.get("PatientSex", ""))
+        # nothing declared that was not done: UIDs replaced, no private data kept
+        assert not codes & {"113110", "113111", "113109", "113101"}
+    # an identified export declares nothing
+    phi = export_feedback(store, tmp_path / "phi", sr=True, include_phi=True)
+    for path in (phi.out_dir / "sr").iterdir():
+        ds = pydicom.dcmread(path)
+        assert "PatientIdentityRemoved" not in ds and not _declared(ds)
+
+
+def _date(da: str):
+    from datetime import datetime
+
+    return datetime.strptime(da, "%Y%m%d").date()
 
 
 def _groups(ds) -> dict[str, dict]:
-    """Walk the TID 1500 tree: per measurement group its evaluations, probabilities, images and
-    algorithm identification (read with plain pydicom, independent of highdicom)."""
+    """Walk the TID 1500 tree with plain pydicom (independent of highdicom): per measurement
+    group (by tracking identifier) its finding code, evaluation, probability and image."""
     root = ds.ContentSequence
     imaging = next(i for i in root if i.ConceptNameCodeSequence[0].CodeValue == "126010")
     out = {}
     for group in imaging.ContentSequence:
-        info = {"evaluations": {}, "probabilities": {}, "images": [], "algorithm": {}}
+        info: dict = {}
         name = None
         for item in group.ContentSequence:
             concept = item.ConceptNameCodeSequence[0]
             if item.ValueType == "TEXT" and concept.CodeValue == "112039":  # Tracking Identifier
                 name = item.TextValue
-            elif item.ValueType == "CODE" and concept.CodingSchemeDesignator == "99CXRLT":
-                info["evaluations"][concept.CodeMeaning] = item.ConceptCodeSequence[0].CodeValue
-            elif item.ValueType == "NUM":
-                finding = concept.CodeMeaning.removesuffix(" probability")
-                info["probabilities"][finding] = float(item.MeasuredValueSequence[0].NumericValue)
+            elif item.ValueType == "CODE" and concept.CodeValue == "121071":  # Finding
+                c = item.ConceptCodeSequence[0]
+                info["finding"] = (c.CodingSchemeDesignator, c.CodeValue)
+            elif item.ValueType == "CODE":
+                info["evaluation"] = item.ConceptCodeSequence[0].CodeValue
+            elif item.ValueType == "NUM" and concept.CodeValue == "122157":  # Probability
+                info["probability"] = float(item.MeasuredValueSequence[0].NumericValue)
             elif item.ValueType == "IMAGE":
-                info["images"].append(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
-            elif item.ValueType == "TEXT" and concept.CodeValue in ("111001", "111003", "111002"):
-                info["algorithm"].setdefault(concept.CodeMeaning, []).append(item.TextValue)
-        # the algorithm identification hangs under the Algorithm Name item in some layouts
-        for item in group.ContentSequence:
-            for sub in getattr(item, "ContentSequence", []):
-                c = sub.ConceptNameCodeSequence[0]
-                if sub.ValueType == "TEXT" and c.CodeValue in ("111001", "111003", "111002"):
-                    info["algorithm"].setdefault(c.CodeMeaning, []).append(sub.TextValue)
+                info["image"] = item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
         out[name] = info
     return out
 

@@ -26,6 +26,14 @@ from cxrlt_desktop.library.reviews import set_verdict
 from .conftest import _pixels, insert_prediction, probs_with, scan_folder
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+REVIEWER = "Dr Quillon Marchetti"  # a reviewer's name: in no byte of a de-identified export
+
+
+@pytest.fixture
+def store(any_store):
+    """Every test of this module on SQLite and on PostgreSQL."""
+    return any_store
+
 
 # Every identifying attribute a note could quote, with distinctive values.
 HEADER = {
@@ -271,7 +279,7 @@ def test_header_uids_never_write_outside_the_export(store, tmp_path):
     assert created and all(p == out or out in p.parents for p in created), created
     assert not Path("/tmp/abs.png").exists() and not Path("/tmp/abs.dcm").exists()
     for name in ("images", "sr"):
-        stems = {p.stem for p in (out / name).iterdir()}
+        stems = {p.stem.removesuffix("_review") for p in (out / name).iterdir()}
         assert len(stems) == 4 and all(re.fullmatch(r"[0-9a-f]{16}", s) for s in stems), stems
     with open(res.labels_csv, newline="") as f:
         image_ids = {r["ImageID"] for r in csv.DictReader(f)}
@@ -305,4 +313,43 @@ def test_export_files_are_private_whatever_the_umask(store, planted, tmp_path):
     for p in res.out_dir.rglob("*"):
         want = 0o700 if p.is_dir() else 0o600
         assert stat.S_IMODE(p.stat().st_mode) == want, p
-    assert len(res.files) == 5  # README, labels, disagreements, one PNG, one SR
+    assert len(res.files) == 6  # README, labels, disagreements, one PNG, AI and review SR
+
+
+# ----------------------------------------------------------------------------------------------
+# reviewers
+
+
+def test_reviewer_names_are_pseudonymised_and_scrubbed(store, tmp_path):
+    from cxrlt_desktop.export import reviewer_pseudonym
+    from cxrlt_desktop.library.pseudonym import pseudonym
+
+    path = _write(tmp_path / "in" / "img.dcm")
+    image_id = scan_folder(store, tmp_path / "in")[path.resolve()]
+    insert_prediction(store, image_id, probs_with({"Nodule": 0.001}, default=0.0))
+    note = (
+        "RUL nodule, discussed with Dr. Quillon Marchetti (Marchetti, Quillon) and one "
+        "colleague; Dr review."
+    )
+    set_verdict(store, image_id, "Nodule", "present", reviewer=REVIEWER, note=note)
+    res = export_feedback(store, tmp_path / "out", sr=True)
+    with open(res.out_dir / "disagreements.csv", newline="", encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    # the reviewer column holds the pseudonym (computed here from its definition)
+    assert row["reviewer"] == pseudonym(REVIEWER, kind="reviewer") == reviewer_pseudonym(REVIEWER)
+    assert "Quillon" not in row["note"] and "Marchetti" not in row["note"]
+    assert (
+        "RUL nodule, discussed with" in row["note"] and "one colleague; Dr review." in row["note"]
+    )
+    needles = [w.encode(enc) for w in ("Quillon", "Marchetti") for enc in ("utf-8", "utf-16-le")]
+    needles += [w.lower().encode() for w in ("Quillon", "Marchetti")]
+    for p in res.out_dir.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert not [n for n in needles if n in data], p
+    review = pydicom.dcmread(next((res.out_dir / "sr").glob("*_review.dcm")))
+    assert str(review.VerifyingObserverSequence[0].VerifyingObserverName) == row["reviewer"] + "^"
+    # Control: with identifiers the name is there, in the CSV and the review SR.
+    phi = export_feedback(store, tmp_path / "phi", sr=True, include_phi=True)
+    assert REVIEWER.encode() in (phi.out_dir / "disagreements.csv").read_bytes()
+    assert REVIEWER.encode() in next((phi.out_dir / "sr").glob("*_review.dcm")).read_bytes()
