@@ -16,6 +16,8 @@ migration 0005), ``"user"`` (set in Settings for this model set), ``"calibration
 - :func:`apply_settings_thresholds` - the user changed thresholds in Settings: they now belong
   to the current model set (the other model sets keep theirs).
 - :func:`current_model_set` - the model set of the newest scoring run.
+- :func:`sync_with_settings` - both of the above at a library's opening, and the settings'
+  ``flag_for_processing``.
 """
 
 from __future__ import annotations
@@ -236,6 +238,17 @@ def apply_settings_thresholds(store, overrides: Mapping[str, float] | None) -> i
     return store.write(work)
 
 
+def sync_with_settings(store, settings) -> None:  # noqa: ANN001
+    """What a program does when it opens a library with its settings: migrate the settings'
+    thresholds (a library without threshold rows) and apply the ``flag_for_processing`` key to
+    the library (re-summarising the studies with FOR PROCESSING images when it changes). Both
+    are no-ops on a library already in step."""
+    from cxrlt_desktop.library.triage import set_flag_for_processing
+
+    migrate_settings_thresholds(store, getattr(settings, "thresholds", None) or {})
+    set_flag_for_processing(store, bool(getattr(settings, "flag_for_processing", False)))
+
+
 __all__ = [
     "CALIBRATION",
     "DEFAULT",
@@ -247,6 +260,7 @@ __all__ = [
     "current_model_set",
     "migrate_settings_thresholds",
     "prediction_thresholds",
+    "sync_with_settings",
     "thresholds_for",
     "validated",
     "vectors_for",

@@ -17,10 +17,11 @@ Thresholds belong to a model set (:mod:`cxrlt_desktop.library.thresholds`): a pr
 triaged with the thresholds of its own model set.
 
 FOR PROCESSING images (``PresentationIntentType``: raw detector data; the models were trained on
-images for presentation) are scored and their findings shown, but they do not raise the study's
-rare-finding score (so neither its flag nor its place in the worklist) unless the library's
-``flag_for_processing`` option is on (:func:`set_flag_for_processing`, from the settings key of
-that name).
+images for presentation) are scored and their findings shown with the image, but they do not
+count in the study's summary (rare-finding score, findings at or above threshold, top findings:
+so neither its flag nor its place in the worklist) unless the library's ``flag_for_processing``
+option is on (:func:`set_flag_for_processing`, from the settings key of that name). The
+``finding_hit`` rows stay, so the finding filter still finds the study.
 
 Only a probability in 0..1 counts: an infinity or a value outside 0..1 (a broken model; the
 scorer refuses to write such a result) is left out like NaN, so it can neither flag a finding
@@ -227,7 +228,8 @@ def _study_summaries(session: Session, chunk: list[int]) -> list[dict[str, Any]]
     above = dict(
         session.execute(
             select(FindingHit.study_id, func.count(func.distinct(FindingHit.finding)))
-            .where(FindingHit.study_id.in_(chunk))
+            .join(Image, Image.id == FindingHit.image_id)
+            .where(FindingHit.study_id.in_(chunk), may_flag)
             .group_by(FindingHit.study_id)
         ).all()
     )
@@ -236,7 +238,7 @@ def _study_summaries(session: Session, chunk: list[int]) -> list[dict[str, Any]]
         select(Series.study_id, Prediction.top_findings)
         .join(Image, Image.series_id == Series.id)
         .join(Prediction, Prediction.id == Image.current_prediction_id)
-        .where(*live)
+        .where(*live, may_flag)
     ):
         tops.setdefault(sid, []).append(top)
     return [

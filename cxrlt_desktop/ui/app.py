@@ -79,8 +79,13 @@ def create_main_window(
     first_start_dialog
         Open the settings dialog with an explanation when no models are configured.
     """
+    from cxrlt_desktop.library.thresholds import sync_with_settings
+
     ensure_app()
     _preload_gil_holding_modules()
+    # Thresholds per model set: an existing library keeps the settings' thresholds; the
+    # settings' flag_for_processing applies to the library's triage.
+    sync_with_settings(store, settings)
     return MainWindow(
         store,
         settings,

@@ -104,6 +104,7 @@ class DisplayPipeline:
     default: Preset | None = None
     header_function: str = "LINEAR"
     warnings: list[str] = field(default_factory=list)
+    intent: str | None = None  # Presentation Intent Type ("FOR PROCESSING", ...)
     _ds: Any = None
     _lut_base: np.ndarray | None = None  # modality - min as int32, for table windowing
     _lut_min: int = 0
@@ -147,6 +148,7 @@ class DisplayPipeline:
             overlays,
             header_function=function,
             warnings=warnings,
+            intent=str(ds.get("PresentationIntentType") or "").strip().upper() or None,
             _ds=_voi_dataset(ds),
         )
         header = _header_presets(ds, function, warnings)
@@ -160,6 +162,33 @@ class DisplayPipeline:
         """A pipeline without a DICOM header (raster images, hand-made arrays): windows only."""
         out = cls(np.asarray(modality, dtype=np.float32), bool(invert))
         out._finish(list(presets or []))
+        return out
+
+    @classmethod
+    def from_display(cls, display: Any, header: Any | None = None) -> DisplayPipeline:
+        """The pipeline of an image the engine decoded (``engine.imageio.DisplayImage``: its
+        modality values), with the file's DICOM ``header`` when there is one.
+
+        Without a header (PNG/JPEG/TIFF, or a header pydicom cannot read) the windows are the
+        engine's: its default window first, as ``"Header"``. A header part that cannot be
+        applied never hides the image: the pipeline falls back to the engine's windows and says
+        why in ``warnings``.
+        """
+        problem = None
+        if header is not None:
+            try:
+                return cls.from_dataset(header, display.modality)
+            except Exception as exc:  # noqa: BLE001 - the image is shown with plain windows
+                problem = f"display header not applied ({type(exc).__name__}): plain windows"
+        c, w = (float(v) for v in display.window)
+        presets = [Preset("Header", c, max(w, 1e-6), origin="header")]
+        for name, pc, pw in display.presets or []:
+            if name in (AUTO_NAME, FULL_NAME) or (float(pc), float(pw)) == (c, w):
+                continue  # computed again below (without padding) or the same as "Header"
+            presets.append(Preset(str(name), float(pc), float(pw), origin="header"))
+        out = cls.from_values(display.modality, invert=bool(display.invert), presets=presets)
+        if problem:
+            out.warnings.append(problem)
         return out
 
     def _finish(self, header: list[Preset]) -> None:
@@ -339,12 +368,15 @@ def _window_dataset(center: float, width: float, function: str) -> Any:
     MONOCHROME2, 8 bits unsigned, no rescale, so pydicom's output is 0..255."""
     from pydicom import Dataset
 
+    # LINEAR needs a width of at least 1 (a width of 1 is a threshold at c - 0.5); the other
+    # functions any positive width.
+    width = max(float(width), 1.0) if function == "LINEAR" else max(float(width), 1e-6)
     ds = Dataset()
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsStored = 8
     ds.PixelRepresentation = 0
     ds.WindowCenter = float(center)
-    ds.WindowWidth = float(width)
+    ds.WindowWidth = width
     ds.VOILUTFunction = function
     return ds
 

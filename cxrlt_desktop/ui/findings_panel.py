@@ -363,13 +363,32 @@ class FindingsPanel(QWidget):
         self.title = QLabel("No image selected")
         self.title.setObjectName("findingsTitle")
         self.title.setWordWrap(True)
+        # A warning about the image (a FOR PROCESSING image), hidden when there is none.
+        self.notice = QLabel("")
+        self.notice.setObjectName("findingsNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.notice.setVisible(False)
+        # Which model set's thresholds are in force and where they came from.
+        self.thresholds_line = QLabel("")
+        self.thresholds_line.setObjectName("thresholdsSource")
+        self.thresholds_line.setWordWrap(True)
+        self.thresholds_line.setStyleSheet("color: #555;")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.thresholds_line)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.note_edit)
         layout.addWidget(self.agree_button)
+        # Which models make the scores; their model cards in the tooltip (set_model_line).
+        self.model_line = QLabel("")
+        self.model_line.setObjectName("modelLine")
+        self.model_line.setWordWrap(True)
+        self.model_line.setStyleSheet("color: #555;")
+        layout.addWidget(self.model_line)
         self.set_results(None)
 
     # ------------------------------------------------------------------ public API
@@ -381,6 +400,16 @@ class FindingsPanel(QWidget):
 
     def set_title(self, text: str) -> None:
         self.title.setText(text)
+
+    def set_notice(self, text: str) -> None:
+        """A warning line under the title ("" hides it)."""
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    def set_threshold_source(self, text: str, tooltip: str = "") -> None:
+        """The line saying which thresholds are in force ("" when nothing is scored)."""
+        self.thresholds_line.setText(text)
+        self.thresholds_line.setToolTip(tooltip)
 
     def set_results(self, results: list[FindingResult] | None) -> None:
         """Show one image's results (None: nothing scored / no image)."""
@@ -402,6 +431,11 @@ class FindingsPanel(QWidget):
 
     def set_verdict(self, finding: str, verdict: str | None) -> None:
         self._rows[finding].set_verdict(verdict)
+
+    def set_model_line(self, text: str, tooltip: str = "") -> None:
+        """The models line under the findings (``ui.model_facts.model_line`` makes both)."""
+        self.model_line.setText(text)
+        self.model_line.setToolTip(tooltip)
 
     def verdicts(self) -> dict[str, str]:
         return {n: v for n, r in self._rows.items() if (v := r.verdict()) is not None}

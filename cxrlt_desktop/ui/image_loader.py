@@ -4,7 +4,9 @@ token so that only the latest request is shown, and prefetch of the next image.
 :meth:`ImageLoader.request` returns the decoded image at once when it is cached; otherwise the
 decode runs in the ``decode`` :class:`~cxrlt_desktop.ui.background.Lane` and ``loaded`` (or
 ``failed``) follows on the GUI thread, for the latest request or a prefetch only, never for a
-request the reader has already moved past.
+request the reader has already moved past. What arrives is the image's
+:class:`~cxrlt_desktop.ui.display.DisplayPipeline`: the engine's modality values and the file's
+display header (windows, VOI LUTs, padding, shutters, overlay planes).
 
 Right patient or nothing: the image shown under a patient must be the file the scan filed under
 that patient. Each decode reads the image's scanned record from the store and decodes through
@@ -40,7 +42,17 @@ def _decode(store: Any, image_id: int, path: str, should_stop: threading.Event) 
     scanned = scanned_file(store, image_id)
     if scanned is None:
         raise ImageReadError(path, "not in the library any more: rescan the folder")
-    return read_checked(scanned, read_display)
+    return read_checked(scanned, partial(_read_pipeline, scanned.is_dicom, read_display))
+
+
+def _read_pipeline(is_dicom: bool, read_display: Any, path: Any) -> Any:
+    """The engine's decode and, for a DICOM file, its display header (read between the same
+    before/after checks of the scanned file): the image's display pipeline."""
+    from cxrlt_desktop.ui.display import DisplayPipeline, read_header
+
+    display = read_display(path)
+    header = read_header(str(path)) if is_dicom else None
+    return DisplayPipeline.from_display(display, header)
 
 
 def _store_of(obj: QObject | None) -> Any | None:
@@ -54,7 +66,7 @@ def _store_of(obj: QObject | None) -> Any | None:
 
 
 class ImageLoader(QObject):
-    """Signals: ``loaded(image_id, display)``, ``failed(image_id, error text)``.
+    """Signals: ``loaded(image_id, pipeline)``, ``failed(image_id, error text)``.
 
     ``store`` is the library the images' scanned records are read from; without one, the
     loader uses the ``store`` of its nearest parent that has one (the main window, through the

@@ -1,5 +1,6 @@
 """The image panel: the study header line with previous / next image, the tool row, the window
-presets and the attention overlay controls, around :class:`~cxrlt_desktop.ui.viewer.ImageViewer`.
+presets, the file's overlay planes and the attention overlay controls, around
+:class:`~cxrlt_desktop.ui.viewer.ImageViewer`.
 
 It shows what it is given (study text, image position, a decoded image, an attention map) and
 turns clicks into ``previousRequested`` / ``nextRequested``; the window decides what to show.
@@ -39,6 +40,34 @@ def attention_map(entry, finding: str | None) -> np.ndarray | None:
     if i >= len(TASK1_CLASSES) or i >= entry.attention.shape[0]:
         return None
     return np.asarray(entry.attention[i], dtype=np.float32)
+
+
+def preset_label(p) -> str:
+    """The preset box's text: the name, and the window (or "VOI LUT", or the function when it
+    is not LINEAR)."""
+    if getattr(p, "kind", "window") == "lut":
+        return f"{p.name} (VOI LUT)"
+    fn = getattr(p, "function", "LINEAR")
+    suffix = "" if fn == "LINEAR" else f" {fn.lower().replace('_', ' ')}"
+    return f"{p.name} ({p.center:.0f}/{p.width:.0f}{suffix})"
+
+
+def display_notes(display) -> list[str]:
+    """What the image line says about the header's display parts: FOR PROCESSING, shutters,
+    overlay planes, padding, and what could not be applied."""
+    notes = []
+    if getattr(display, "intent", None) == "FOR PROCESSING":
+        notes.append("FOR PROCESSING")
+    shutter = getattr(display, "shutter", None)
+    if shutter is not None:
+        notes.append("shutter " + "+".join(s.lower() for s in shutter.shapes))
+    planes = getattr(display, "overlays", None) or []
+    if planes:
+        notes.append(f"{len(planes)} overlay plane{'s' if len(planes) > 1 else ''}")
+    if getattr(display, "padding", None) is not None:
+        notes.append("padding")
+    notes.extend(getattr(display, "warnings", None) or [])
+    return notes
 
 
 class ImagePanel(QWidget):
@@ -87,8 +116,17 @@ class ImagePanel(QWidget):
         self.preset_box = QComboBox()
         self.preset_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset_box.setMinimumContentsLength(16)
-        self.preset_box.setToolTip("Window presets: header windows, then lung, mediastinum, bone")
+        self.preset_box.setToolTip(
+            "Window presets: the file's VOI LUTs and windows (named by the file), then auto, "
+            "lung, mediastinum, bone and full range computed from the image (padding left out)"
+        )
         self.preset_box.activated.connect(self._on_preset_activated)
+        self.viewer.windowChanged.connect(self._on_window_changed)
+        self.planes_box = QCheckBox("Graphics")
+        self.planes_box.setObjectName("overlayPlanesBox")
+        self.planes_box.setToolTip("Show the file's overlay planes (DICOM 60xx graphics)")
+        self.planes_box.toggled.connect(self.viewer.set_overlay_planes_enabled)
+        self.viewer.overlayPlanesToggled.connect(self._on_viewer_planes_toggled)
         self.overlay_box = QCheckBox("Attention")
         self.overlay_box.setToolTip("Show the selected finding's CSRA attention map")
         self.overlay_box.toggled.connect(self.viewer.set_overlay_enabled)
@@ -106,6 +144,7 @@ class ImagePanel(QWidget):
         row.addWidget(QLabel("Window"))
         row.addWidget(self.preset_box)
         row.addSpacing(12)
+        row.addWidget(self.planes_box)
         row.addWidget(self.overlay_box)
         row.addWidget(self.opacity_slider)
         row.addStretch(1)
@@ -127,13 +166,19 @@ class ImagePanel(QWidget):
         self.next_image_button.setEnabled(index < count - 1)
 
     def show_image(self, display, attention: np.ndarray | None, path: str) -> None:
-        """Display a decoded image (labelled with its file name and size) and refill the presets
-        from it."""
+        """Display a decoded image (a display pipeline; labelled with its file name, size and
+        what its header asks for) and refill the presets from it."""
         h, w = display.modality.shape
-        self.viewer.set_image(display, attention=attention, label=f"{Path(path).name}  {w} x {h}")
+        label = f"{Path(path).name}  {w} x {h}" + "".join(
+            f"  \u00b7  {part}" for part in display_notes(display)
+        )
+        self.viewer.set_image(display, attention=attention, label=label)
         self.preset_box.clear()
         for p in self.viewer.presets():
-            self.preset_box.addItem(f"{p.name} ({p.center:.0f}/{p.width:.0f})", p.name)
+            self.preset_box.addItem(preset_label(p), p.name)
+        self._select_current_preset()
+        has_planes = self.viewer.has_overlay_planes()
+        self.planes_box.setEnabled(has_planes or self.planes_box.isChecked())
 
     def show_error(self, text: str) -> None:
         self.viewer.clear()
@@ -153,7 +198,26 @@ class ImagePanel(QWidget):
         if self.viewer.has_image():
             self.viewer.apply_preset(name)
 
+    def step_preset(self, step: int = 1) -> None:
+        """Next / previous window preset (the View menu's actions)."""
+        if self.viewer.has_image():
+            self.viewer.step_preset(step)
+
+    def toggle_overlay_planes(self) -> None:
+        self.planes_box.toggle()
+
+    def _select_current_preset(self) -> None:
+        i = self.preset_box.findData(self.viewer.current_preset().name)
+        self.preset_box.setCurrentIndex(i)  # -1 (blank) for a dragged window
+
     # ------------------------------------------------------------------ slots
+    def _on_window_changed(self, *_args) -> None:
+        self._select_current_preset()
+
+    def _on_viewer_planes_toggled(self, enabled: bool) -> None:
+        if self.planes_box.isChecked() != enabled:
+            self.planes_box.setChecked(enabled)
+
     def _on_viewer_overlay_toggled(self, enabled: bool) -> None:
         if self.overlay_box.isChecked() != enabled:
             self.overlay_box.setChecked(enabled)
@@ -164,4 +228,4 @@ class ImagePanel(QWidget):
             self.viewer.apply_preset(name)
 
 
-__all__ = ["ImagePanel", "attention_map"]
+__all__ = ["ImagePanel", "attention_map", "display_notes", "preset_label"]

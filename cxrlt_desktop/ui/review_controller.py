@@ -32,6 +32,18 @@ def reviewer_name(settings) -> str:
         return "unknown"
 
 
+def threshold_sources_tip(ts) -> str:
+    """Tooltip of the thresholds line: each finding not at its default, with its source."""
+    from engine.classes import DISPLAY_NAMES
+
+    rows = [
+        f"{DISPLAY_NAMES.get(name, name)}: {ts.values[name]:.2f} ({src})"
+        for name, src in ts.sources.items()
+        if src != "default"
+    ]
+    return "\n".join(rows) if rows else "Every threshold at its default (resources/classes.csv)"
+
+
 class ReviewController(QObject):
     """Signals: ``verdictCommitted(image id, finding, verdict)``; ``changed()`` after any write
     (the worklist status follows); ``error(text)`` when the store refused a write."""
@@ -69,16 +81,25 @@ class ReviewController(QObject):
 
     def show(self, entry: ImageEntry) -> None:
         """Scores, verdicts and note of an image (a note being typed for it stays)."""
+        from cxrlt_desktop.library.thresholds import prediction_thresholds
+        from cxrlt_desktop.library.triage import FOR_PROCESSING_NOTE, is_for_processing
+
         f = self.findings
         f.set_title(image_title(entry))
+        f.set_notice(FOR_PROCESSING_NOTE.capitalize() if is_for_processing(entry.meta) else "")
         if entry.probs is None:
             f.set_results(None)
+            f.set_threshold_source("")
         else:
+            # The thresholds of the prediction's model set (the settings' for what it has not
+            # set), and where each came from.
+            ts = prediction_thresholds(self.store, entry.prediction_id, self._overrides())
             f.set_results(
                 results_from_prediction(
-                    entry.probs, self._thresholds(), entry.ungated, entry.attention is not None
+                    entry.probs, ts.values, entry.ungated, entry.attention is not None
                 )
             )
+            f.set_threshold_source(ts.describe(), threshold_sources_tip(ts))
         verdicts, note = image_reviews(self.store, entry.image_id)
         f.set_verdicts(verdicts)
         self.session.set_verdicts(entry.image_id, verdicts)

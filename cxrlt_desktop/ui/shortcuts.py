@@ -99,6 +99,20 @@ ALL_ACTIONS: tuple[ActionSpec, ...] = (
         ("Mediastinum",),
     ),
     _A("preset_bone", "Window preset: bone", "image_panel.apply_named_preset", "F4", ("Bone",)),
+    _A(
+        "next_preset",
+        "Next window preset (the file's VOI LUTs and windows first)",
+        "image_panel.step_preset",
+        "W",
+        (1,),
+    ),
+    _A("previous_preset", "Previous window preset", "image_panel.step_preset", "Shift+W", (-1,)),
+    _A(
+        "toggle_overlay_planes",
+        "Show / hide the file's overlay planes (graphics)",
+        "image_panel.toggle_overlay_planes",
+        "G",
+    ),
     _A("note", "Edit the note of this image", "review.focus_note", "N"),
     # Menu actions without an editable key
     _A("open", "&Open folder...", "choose_folder", standard_key="Open"),
@@ -128,6 +142,9 @@ MENUS: dict[str, list[str]] = {
         "preset_lung",
         "preset_mediastinum",
         "preset_bone",
+        "next_preset",
+        "previous_preset",
+        "toggle_overlay_planes",
         "-",
         "dock:tags_dock",
         "dock:problems_dock",
@@ -228,16 +245,19 @@ def help_dialog(parent, keymap: dict[str, str]):
 
 
 def about_box(parent, title: str) -> None:
-    """Help > About: the version, what the application is, and that it is not a medical device."""
+    """Help > About: the version, what the application is, that it is not a medical device, and
+    the model cards of the models ``parent.settings`` configures."""
     from PySide6.QtWidgets import QMessageBox
 
     from cxrlt_desktop import __version__
+    from cxrlt_desktop.ui.model_facts import about_models_html
 
     QMessageBox.about(
         parent,
         title,
         f"<b>{title}</b> {__version__}<br>Chest X-ray triage with the CXR-LT 2026 "
-        "first-place method. Not a medical device.",
+        "first-place method. Not a medical device."
+        + about_models_html(getattr(parent, "settings", None)),
     )
 
 

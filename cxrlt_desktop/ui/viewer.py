@@ -1,9 +1,13 @@
-"""The image viewer: window/level, zoom, pan, invert, display-only rotate/flip, readout, overlay.
+"""The image viewer: window/level, zoom, pan, invert, display-only rotate/flip, readout, overlays.
 
-Built on pyqtgraph's ImageItem inside a ViewBox. The viewer keeps the modality-LUT array
-(float32, from :class:`engine.imageio.DisplayImage`) and renders it through
-``engine.imageio.apply_window``, the one windowing function the engine and the GUI share, so
-what the screen shows at the header window equals ``DisplayImage.pixels``.
+Built on pyqtgraph's ImageItem inside a ViewBox. The viewer shows a
+:class:`~cxrlt_desktop.ui.display.DisplayPipeline` (modality values from the engine's decode
+plus the file's display header) and renders it through the pipeline: the VOI step (a window
+with the header's VOI LUT Function, or an item of the VOI LUT Sequence), inversion, padding as
+background, display shutters and, when switched on, the file's overlay planes (60xx). Every
+window the header carries and every VOI LUT item is a preset, named by the file. The engine's
+own display form (``engine.imageio.DisplayImage``) is accepted too and shown through the same
+pipeline, without a header.
 
 Mouse: left drag changes window/level (horizontal = width, vertical = level), middle drag or
 Ctrl + left drag pans, the wheel zooms, right drag zooms too.
@@ -11,61 +15,17 @@ Ctrl + left drag pans, the wheel zooms, right drag zooms too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-# Standard chest presets in Hounsfield-like modality units are meaningless for CR/DX (their
-# modality values are detector counts), so the fixed presets are defined relative to the
-# image's own intensity range: (lower, upper) percentiles of the modality values.  Lung opens
-# the dark end, mediastinum the bright soft tissue, bone the brightest values.
-RELATIVE_PRESETS: tuple[tuple[str, float, float], ...] = (
-    ("Lung", 2.0, 75.0),
-    ("Mediastinum", 35.0, 99.0),
-    ("Bone", 60.0, 99.9),
-)
-
+from cxrlt_desktop.ui.display import RELATIVE_PRESETS, DisplayPipeline, Preset
 
 OVERLAY_RESOLUTION = 256  # the attention map is upsampled (bilinear) to this long side
 
 
-@dataclass
-class WindowPreset:
-    """A named window: centre and width in modality units."""
-
-    name: str
-    center: float
-    width: float
-
-
-def relative_presets(modality: np.ndarray, invert: bool = False) -> list[WindowPreset]:
-    """Lung, mediastinum and bone presets computed from the image's own value distribution.
-
-    Parameters
-    ----------
-    modality
-        Modality-LUT values (any float or int 2-D array).
-    invert
-        True for MONOCHROME1 images: there low values are bright, so the percentile ranges
-        are mirrored to keep "lung" meaning the dark (air) part of the display.
-
-    Returns
-    -------
-    list of WindowPreset
-    """
-    flat = np.asarray(modality).ravel()
-    sample = flat[:: max(1, flat.size // 200_000)].astype(np.float64)
-    out = []
-    for name, lo_p, hi_p in RELATIVE_PRESETS:
-        if invert:
-            lo_p, hi_p = 100.0 - hi_p, 100.0 - lo_p
-        lo, hi = np.percentile(sample, (lo_p, hi_p))
-        width = max(float(hi - lo), 1.0)
-        out.append(WindowPreset(name, float(lo + hi) / 2.0, width))
-    return out
+WindowPreset = Preset  # the name presets had before the display pipeline
 
 
 def _heat_lut() -> np.ndarray:
@@ -111,7 +71,9 @@ class ImageViewer(QWidget):
     pixelReadout(str)
         "x, y: value" under the mouse, or "" when outside the image.
     overlayToggled(bool)
-        The overlay was switched on or off.
+        The attention overlay was switched on or off.
+    overlayPlanesToggled(bool)
+        The file's overlay planes (60xx graphics) were switched on or off.
     imageShown()
         A new image was put on screen (after :meth:`set_image`).
     """
@@ -119,6 +81,7 @@ class ImageViewer(QWidget):
     windowChanged = Signal(float, float)
     pixelReadout = Signal(str)
     overlayToggled = Signal(bool)
+    overlayPlanesToggled = Signal(bool)
     imageShown = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -126,13 +89,11 @@ class ImageViewer(QWidget):
         self._modality: np.ndarray | None = None  # oriented (rotated/flipped) view
         self._raw_modality: np.ndarray | None = None
         self._raw_attention: np.ndarray | None = None
-        self._header_window: tuple[float, float] = (0.5, 1.0)
-        self._header_presets: list[WindowPreset] = []
-        self._presets: list[WindowPreset] = []
-        self._center = 0.5
-        self._width = 1.0
-        self._base_invert = False
+        self._pipeline: DisplayPipeline | None = None
+        self._default: Preset = Preset("Header", 0.5, 1.0)
+        self._current: Preset = self._default  # what the VOI step applies now
         self._user_invert = False
+        self._planes_enabled = False
         self._rotation = 0  # quarter turns clockwise
         self._flip_h = False
         self._flip_v = False
@@ -189,28 +150,24 @@ class ImageViewer(QWidget):
         Parameters
         ----------
         display
-            An ``engine.imageio.DisplayImage`` (``modality``, ``window``, ``presets``, ``invert``).
+            A :class:`~cxrlt_desktop.ui.display.DisplayPipeline`, or an
+            ``engine.imageio.DisplayImage`` (``modality``, ``window``, ``presets``, ``invert``),
+            shown through a pipeline without a header.
         attention
             Optional attention map (h x w, any float) for the overlay; stretched over the image.
         label
             Text shown under the image (series / image number, size).
         """
-        modality = np.asarray(display.modality, dtype=np.float32)
-        self._raw_modality = modality
-        self._base_invert = bool(display.invert)
-        center, width = (float(v) for v in display.window)
-        self._header_window = (center, max(width, 1e-6))
-        self._header_presets = [
-            WindowPreset(str(n), float(c), float(w)) for n, c, w in (display.presets or [])
-        ]
-        self._presets = (
-            [WindowPreset("Header", *self._header_window)]
-            + [p for p in self._header_presets if (p.center, p.width) != self._header_window]
-            + relative_presets(modality, self._base_invert)
-        )
-        finite = modality[:: max(1, modality.shape[0] // 256), :: max(1, modality.shape[1] // 256)]
-        self._value_span = max(float(np.nanmax(finite) - np.nanmin(finite)), 1.0)
-        self._center, self._width = self._header_window
+        pipeline = display if isinstance(display, DisplayPipeline) else None
+        if pipeline is None:
+            pipeline = DisplayPipeline.from_display(display)
+        self._pipeline = pipeline
+        self._raw_modality = pipeline.modality
+        self._default = pipeline.default or Preset("Header", 0.5, 1.0)
+        self._current = self._default
+        sample = pipeline.sample()
+        span = float(sample.max() - sample.min()) if sample.size else 1.0
+        self._value_span = max(span, 1.0)
         self._info.setText(label)
         self._raw_attention = None if attention is None else np.asarray(attention, np.float32)
         self._reorient()
@@ -220,6 +177,7 @@ class ImageViewer(QWidget):
 
     def clear(self) -> None:
         """Remove the image (for example when a study has no decodable image)."""
+        self._pipeline = None
         self._raw_modality = None
         self._modality = None
         self._raw_attention = None
@@ -231,35 +189,61 @@ class ImageViewer(QWidget):
     def has_image(self) -> bool:
         return self._modality is not None
 
-    def presets(self) -> list[WindowPreset]:
-        """Header window first, then the header's other presets, then lung/mediastinum/bone."""
-        return list(self._presets)
+    def pipeline(self) -> DisplayPipeline | None:
+        """The display pipeline of the image shown (None without one)."""
+        return self._pipeline
+
+    def presets(self) -> list[Preset]:
+        """The file's VOI LUT items and windows (named by the file) first, then the windows
+        computed from the image: auto, lung, mediastinum, bone, full range."""
+        return list(self._pipeline.presets) if self._pipeline is not None else []
+
+    def current_preset(self) -> Preset:
+        """The VOI choice in force (a preset, or ``"Custom"`` after a drag)."""
+        return self._current
 
     def apply_preset(self, name: str) -> None:
         """Switch to the named preset (case-insensitive); unknown names raise KeyError."""
-        for p in self._presets:
+        for p in self.presets():
             if p.name.lower() == name.lower():
-                self.set_window(p.center, p.width)
+                self._set_voi(p)
                 return
         raise KeyError(f"no window preset named {name!r}")
 
+    def step_preset(self, step: int = 1) -> str | None:
+        """Go to the next (``step`` 1) or previous (-1) preset, wrapping; returns its name."""
+        presets = self.presets()
+        if not presets:
+            return None
+        names = [p.name for p in presets]
+        i = names.index(self._current.name) if self._current.name in names else -1
+        p = presets[(i + step) % len(presets)]
+        self._set_voi(p)
+        return p.name
+
     def window(self) -> tuple[float, float]:
-        """Current (centre, width) in modality units."""
-        return (self._center, self._width)
+        """Current (centre, width) in modality units (for a VOI LUT: the range it covers)."""
+        return (self._current.center, self._current.width)
 
     def set_window(self, center: float, width: float) -> None:
-        """Set the window in modality units; width is kept above a tiny positive floor."""
-        self._center = float(center)
-        self._width = max(float(width), 1e-3 * self._value_span)
-        self._schedule_render()
-        self.windowChanged.emit(self._center, self._width)
+        """Set a window in modality units, with the header's VOI LUT Function; width is kept
+        above a tiny positive floor."""
+        function = self._pipeline.header_function if self._pipeline is not None else "LINEAR"
+        width = max(float(width), 1e-3 * self._value_span)
+        self._set_voi(Preset("Custom", float(center), width, function))
 
     def reset_window(self) -> None:
-        """Back to the header window (or the percentile window the reader chose)."""
-        self.set_window(*self._header_window)
+        """Back to the default VOI: the file's first VOI LUT or window, else the auto window."""
+        self._set_voi(self._default)
+
+    def _set_voi(self, preset: Preset) -> None:
+        self._current = preset
+        self._schedule_render()
+        self.windowChanged.emit(preset.center, preset.width)
 
     def set_inverted(self, inverted: bool) -> None:
-        """Invert the display on top of what the photometric interpretation asks for."""
+        """Invert the display on top of what the photometric interpretation asks for (padding
+        stays background, shutters keep their value)."""
         self._user_invert = bool(inverted)
         self._schedule_render()
 
@@ -354,6 +338,25 @@ class ImageViewer(QWidget):
             r, c = c, w - 1 - r
         return c, r
 
+    # overlay planes (the file's 60xx graphics) ------------------------------
+    def has_overlay_planes(self) -> bool:
+        return self._pipeline is not None and bool(self._pipeline.overlays)
+
+    def set_overlay_planes_enabled(self, enabled: bool) -> None:
+        """Draw the file's overlay planes on the image (white) or not (off by default)."""
+        enabled = bool(enabled)
+        changed = enabled != self._planes_enabled
+        self._planes_enabled = enabled
+        self._schedule_render()
+        if changed:
+            self.overlayPlanesToggled.emit(enabled)
+
+    def toggle_overlay_planes(self) -> None:
+        self.set_overlay_planes_enabled(not self._planes_enabled)
+
+    def overlay_planes_enabled(self) -> bool:
+        return self._planes_enabled
+
     # overlay -----------------------------------------------------------------
     def set_attention(self, attention: np.ndarray | None) -> None:
         """Replace the overlay's attention map (h x w); None removes it."""
@@ -414,13 +417,14 @@ class ImageViewer(QWidget):
             self._render_timer.start()
 
     def _render(self) -> None:
-        from engine.imageio import apply_window
-
-        if self._modality is None:
+        if self._modality is None or self._pipeline is None:
             return
-        invert = self._base_invert != self._user_invert
-        pixels = apply_window(self._modality, self._center, self._width, invert)
-        self._image_item.setImage(pixels, autoLevels=False, levels=(0, 255))
+        pixels = self._pipeline.render(
+            self._current, invert=self._user_invert, overlays=self._planes_enabled
+        )
+        self._image_item.setImage(
+            np.ascontiguousarray(self._orient(pixels)), autoLevels=False, levels=(0, 255)
+        )
 
     def _update_overlay(self) -> None:
         if self._raw_attention is None or self._modality is None or not self._overlay_enabled:
@@ -445,7 +449,7 @@ class ImageViewer(QWidget):
         self._overlay_item.setVisible(True)
 
     def _on_window_drag_start(self) -> None:
-        self._drag_origin = (self._center, self._width)
+        self._drag_origin = (self._current.center, self._current.width)
 
     def _on_window_drag(self, dx: float, dy: float) -> None:
         # One screen width of drag spans the image's whole value range: fine control near the
@@ -469,4 +473,4 @@ class ImageViewer(QWidget):
         self.pixelReadout.emit(text)
 
 
-__all__ = ["ImageViewer", "WindowPreset", "relative_presets", "RELATIVE_PRESETS"]
+__all__ = ["ImageViewer", "RELATIVE_PRESETS", "WindowPreset"]

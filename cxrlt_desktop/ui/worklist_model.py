@@ -216,6 +216,10 @@ class WorklistModel(QAbstractTableModel):
                 )
             if col == "priority" and is_flagged(row):
                 return "At least one finding at or above its operating threshold"
+            if col == "images" and getattr(row, "for_processing", False):
+                from cxrlt_desktop.library.triage import FOR_PROCESSING_NOTE
+
+                return FOR_PROCESSING_NOTE[0].upper() + FOR_PROCESSING_NOTE[1:]
             return None
         if role == Qt.ItemDataRole.ForegroundRole and col == "priority" and is_flagged(row):
             return QBrush(QColor("#c92a2a"))
@@ -509,7 +513,9 @@ class WorklistModel(QAbstractTableModel):
             scored = int(row.n_scored or 0)
             failed = int(row.n_failed or 0)
             text = str(n) if scored >= n else f"{scored}/{n}"
-            return f"{text} ({failed} failed)" if failed else text
+            text = f"{text} ({failed} failed)" if failed else text
+            # FOR PROCESSING images: scored, but not what the models were trained on
+            return f"{text}, for processing" if getattr(row, "for_processing", False) else text
         if col == "top_findings":
             from engine.classes import DISPLAY_NAMES
 

@@ -16,6 +16,7 @@ from lib_triage_helpers import (
 )
 from pydicom.uid import generate_uid
 
+from cxrlt_desktop.library import query_worklist
 from cxrlt_desktop.library.triage import (
     FOR_PROCESSING,
     flag_for_processing,
@@ -84,7 +85,12 @@ def test_for_processing_does_not_flag_unless_the_option_is_on(library):
     # F's score is its plain image's: the FOR PROCESSING one is left out of the flag ...
     assert rows["F"].rare_score == pytest.approx(_hand_rare({}))
     assert not rows["F"].flagged
-    assert rows["F"].n_above == 1  # ... while its finding stays at or above threshold
+    # ... and out of the study's findings at or above threshold and its top findings
+    assert rows["F"].n_above == 0
+    assert all(t["probability"] == pytest.approx(0.01) for t in rows["F"].top_findings)
+    # while the finding filter still finds the study (the image's finding is there)
+    found = query_worklist(store, finding="Pneumothorax", show_phi=True)
+    assert sorted(r.patient for r in found) == ["F", "P"]
     with store.session() as s, s.begin():
         assert flag_for_processing(s) is False
 
@@ -92,6 +98,8 @@ def test_for_processing_does_not_flag_unless_the_option_is_on(library):
     rows = worklist_by_patient(store)
     assert rows["F"].rare_score == pytest.approx(_hand_rare({"Pneumothorax": 0.9}))
     assert rows["F"].flagged and rows["F"].for_processing
+    assert rows["F"].n_above == 1
+    assert rows["F"].top_findings[0]["finding"] == "Pneumothorax"
     # A retriage keeps the option (it is the library's, not the caller's).
     retriage(store, None)
     assert worklist_by_patient(store)["F"].flagged
