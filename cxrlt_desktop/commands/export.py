@@ -16,9 +16,10 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
         description=(
             "Write labels.csv (CXR-LT training format, radiologist verdicts only), "
             "disagreements.csv (verdicts that contradict the model at its operating threshold) "
-            "and README.txt into a new or empty folder; optionally the images as PNG and one "
-            "DICOM SR per image. De-identified unless --include-phi: pseudonymous IDs and UIDs, "
-            "no names, birth dates, accession numbers or institutions, dates shifted per "
+            "and README.txt into a new or empty folder; optionally the images as PNG and the "
+            "AI-result and review DICOM SRs per image. De-identified unless --include-phi: "
+            "pseudonymous IDs, UIDs and "
+            "reviewers, no names, birth dates, accession numbers or institutions, dates shifted per "
             "patient, notes scrubbed of every identifier in the store and the image's header, "
             "images that may show burned-in text left out. Every file is readable by you only."
         ),
@@ -51,7 +52,11 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
         "(BurnedInAnnotation YES, or a secondary capture without the flag); check them by eye",
     )
     p.add_argument(
-        "--sr", action="store_true", help="write one DICOM Structured Report per image under sr/"
+        "--sr",
+        action="store_true",
+        help="write DICOM Structured Reports under sr/: per image the AI-result SR "
+        "(<ImageID>_ai.dcm, UNVERIFIED, not for diagnostic use) and the review SR "
+        "(<ImageID>_review.dcm, the radiologists' verdicts, VERIFIED)",
     )
     p.add_argument(
         "--demo", action="store_true", help="mark the export DEMO even without demo manifests"

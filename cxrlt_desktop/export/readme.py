@@ -96,9 +96,11 @@ def readme_text(
             "  ImageID and PatientID are salted SHA-256 pseudonyms (the salt stays on the exporting",
             "  machine, so the same patient keeps the same pseudonym in later exports). No patient name,",
             "  birth date, accession number, institution, file path or original UID is included; UIDs in",
-            "  the SR files are new pseudonymous UIDs. Every name, ID, address, place, date and UID of the",
-            "  store and of the image's own header is removed from notes, but free text can hold anything:",
-            "  read the notes before sharing.",
+            "  the SR files are new pseudonymous UIDs. Reviewers appear by their pseudonyms too. Every name,",
+            "  ID, address, place, date and UID of the store and of the image's own header, and every",
+            "  reviewer's name, is removed from notes, but free text can hold anything: read the notes",
+            "  before sharing. The SR files declare this (PatientIdentityRemoved YES, De-identification",
+            "  Method and its codes: the Basic Profile and the options used).",
         ]
         if result.n_notes_withheld:
             lines += [
