@@ -99,3 +99,40 @@ def test_gui_model_line_and_about(qtbot, user_dirs, tiny_models):
     about = about_models_html(s)
     assert "Models in use" in about and "Limits:" in about
     assert model_line(Settings()) == ("Models: none configured", "")
+
+
+def test_findings_panel_model_line_and_about_box(qtbot, user_dirs, tiny_models):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+    from cxrlt_desktop.settings import Settings
+    from cxrlt_desktop.ui.findings_panel import FindingsPanel
+    from cxrlt_desktop.ui.model_facts import model_line
+    from cxrlt_desktop.ui.shortcuts import about_box
+
+    task1, _ = tiny_models
+    reg = Registry()
+    reg.put(
+        RegisteredModel("t", "task1-csra", str(task1.resolve()), _sha(task1), 1, card="task1-csra")
+    )
+    reg.save()
+    s = Settings(task1_checkpoints=[task1])
+    panel = FindingsPanel()
+    qtbot.addWidget(panel)
+    panel.set_model_line(*model_line(s))
+    assert panel.model_line.text().startswith("Models: CXR-LT 2026 Task 1 classifier")
+    assert "Task 1 mAP 0.583" in panel.model_line.toolTip()
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    parent.settings = s
+    seen = []
+
+    def read_and_close():
+        box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox))
+        seen.append(box.text())
+        box.accept()
+
+    QTimer.singleShot(200, read_and_close)
+    about_box(parent, "CXR-LT Desktop")
+    assert seen and "Models in use" in seen[0] and "Task 1 mAP 0.583" in seen[0]
