@@ -86,7 +86,7 @@ def create_main_window(
     # Thresholds per model set: an existing library keeps the settings' thresholds; the
     # settings' flag_for_processing applies to the library's triage.
     sync_with_settings(store, settings)
-    return MainWindow(
+    window = MainWindow(
         store,
         settings,
         settings_path=settings_path,
@@ -95,6 +95,10 @@ def create_main_window(
         demo=demo,
         first_start_dialog=first_start_dialog,
     )
+    from cxrlt_desktop.ui.dicom_node_runner import DicomNodeRunner
+
+    window.dicom_node = DicomNodeRunner(window)  # Settings > DICOM node, status in the status bar
+    return window
 
 
 def _preload_gil_holding_modules() -> None:

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrlt_desktop.ui.background import Lane
+from cxrlt_desktop.ui.dicom_node_settings import DicomNodeTab
 from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
 
 AUTO_ARCH = "auto"
@@ -105,6 +106,8 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._engine_tab(), "Engine")
         tabs.addTab(self._thresholds_tab(), "Thresholds")
         tabs.addTab(self._shortcuts_tab(), "Shortcuts")
+        self.dicom_node_tab = DicomNodeTab()
+        tabs.addTab(self.dicom_node_tab, "DICOM node")
         self.tabs = tabs
 
         self.error_label = QLabel("")
@@ -309,6 +312,7 @@ class SettingsDialog(QDialog):
         self.batch_size.setValue(int(s.batch_size))
         self.normal_alpha.setValue(float(s.normal_alpha))
         self.reviewer.setText(s.reviewer or "")
+        self.dicom_node_tab.load(s.dicom_node)
         self.database.setText(s.database or "")
         for name, spin in self._threshold_spins.items():
             spin.setValue(float(s.thresholds.get(name, DEFAULT_THRESHOLDS[name])))
@@ -376,6 +380,8 @@ class SettingsDialog(QDialog):
                 shortcuts[action.id] = key
         if shortcuts:
             doc["shortcuts"] = shortcuts
+        if node := self.dicom_node_tab.table():
+            doc["dicom_node"] = node
         return doc
 
     # ------------------------------------------------------------------ OK
