@@ -76,3 +76,19 @@ def test_cancel_leaves_nothing(qtbot, pins_file, hub, hub_url, user_dirs, tmp_pa
     assert sorted(p.name for p in dest.iterdir()) == []
     assert Registry().models == []
     assert dlg.download.isEnabled()
+
+
+def test_settings_button_opens_the_fetch_dialog(qtbot, user_dirs):
+    from PySide6.QtWidgets import QPushButton
+
+    from cxrlt_desktop.ui.settings_dialog import SettingsDialog
+
+    sd = SettingsDialog(Settings())
+    qtbot.addWidget(sd)
+    sd.show()
+    sd.findChild(QPushButton, "getPublishedModels").click()
+    qtbot.waitUntil(
+        lambda: getattr(sd, "fetch_dialog", None) is not None and sd.fetch_dialog.isVisible()
+    )
+    assert sd.fetch_dialog.windowTitle() == "Get the published models"
+    sd.fetch_dialog.reject()
