@@ -135,6 +135,9 @@ class ScoringWorker:
             raise ValueError("batch_size must be >= 1")
         self.store = store
         self.predictor = predictor
+        self.overrides = dict(thresholds or {})
+        # The settings' thresholds, until start() knows the model set: then its own
+        # (library.thresholds: a threshold belongs to one model set).
         self.t = threshold_vector(thresholds)
         self.bs = int(batch_size)
         self.claim_size = int(claim_size or CLAIM_BATCHES * self.bs)
@@ -158,11 +161,18 @@ class ScoringWorker:
     # ---------------------------------------------------------------------------- start
     def start(self) -> None:
         """Register, queue, take back stale claims, announce, resume or start the run."""
+        from cxrlt_desktop.library.thresholds import migrate_settings_thresholds, thresholds_for
+
         store = self.store
+        # A library scored before thresholds were per model set keeps the settings' ones (they
+        # go to the model set that was current until now).
+        migrate_settings_thresholds(store, self.overrides)
         self.model_set_id, self.spec = store.write(
             lambda s: scoring.register_model_set(s, self.predictor)
         )
         ms = self.model_set_id
+        with store.session() as s, s.begin():
+            self.t = thresholds_for(s, ms, self.overrides).vector()
         jobq.enqueue(store, ms)
         jobq.requeue_failed(store, ms)
         jobq.release_stale(store, self.name)

@@ -162,3 +162,37 @@ def test_settings_change_moves_the_current_model_set_only(two_studies):
         assert thresholds_for(s, m2).sources["Pneumothorax"] == "default"
         n = s.scalar(select(func.count()).select_from(ModelSetThreshold))
     assert n == 1  # the first model set's calibrated row stays
+
+
+def test_scoring_uses_the_thresholds_of_its_model_set(any_store, tmp_path, predictor):
+    """Real scoring: the new predictions are triaged with their model set's rows, the settings'
+    thresholds filling in the findings it has no row for."""
+    import numpy as np
+
+    from cxrlt_desktop.library import score_library
+    from cxrlt_desktop.library.scoring import register_model_set
+    from cxrlt_desktop.store.models import Prediction
+    from engine.classes import ALL_CLASSES
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder, "a", patient="A")
+    write_image(folder, "b", patient="B")
+    scan_folder(any_store, folder)
+    ms, _ = any_store.write(lambda s: register_model_set(s, predictor))
+    any_store.write(lambda s: write_thresholds(s, ms, {"Pneumothorax": 0.011}, USER))
+    settings = {"Pneumothorax": 0.9, "Mass": 0.013}
+    for _ in score_library(any_store, predictor, thresholds=settings):
+        pass
+    t = dict(DEFAULT_THRESHOLDS, Pneumothorax=0.011, Mass=0.013)  # row, then settings
+    with any_store.session() as s, s.begin():
+        preds = s.scalars(select(Prediction)).all()
+        assert len(preds) == 2 and {p.model_set_id for p in preds} == {ms}
+        for pred in preds:
+            p = pred.probabilities()
+            expected = max(
+                p[k] / t[c]
+                for k, c in enumerate(ALL_CLASSES)
+                if c in RARE_CLASSES and not np.isnan(p[k])
+            )
+            assert pred.rare_score == pytest.approx(expected, rel=1e-6)
