@@ -43,6 +43,12 @@ def _scan(store, folder):
 
 
 @pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_store
+
+
+@pytest.fixture
 def library(store, tmp_path, write_study):
     """Eight images in two studies; ``crash`` is the fifth in scoring (id) order."""
     paths = write_study(tmp_path / "lib" / "a", 4, patient_id="A")
@@ -194,12 +200,14 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_a_decoder_that_kills_the_process_costs_three_starts(tmp_path, write_study, csra_ckpt):
+def test_a_decoder_that_kills_the_process_costs_three_starts(
+    store_url, tmp_path, write_study, csra_ckpt
+):
     from cxrlt_desktop.store import open_store
 
     paths = write_study(tmp_path / "lib" / "a", 3, patient_id="A")
     crash = paths[1].rename(paths[1].with_name("crash.dcm"))
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    url = store_url
     store = open_store(url)
     _scan(store, tmp_path / "lib")
     env = dict(

@@ -1,6 +1,9 @@
 """Reliability: kill -9 during scoring, scan and score in two processes, bad inputs mixed in.
 
-The subprocesses are the real command (``python -m cxrlt_desktop ...``) on a real SQLite file.
+The subprocesses are the real command (``python -m cxrlt_desktop ...``) on a real SQLite file
+and on a real PostgreSQL database (``store_url``); the integrity check is ``cxrlt db check``'s
+(SQLite: PRAGMA integrity_check and foreign_key_check; PostgreSQL: foreign keys, orphans and
+sequences).
 The tests wait on the progress lines the command prints after each committed batch (a reader
 thread feeds a queue; every wait is bounded); the kill test also kills at random moments, read
 off the line queue with a deadline, and checks nothing that depends on when they fall.
@@ -25,6 +28,7 @@ from cxrlt_desktop.library.reviews import image_verdicts, set_verdict
 from cxrlt_desktop.library.scanning import scan
 from cxrlt_desktop.library.scoring import retry_failed, score_library
 from cxrlt_desktop.store import open_store
+from cxrlt_desktop.store.check import check_store
 from cxrlt_desktop.store.models import Image, ModelSet, Prediction, ScoreAttempt, ScoreFailure
 
 WAIT_S = 300  # upper bound for one wait; a healthy run takes seconds
@@ -139,14 +143,14 @@ class Start:
 
 
 @pytest.mark.slow
-def test_kill_dash_nine_loses_nothing(tmp_path, write_study, csra_ckpt):
+def test_kill_dash_nine_loses_nothing(store_url, tmp_path, write_study, csra_ckpt):
     """kill -9 at random moments: while Python and the model load, right after a committed
     batch, and at a random delay after one (during a decode, the compute, an attempt's commit
     or a batch's commit), while verdicts are written. Before each start the scored images are
     counted in the database; after each kill everything the start reported committed is
     there on top of them, and nothing is lost."""
     rng = random.Random(1234)
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    url = store_url
     for k in range(8):
         write_study(tmp_path / "in" / f"s{k}", 5, patient_id=f"P{k}")
     store = open_store(url)
@@ -229,15 +233,13 @@ def test_kill_dash_nine_loses_nothing(tmp_path, write_study, csra_ckpt):
         assert all(pid is not None for _iid, pid in current)
     for iid, verdict in reviews.items():
         assert image_verdicts(store, iid)["Pneumothorax"].verdict == verdict
-    with store.raw_connection() as c:
-        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert c.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert check_store(store).problems == []
     store.close()
 
 
 @pytest.mark.slow
-def test_scan_and_score_processes_at_once(tmp_path, write_study, csra_ckpt):
-    url = f"sqlite:///{tmp_path / 'two.db'}"
+def test_scan_and_score_processes_at_once(store_url, tmp_path, write_study, csra_ckpt):
+    url = store_url
     for k in range(4):
         write_study(tmp_path / "first" / f"s{k}", 5, patient_id=f"A{k}")
     for k in range(30):
@@ -266,12 +268,12 @@ def test_scan_and_score_processes_at_once(tmp_path, write_study, csra_ckpt):
     with store.session() as s, s.begin():
         assert s.scalar(select(func.count(Prediction.id))) == 140
         assert s.scalar(select(func.count(func.distinct(Prediction.image_id)))) == 140
-    with store.raw_connection() as c:
-        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert check_store(store).problems == []
     store.close()
 
 
-def test_bad_inputs_recorded_rest_scored(store, tmp_path, write_study, predictor):
+def test_bad_inputs_recorded_rest_scored(any_store, tmp_path, write_study, predictor):
+    store = any_store
     write_study(tmp_path / "mix" / "good1", 3, patient_id="G1")
     write_study(tmp_path / "mix" / "good2", 2, patient_id="G2")
     expected = write_bad_inputs(tmp_path / "mix" / "bad")
