@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrlt_desktop.library.claims import being_read_text, readers_of
 from cxrlt_desktop.review import ReviewSession
 from cxrlt_desktop.ui.actions import apply_keymap, build_actions, build_menus
 from cxrlt_desktop.ui.background import quit_all
@@ -38,20 +39,25 @@ from cxrlt_desktop.ui.dicom_tags import DicomTagsDock
 from cxrlt_desktop.ui.export_runner import ExportRunner
 from cxrlt_desktop.ui.findings_panel import FindingsPanel
 from cxrlt_desktop.ui.image_panel import ImagePanel
+from cxrlt_desktop.ui.live_updates import ChangeBatch, LiveUpdates
 from cxrlt_desktop.ui.model_config import DemoBanner, settings_have_models, thresholds_in_force
 from cxrlt_desktop.ui.model_config import predictor_factory as settings_predictor_factory
 from cxrlt_desktop.ui.problems_dock import ProblemsDock
+from cxrlt_desktop.ui.queue_monitor import QueueMonitor, queue_text
+from cxrlt_desktop.ui.reading_claim import ReadingClaim
 from cxrlt_desktop.ui.retriage_runner import RetriageRunner
 from cxrlt_desktop.ui.review_controller import ReviewController, reviewer_name
 from cxrlt_desktop.ui.session_view import SessionView
 from cxrlt_desktop.ui.shortcuts import VIEW_TOOLS, about_box, help_dialog, merged_keymap
 from cxrlt_desktop.ui.status_bar import StatusBar, model_status_text
-from cxrlt_desktop.ui.store_access import ImageEntry, study_images
+from cxrlt_desktop.ui.store_access import ImageEntry, image_reviews, study_images
 from cxrlt_desktop.ui.workers import BackgroundJobs, JobResult, PredictorCache
 from cxrlt_desktop.ui.worklist_panel import WorklistPanel
 
 APP_TITLE = "CXR-LT Desktop"
 REFRESH_INTERVAL_MS = 700  # worklist refresh while scores stream in
+LIVE_REFRESH_MS = 200  # changes from elsewhere: gathered this long, then one refresh
+READERS_REFRESH_MS = 30_000  # "being read by" marks re-read (a crashed workstation's expire)
 
 
 class MainWindow(QMainWindow):
@@ -80,6 +86,7 @@ class MainWindow(QMainWindow):
         engine_overrides: dict[str, Any] | None = None,
         demo: bool | None = None,
         first_start_dialog: bool = True,
+        live_updates: bool = True,
     ) -> None:
         super().__init__()
         self.store = store
@@ -94,7 +101,10 @@ class MainWindow(QMainWindow):
         self.resize(1500, 920)
 
         self.session = ReviewSession(lambda uid: study_images(self.store, uid))
-        if predictor_factory is None and settings_have_models(settings):
+        self._workers_mode = settings.scoring == "workers"
+        if self._workers_mode:
+            predictor_factory = None  # the department's workers score: no model loaded here
+        elif predictor_factory is None and settings_have_models(settings):
             predictor_factory = settings_predictor_factory(settings, self._engine_overrides)
         self.predictors = PredictorCache(predictor_factory)
         self.jobs = BackgroundJobs(store, self.predictors, self, thresholds=settings.thresholds)
@@ -105,6 +115,7 @@ class MainWindow(QMainWindow):
         self.exports = ExportRunner(store, self, defaults=self._export_defaults)
         self.exports.runningChanged.connect(self._on_export_running)
         self._build_panels()
+        self._build_department()
         for runner in (self.retriage, self.exports):
             runner.message.connect(self.status_bar.showMessage)
             runner.error.connect(self._report_error)
@@ -126,7 +137,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Could not read recorded problems: {exc}", 5000)
         self.refresh_worklist()
         self.retriage.resume()
-        if first_start_dialog and not self.predictors.configured:
+        if live_updates:
+            self.live.start()
+        self._set_workers_mode(self._workers_mode)
+        if first_start_dialog and not (self.predictors.configured or self._workers_mode):
             QTimer.singleShot(0, lambda: self.open_settings(first_start=True))
 
     # ================================================================== construction
@@ -210,6 +224,28 @@ class MainWindow(QMainWindow):
         jobs.scanFinished.connect(lambda _n: self.refresh_worklist())
         jobs.finished.connect(self._on_job_finished)
 
+    def _build_department(self) -> None:
+        """Live updates from other workstations, the "being read by" claim of the open study,
+        and the department queue's progress (scoring by workers)."""
+        self.live = LiveUpdates(self.store, self)
+        self.live.changed.connect(self._on_store_changed)
+        self._changes = ChangeBatch()
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_REFRESH_MS)
+        self._live_timer.timeout.connect(self._apply_store_changes)
+        self._readers_timer = QTimer(self)
+        self._readers_timer.setInterval(READERS_REFRESH_MS)
+        self._readers_timer.timeout.connect(self._refresh_readers)
+        self._readers_timer.start()
+        self.claim = ReadingClaim(self.store, lambda: reviewer_name(self.settings), parent=self)
+        self.claim.error.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.view.studyOpened.connect(self.claim.open)
+        self.queue = QueueMonitor(self.store, self)
+        self.queue.statusChanged.connect(lambda st: self.status_bar.show_queue(queue_text(st)))
+        self.queue.error.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.jobs.scanFinished.connect(self._on_scan_finished)
+
     def _build_actions(self) -> None:
         """QActions, the image tool row and the menus, from the tables in :mod:`.shortcuts`."""
         self.actions_by_id: dict[str, QAction] = build_actions(self)
@@ -223,13 +259,20 @@ class MainWindow(QMainWindow):
 
     # ================================================================== public API
     def open_paths(self, paths: list[str | Path]) -> bool:
-        """Scan these folders/files, then score what is pending. Returns False if queued."""
-        if not self.predictors.configured:
+        """Scan these folders/files, then score what is pending (scoring by department
+        workers: queue it for them). Returns False if queued."""
+        if self._workers_mode:
+            self.status_bar.progress_label.setText("Scanning; the department's workers score")
+        elif not self.predictors.configured:
             self.status_bar.scanning_only()
         return self.jobs.start([Path(p) for p in paths], score=self.predictors.configured)
 
     def score_pending(self) -> bool:
-        """Score every usable image without a prediction for the configured models."""
+        """Score every usable image without a prediction for the configured models (scoring
+        by department workers: queue them for the workers)."""
+        if self._workers_mode:
+            self.queue.enqueue_pending()
+            return True
         if not self.predictors.configured:
             self.open_settings(first_start=True)
             return False
@@ -305,7 +348,83 @@ class MainWindow(QMainWindow):
 
     def _on_worklist_refreshed(self) -> None:
         self.session.reload()  # predictions that arrived for the open study
+        self._refresh_readers()
         self.worklistRefreshed.emit()
+
+    # ================================================================== other workstations
+    def is_scoring_by_workers(self) -> bool:
+        return self._workers_mode
+
+    def _set_workers_mode(self, on: bool) -> None:
+        self._workers_mode = on
+        if on:
+            self.predictors.set_factory(None)
+            self.queue.start()
+            self.status_bar.model_status.setText("Models: scored by the department's workers")
+        else:
+            self.queue.stop()
+            self.status_bar.show_queue(None)
+
+    def _on_scan_finished(self, _n: int) -> None:
+        if self._workers_mode:
+            self.queue.enqueue_pending()
+
+    def _on_store_changed(self, change) -> None:
+        """A change committed elsewhere (feed thread -> here, on the GUI thread): gathered for
+        :data:`LIVE_REFRESH_MS`, then one refresh."""
+        self._changes.add(change)
+        if not self._live_timer.isActive():
+            self._live_timer.start()
+
+    def _apply_store_changes(self) -> None:
+        batch, self._changes = self._changes, ChangeBatch()
+        if self._closing or not batch:
+            return
+        if batch.kinds - {"jobs", "claim"}:  # verdicts, scores, studies (and "all")
+            self.refresh_worklist()  # the open study's new predictions follow it
+        elif "claim" in batch.kinds:
+            self._refresh_readers()
+        if batch.touches(self.claim.study_id, "verdict"):
+            self._refresh_open_image()
+        if batch.kinds & {"jobs", "all"} and self.queue.active:
+            self.queue.poll()
+
+    def _refresh_open_image(self) -> None:
+        """Another reader's verdicts and note on the image shown (a note being typed stays)."""
+        entry = self.session.current
+        if entry is None:
+            return
+        try:
+            verdicts, note = image_reviews(self.store, entry.image_id)
+        except Exception as exc:  # noqa: BLE001 - shown again at the next change
+            self.statusBar().showMessage(f"Could not read the verdicts: {exc}", 10000)
+            return
+        if verdicts != self.findings.verdicts():
+            self.findings.set_verdicts(verdicts)
+            self.session.set_verdicts(entry.image_id, verdicts)
+        if self.findings.pending_note() is None and note != self.findings.note_edit.text():
+            self.findings.set_note(note)
+
+    def _refresh_readers(self) -> None:
+        """Other readers' "being read by" marks in the worklist."""
+        try:
+            claims = readers_of(self.store, None, exclude=reviewer_name(self.settings))
+        except Exception:  # noqa: BLE001 - a convenience: tried again at the next refresh
+            return
+        self.worklist_model.set_readers(
+            {
+                study: (
+                    being_read_text(readers),
+                    "\n".join(
+                        f"Being read by {r.name}"
+                        + (f" on {r.workstation}" if r.workstation else "")
+                        + f" since {r.since.astimezone():%H:%M}"
+                        for r in readers
+                    ),
+                )
+                for study, readers in claims.items()
+            }
+        )
 
     # ================================================================== jobs and models
     def _on_job_finished(self, result: JobResult) -> None:
@@ -326,6 +445,8 @@ class MainWindow(QMainWindow):
         """The model status in the status bar; the DEMO banner and title when demo models are
         configured or loaded."""
         text = model_status_text(self.settings, predictor, self.predictors.configured)
+        if self._workers_mode:
+            text = "Models: scored by the department's workers"
         self.status_bar.model_status.setText(text)
         demo = self.banner.update_for(self.settings, predictor, self._forced_demo)
         self.setWindowTitle(f"{APP_TITLE} - DEMO" if demo else APP_TITLE)
@@ -341,6 +462,7 @@ class MainWindow(QMainWindow):
         if new is None:
             return
         thresholds_changed = dict(new.thresholds or {}) != dict(self.settings.thresholds or {})
+        reader_changed = reviewer_name(new) != reviewer_name(self.settings)
         self.settings = new
         try:
             new.save(self._settings_path)
@@ -352,12 +474,16 @@ class MainWindow(QMainWindow):
             # The worklist's priority, flags and finding filter derive from the thresholds:
             # recompute them for the whole library, off the GUI thread.
             self.retriage.start(owed=self.jobs.is_running())
-        if settings_have_models(new):
+        if new.scoring != "workers" and settings_have_models(new):
             self.predictors.put(
                 dlg.loaded_predictor, settings_predictor_factory(new, self._engine_overrides)
             )
         else:
             self.predictors.set_factory(None)
+        self._set_workers_mode(new.scoring == "workers")
+        if reader_changed and self.session.study_uid is not None:
+            self.claim.open(self.session.study_uid)  # the mark under the new name
+        self._refresh_readers()
         self._forced_demo = None
         self._show_models(dlg.loaded_predictor)
         if self.current_image() is not None:
@@ -395,7 +521,7 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def _lanes(self):
-        return (self.image_loader.lane, self.retriage.lane)
+        return (self.image_loader.lane, self.retriage.lane, self.queue.lane)
 
     def _busy(self) -> bool:
         busy = any(lane.busy for lane in self._lanes())
@@ -416,6 +542,10 @@ class MainWindow(QMainWindow):
             self._closing = self.retriage.closing = self.exports.closing = True
             self.review.commit_pending_note()
             self._refresh_timer.stop()
+            self._live_timer.stop()
+            self.queue.stop()
+            self.live.stop()
+            self.claim.close()  # the "being read by" mark goes with the window
             if self.export_running():
                 self.statusBar().showMessage("Cancelling the export, then closing...")
                 self.exports.cancel()

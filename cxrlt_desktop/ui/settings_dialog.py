@@ -1,10 +1,14 @@
-"""The settings dialog: model files, engine options, thresholds, reviewer, database, shortcuts.
+"""The settings dialog: model files, engine options, thresholds, shortcuts, and the department
+(the library's database URL, who scores, the reader's name).
 
-On OK the values are validated by ``cxrlt_desktop.settings.Settings`` (one message per bad key)
-and, when model files are configured, by actually loading them with the engine in the background
-(a superqt worker in the dialog's lane, :mod:`.background`; the layout check of
-``engine.checkpoints`` names missing and unexpected keys). The dialog closes only when both
-pass; the loaded predictor is kept so the main window does not load the models a second time.
+On OK the values are validated by ``cxrlt_desktop.settings.Settings`` (one message per bad key),
+a changed database URL by connecting to it and reading its schema revision
+(:func:`~cxrlt_desktop.ui.database_check.check_database`), and, when model files are configured
+and this workstation scores, by actually loading them with the engine; both checks run in the
+background (superqt workers in the dialog's lane, :mod:`.background`; the layout check of
+``engine.checkpoints`` names missing and unexpected keys). The dialog closes only when all
+pass, and keeps every value entered when one fails (the reason is shown in the dialog); the
+loaded predictor is kept so the main window does not load the models a second time.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrlt_desktop.ui.background import Lane
+from cxrlt_desktop.ui.database_check import check_database
 from cxrlt_desktop.ui.dicom_node_settings import DicomNodeTab
 from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
 
@@ -106,6 +111,8 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._engine_tab(), "Engine")
         tabs.addTab(self._thresholds_tab(), "Thresholds")
         tabs.addTab(self._shortcuts_tab(), "Shortcuts")
+        self.department_tab = self._department_tab()
+        tabs.addTab(self.department_tab, "Department")
         self.dicom_node_tab = DicomNodeTab()
         tabs.addTab(self.dicom_node_tab, "DICOM node")
         self.tabs = tabs
@@ -219,17 +226,53 @@ class SettingsDialog(QDialog):
         self.normal_alpha.setRange(0.0, 10.0)
         self.normal_alpha.setSingleStep(0.1)
         form.addRow("Normal gating alpha", self.normal_alpha)
-        self.reviewer = QLineEdit()
-        self.reviewer.setPlaceholderText("your name, recorded with every verdict")
-        form.addRow("Reviewer", self.reviewer)
+        return w
+
+    def _department_tab(self) -> QWidget:
+        """The library's database, who scores, and the reader's name."""
+        w = QWidget()
+        form = QFormLayout(w)
         self.database = QLineEdit()
-        self.database.setPlaceholderText("default: the user data folder's cxrlt.db")
+        self.database.setObjectName("databaseUrl")
+        self.database.setPlaceholderText(
+            "default: the user data folder's cxrlt.db; a department: "
+            "postgresql+psycopg://user@server/cxrlt"
+        )
+        self.database.textEdited.connect(lambda _t: self._show_database_status("", None))
+        check = QPushButton("Check")
+        check.setToolTip("Connect to the database and read its schema revision")
+        check.clicked.connect(self._on_check_database)
+        self.check_database_button = check
+        row = QHBoxLayout()
+        row.addWidget(self.database, 1)
+        row.addWidget(check)
+        self.database_status = QLabel("")
+        self.database_status.setObjectName("databaseStatus")
+        self.database_status.setWordWrap(True)
         db_note = QLabel("A new database takes effect at the next start.")
         db_note.setStyleSheet("color: #666;")
         box = QVBoxLayout()
-        box.addWidget(self.database)
+        box.addLayout(row)
+        box.addWidget(self.database_status)
         box.addWidget(db_note)
         form.addRow("Database URL", box)
+        self.scoring = QComboBox()
+        self.scoring.setObjectName("scoring")
+        self.scoring.addItem("On this workstation", "workstation")
+        self.scoring.addItem("By department workers", "workers")
+        self.scoring.setToolTip(
+            "By department workers: this workstation loads no model; what it scans is queued "
+            "for the department's `cxrlt worker` processes, and the status bar shows the queue."
+        )
+        form.addRow("Scoring", self.scoring)
+        self.reviewer = QLineEdit()
+        self.reviewer.setObjectName("readerName")
+        self.reviewer.setPlaceholderText("your name, recorded with every verdict")
+        self.reviewer.setToolTip(
+            "Signs your verdicts, and other workstations show 'being read by NAME' on the study "
+            "you have open"
+        )
+        form.addRow("Reader name", self.reviewer)
         return w
 
     def _thresholds_tab(self) -> QWidget:
@@ -314,6 +357,7 @@ class SettingsDialog(QDialog):
         self.reviewer.setText(s.reviewer or "")
         self.dicom_node_tab.load(s.dicom_node)
         self.database.setText(s.database or "")
+        self.scoring.setCurrentIndex(max(0, self.scoring.findData(s.scoring or "workstation")))
         for name, spin in self._threshold_spins.items():
             spin.setValue(float(s.thresholds.get(name, DEFAULT_THRESHOLDS[name])))
         keymap = merged_keymap({k: v for k, v in s.shortcuts.items()} if s.shortcuts else None)
@@ -335,6 +379,8 @@ class SettingsDialog(QDialog):
             doc["database"] = self.database.text().strip()
         if self.reviewer.text().strip():
             doc["reviewer"] = self.reviewer.text().strip()
+        if self.scoring.currentData() != "workstation":
+            doc["scoring"] = self.scoring.currentData()
         models: dict[str, Any] = {}
         ckpts = [self.checkpoints.item(i).text() for i in range(self.checkpoints.count())]
         if ckpts:
@@ -404,24 +450,94 @@ class SettingsDialog(QDialog):
             self._fail("\n".join(problems))
             return
         self.result_settings = settings
-        if not settings.task1_checkpoints and settings.clip_model is None:
+        if settings.database and settings.database != (self._settings.database or None):
+            self._start_check(
+                "Connecting to the database to check it...",
+                check_database,
+                settings.database,
+                returned=self._on_database_checked,
+                errored=self._on_database_failed,
+            )
+            return
+        self._check_models(settings)
+
+    def _check_models(self, settings) -> None:
+        """Load the configured models to check them (not when the department's workers score)."""
+        if settings.scoring == "workers" or (
+            not settings.task1_checkpoints and settings.clip_model is None
+        ):
             self._succeed(None)
             return
-        self._validating = True
-        self.busy.setVisible(True)
-        self.buttons.setEnabled(False)
         config = settings.engine_config(**self._engine_overrides)
         # In the lane: loading convnextv2_base twice plus CLIP takes seconds.
-        self.lane.run(
+        self._start_check(
+            "Loading models to check them...",
             _load_predictor,
             config,
-            connect={"returned": self._on_models_loaded, "errored": self._on_models_failed},
+            returned=self._on_models_loaded,
+            errored=self._on_models_failed,
         )
+
+    def _start_check(self, text: str, func, *args, returned, errored) -> None:  # noqa: ANN001
+        self._validating = True
+        self.busy.setFormat(text)
+        self.busy.setVisible(True)
+        self.buttons.setEnabled(False)
+        self.check_database_button.setEnabled(False)
+        self.lane.run(func, *args, connect={"returned": returned, "errored": errored})
+
+    # ------------------------------------------------------------------ the database
+    def _on_check_database(self) -> None:
+        """The Check button: connect to the URL entered and say what is there."""
+        url = self.database.text().strip()
+        if self._validating:
+            return
+        if not url:
+            self._show_database_status("The default library in the user data folder.", True)
+            return
+        self._start_check(
+            "Connecting to the database to check it...",
+            check_database,
+            url,
+            returned=self._on_check_returned,
+            errored=self._on_check_failed,
+        )
+
+    @Slot(object)
+    def _on_check_returned(self, text: str) -> None:
+        self._validation_ended()
+        self._show_database_status(text, True)
+
+    @Slot(object)
+    def _on_check_failed(self, exc: BaseException) -> None:
+        self._validation_ended()
+        self._show_database_status(str(exc), False)
+
+    def _show_database_status(self, text: str, ok: bool | None) -> None:
+        color = {True: "#2b8a3e", False: "#c92a2a"}.get(ok, "#666")
+        self.database_status.setStyleSheet(f"color: {color};")
+        self.database_status.setText(text)
+
+    @Slot(object)
+    def _on_database_checked(self, text: str) -> None:
+        self._validation_ended()
+        self._show_database_status(text, True)
+        if self.result_settings is not None:
+            self._check_models(self.result_settings)
+
+    @Slot(object)
+    def _on_database_failed(self, exc: BaseException) -> None:
+        self._validation_ended()
+        self.result_settings = None
+        self._show_database_status(str(exc), False)
+        self.tabs.setCurrentWidget(self.department_tab)  # where the URL is
+        self._fail(f"The database was not changed: {exc}")
 
     def _validation_ended(self) -> None:
         self._validating = False
         self.busy.setVisible(False)
         self.buttons.setEnabled(True)
+        self.check_database_button.setEnabled(True)
 
     @Slot(object)
     def _on_models_loaded(self, predictor) -> None:

@@ -1,5 +1,6 @@
-"""The status bar: background-job progress (text, bar, Cancel), the pixel value under the mouse
-and the model status (which models, device, precision, runtime, mode)."""
+"""The status bar: background-job progress (text, bar, Cancel), the pixel value under the mouse,
+the department queue's progress (scoring by workers) and the model status (which models,
+device, precision, runtime, mode)."""
 
 from __future__ import annotations
 
@@ -80,10 +81,14 @@ class StatusBar(QStatusBar):
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(lambda _=False: self.cancelRequested.emit())
         self.readout_label = QLabel("")
+        self.queue_label = QLabel("")  # scoring by department workers: the queue's progress
+        self.queue_label.setObjectName("queueStatus")
+        self.queue_label.setVisible(False)
         self.addWidget(self.progress_label)
         self.addWidget(self.progress_bar)
         self.addWidget(self.cancel_button)
         self.addPermanentWidget(self.readout_label)
+        self.addPermanentWidget(self.queue_label)
         self.addPermanentWidget(self.model_status)
 
     def follow(self, jobs) -> None:
@@ -119,6 +124,11 @@ class StatusBar(QStatusBar):
         self.progress_bar.setVisible(False)
         self.cancel_button.setVisible(False)
         self.progress_label.setText(result_text(result))
+
+    def show_queue(self, text: str | None) -> None:
+        """The department queue's progress (None hides it: scoring on this workstation)."""
+        self.queue_label.setVisible(text is not None)
+        self.queue_label.setText(text or "")
 
     def report(self, text: str) -> None:
         """An error: in the message area for 15 s and as the progress text's tool tip."""

@@ -7,7 +7,8 @@ sorting by another column sorts in memory after loading every matching row.
 :meth:`WorklistModel.refresh` re-runs the query while scores stream in and updates rows *by
 study UID*: rows that moved are moved with ``layoutChanged`` and the persistent indexes (hence
 the view's selection and current index) follow their study, so the reader's selection never
-jumps to another study.
+jumps to another study. Other workstations' "being read by NAME" marks (:meth:`set_readers`)
+follow the study's status, with who, where and since when as the tool tip.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ class WorklistModel(QAbstractTableModel):
         self._async_outcome: tuple[int, list[WorklistRow], int, set[str]] | Exception | None = None
         # Selected studies that no longer match the filters, kept until the user moves away.
         self._kept: set[str] = set()
+        # "being read by" marks of other workstations: {study id: (text, tool tip)}.
+        self._readers: dict[int, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -200,6 +203,8 @@ class WorklistModel(QAbstractTableModel):
         row = self._rows[index.row()]
         col = COLUMNS[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
+            if col == "status" and row.study_id in self._readers:
+                return f"{self._display(row, col)}, {self._readers[row.study_id][0]}"
             return self._display(row, col)
         if role == SORT_ROLE:
             return self._sort_key(row, col)
@@ -216,11 +221,15 @@ class WorklistModel(QAbstractTableModel):
                 )
             if col == "priority" and is_flagged(row):
                 return "At least one finding at or above its operating threshold"
+            if col == "status" and row.study_id in self._readers:
+                return self._readers[row.study_id][1]
             if col == "images" and getattr(row, "for_processing", False):
                 from cxrlt_desktop.library.triage import FOR_PROCESSING_NOTE
 
                 return FOR_PROCESSING_NOTE[0].upper() + FOR_PROCESSING_NOTE[1:]
             return None
+        if role == Qt.ItemDataRole.ForegroundRole and col == "status":
+            return QBrush(QColor("#1c5fb8")) if row.study_id in self._readers else None
         if role == Qt.ItemDataRole.ForegroundRole and col == "priority" and is_flagged(row):
             return QBrush(QColor("#c92a2a"))
         if role == Qt.ItemDataRole.FontRole and is_flagged(row) and col == "priority":
@@ -276,6 +285,21 @@ class WorklistModel(QAbstractTableModel):
 
     def row_data(self, row: int) -> WorklistRow:
         return self._rows[row]
+
+    def set_readers(self, readers: dict[int, tuple[str, str]]) -> None:
+        """Other workstations' "being read by" marks: {study id: (text, tool tip)}, shown
+        after the study's status."""
+        if readers == self._readers:
+            return
+        self._readers = dict(readers)
+        if self._rows:
+            col = COLUMNS.index("status")
+            self.dataChanged.emit(self.index(0, col), self.index(len(self._rows) - 1, col))
+
+    def reader_text(self, row: int) -> str:
+        """The "being read by" mark of a row ("" for none)."""
+        study = self._rows[row].study_id if 0 <= row < len(self._rows) else None
+        return self._readers.get(study, ("", ""))[0]
 
     def set_filters(
         self,
