@@ -33,6 +33,7 @@ COMMANDS = [
     "export",
     "db",
     "listen",
+    "pacs",
     "train",
     "eval",
     "calibrate",

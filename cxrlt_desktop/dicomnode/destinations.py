@@ -8,7 +8,6 @@ the values already (:func:`cxrlt_desktop.settings._pacs`); this module only name
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -68,14 +67,3 @@ def local_aet(settings: Any) -> str:
     """This node's AE title (``[dicom_node] aet``): the calling AE of queries, retrievals and
     sends, and the C-MOVE destination."""
     return str((settings.dicom_node or {}).get("aet") or "CXRLT")
-
-
-def inbox_dir(settings: Any) -> Path:
-    """The inbox retrieved and received files go into (``[dicom_node] inbox``, default
-    ``data_dir()/inbox``)."""
-    inbox = (settings.dicom_node or {}).get("inbox")
-    if inbox:
-        return Path(inbox)
-    from cxrlt_desktop.paths import data_dir
-
-    return data_dir() / "inbox"

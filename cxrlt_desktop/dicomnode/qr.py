@@ -20,15 +20,15 @@ Only the configured peer is contacted (for DICOMweb, no proxy or netrc from the 
 
 from __future__ import annotations
 
-import os
+import io
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cxrlt_desktop.dicomnode.destinations import Destination
+from cxrlt_desktop.dicomnode.inbox import Inbox, valid_uid
 
 # Storage SOP classes of projection radiography that a retrieval accepts.
 RADIOGRAPH_SOP_CLASSES = {
@@ -57,7 +57,6 @@ TRANSFER_SYNTAXES = (
 TIMEOUT_S = 30.0  # association, DIMSE and network timeouts; HTTP requests
 MAX_PDU = 1 << 20  # the largest PDU this node receives
 
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _DATE = re.compile(r"(\d{8})?(-(\d{8})?)?")
 _MODALITY = re.compile(r"[A-Z0-9_ ]{1,16}")
 
@@ -123,6 +122,7 @@ class RetrieveResult:
 
     study_uid: str
     files: list[Path] = field(default_factory=list)  # written now or already in the inbox
+    headers: dict[str, Any] = field(default_factory=dict)  # path -> the input layer's header
     n_new: int = 0
     n_present: int = 0  # the same SOP instance was in the inbox already
     n_skipped: int = 0  # not a radiograph (not accepted)
@@ -136,8 +136,8 @@ class RetrieveResult:
 
 
 def is_uid(value: Any) -> bool:
-    """A DICOM UID: digits and dots, 1-64 characters, no empty component."""
-    return isinstance(value, str) and len(value) <= 64 and _UID.fullmatch(value) is not None
+    """A DICOM UID (the UI value representation: :func:`cxrlt_desktop.dicomnode.inbox.valid_uid`)."""
+    return valid_uid(value)
 
 
 def check_uid(value: Any, what: str = "UID") -> str:
@@ -374,71 +374,59 @@ def study_folder(inbox: Path, study_uid: str) -> Path:
     return Path(inbox) / check_uid(study_uid, "StudyInstanceUID")
 
 
-def instance_path(inbox: Path, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-    """``inbox/<study>/<series>/<sop>.dcm``, each UID checked before it becomes a path part."""
-    return (
-        Path(inbox)
-        / check_uid(study_uid, "StudyInstanceUID")
-        / check_uid(series_uid, "SeriesInstanceUID")
-        / (check_uid(sop_uid, "SOPInstanceUID") + ".dcm")
-    )
+def _accept(result: RetrieveResult, inbox: Any, sop_class: str, data: bytes) -> int:
+    """File one received object (Part 10 bytes) through the inbox: staged, read by the input
+    layer, its UIDs checked, then moved into place. Returns the DIMSE status of a C-STORE
+    sub-operation."""
+    from dataclasses import replace
 
+    from cxrlt_desktop.dicomnode.inbox import NoSpace
+    from engine.imageio import read_header
 
-def write_instance(path: Path, data: bytes | Callable[[Any], Any]) -> bool:
-    """Write ``path`` atomically, never over an existing file (the same SOP instance received
-    twice is one file). Returns False when it was there already."""
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    if sop_class not in RADIOGRAPH_SOP_CLASSES:
+        result.n_skipped += 1
+        return 0xA900  # not one of the SOP classes this retrieval accepts
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if another writer got there first: never overwrite
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _accept(result: RetrieveResult, inbox: Path, ds: Any, write: Callable[[Path], bool]) -> int:
-    """File one received object; returns the DIMSE status for a C-STORE sub-operation."""
-    sop = str(ds.get("SOPInstanceUID", ""))
-    try:
-        if str(ds.get("StudyInstanceUID", "")) != result.study_uid:
-            raise QRError(
-                f"object {sop[:64]!r} belongs to study {str(ds.get('StudyInstanceUID'))[:64]!r}, "
-                f"not the one asked for"
-            )
-        if str(ds.get("SOPClassUID", "")) not in RADIOGRAPH_SOP_CLASSES:
-            result.n_skipped += 1
-            return 0xA900  # dataset does not match SOP class: not one we accept
-        path = instance_path(inbox, result.study_uid, str(ds.get("SeriesInstanceUID", "")), sop)
-        if write(path):
-            result.n_new += 1
-        else:
-            result.n_present += 1
-        result.files.append(path)
-        return 0x0000
-    except (QRError, OSError, ValueError) as exc:
+        staged = inbox.stage(data)
+    except NoSpace as exc:
         result.n_failed += 1
-        result.problems.append(f"{result.study_uid}: {' '.join(str(exc).split())[:300]}")
-        return 0xA700 if isinstance(exc, OSError) else 0xC000
+        result.problems.append(f"{result.study_uid}: out of resources: {exc}")
+        return 0xA700
+    except OSError as exc:
+        result.n_failed += 1
+        result.problems.append(f"{result.study_uid}: cannot write to the inbox: {exc}")
+        return 0xA700
+    try:
+        head = read_header(staged.path)
+        meta = head.meta or {}
+        sop = meta.get("SOPInstanceUID")
+        if meta.get("StudyInstanceUID") != result.study_uid:
+            raise ValueError(
+                f"object {str(sop)[:64]!r} belongs to study "
+                f"{str(meta.get('StudyInstanceUID'))[:64]!r}, not the one asked for"
+            )
+        target = inbox.path_for(result.study_uid, meta.get("SeriesInstanceUID"), sop)
+        outcome = inbox.commit(staged, target)
+    except (ValueError, OSError) as exc:
+        inbox.discard(staged)
+        result.n_failed += 1
+        reason = head.reason if not head.ok and head.reason else str(exc)
+        result.problems.append(f"{result.study_uid}: {' '.join(str(reason).split())[:300]}")
+        return 0xA900 if isinstance(exc, ValueError) else 0xA700
+    if outcome.value == "unchanged":
+        result.n_present += 1
+    else:
+        result.n_new += 1
+    result.files.append(target)
+    result.headers[str(target)] = replace(head, path=target)
+    return 0x0000
 
 
 def retrieve_study(
     dest: Destination,
     calling_aet: str,
     study_uid: str,
-    inbox: Path,
+    inbox: Inbox,
     *,
     progress: Callable[[RetrieveProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -453,9 +441,9 @@ def retrieve_study(
     check_uid(study_uid, "StudyInstanceUID")
     result = RetrieveResult(study_uid)
     if dest.is_web:
-        _wado_study(dest, result, Path(inbox), progress, should_stop)
+        _wado_study(dest, result, inbox, progress, should_stop)
     else:
-        _cget_study(dest, calling_aet, result, Path(inbox), progress, should_stop)
+        _cget_study(dest, calling_aet, result, inbox, progress, should_stop)
     return result
 
 
@@ -463,70 +451,151 @@ def _cget_study(
     dest: Destination,
     calling_aet: str,
     result: RetrieveResult,
-    inbox: Path,
+    inbox: Inbox,
     progress: Callable[[RetrieveProgress], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> None:
-    from pydicom.dataset import Dataset
+    """An image-level C-FIND lists the study's instances and SOP classes; the radiographs are
+    then fetched series by series with an image-level C-GET (a list of SOP instance UIDs), so
+    objects of other classes are skipped, not failed."""
     from pynetdicom import build_role, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
 
     ae = _ae(calling_aet)
+    ae.add_requested_context(FIND)
     ae.add_requested_context(GET)
     roles = []
     for sop_class in RADIOGRAPH_SOP_CLASSES:
         for ts in TRANSFER_SYNTAXES:
             ae.add_requested_context(sop_class, [ts])
         roles.append(build_role(sop_class, scp_role=True))
+    refused = [0]  # sub-operations this node answered with a failure
 
     def on_store(event: Any) -> int:
         if should_stop is not None and should_stop():
+            refused[0] += 1
             return 0xA700  # refuse the rest; the loop below aborts
-        ds = event.dataset
-        ds.file_meta = event.file_meta
-        return _accept(result, inbox, ds, lambda p: write_instance(p, event.encoded_dataset()))
+        before = result.n_failed + result.n_skipped
+        status = _accept(
+            result,
+            inbox,
+            str(event.request.AffectedSOPClassUID),
+            event.encoded_dataset(include_meta=True),
+        )
+        refused[0] += result.n_failed + result.n_skipped - before
+        return status
 
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
-    query.StudyInstanceUID = result.study_uid
     assoc = _associate(ae, dest, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
-        for status, _identifier in assoc.send_c_get(query, GET):
-            if should_stop is not None and should_stop():
-                result.cancelled = True
-                assoc.abort()
-                return
-            if status is None:
-                raise QRError(f"{dest.describe()}: C-GET got no answer (timeout or abort)")
-            code = int(status.Status)
-            remaining = status.get("NumberOfRemainingSuboperations")
-            done = result.n_new + result.n_present + result.n_skipped + result.n_failed
-            if progress is not None:
-                progress(RetrieveProgress(result.study_uid, done, done + int(remaining or 0)))
-            if code in (0xFF00, 0xFF01):
-                continue
-            failed = int(status.get("NumberOfFailedSuboperations") or 0)
-            if code in (0x0000, 0xB000):
-                missed = failed - result.n_skipped - result.n_failed
-                if missed > 0:
+        by_series = _radiographs_by_series(dest, assoc, FIND, result)
+        total = sum(len(v) for v in by_series.values())
+        base = result.n_skipped + result.n_failed
+        for series, sops in by_series.items():
+            refused[0] = 0
+            for status, _identifier in assoc.send_c_get(
+                _image_query(result.study_uid, series, sops), GET
+            ):
+                if should_stop is not None and should_stop():
+                    result.cancelled = True
+                    assoc.abort()
+                    return
+                if status is None:
+                    raise QRError(f"{dest.describe()}: C-GET got no answer (timeout or abort)")
+                code = int(status.Status)
+                if progress is not None:
+                    done = result.n_new + result.n_present + result.n_skipped + result.n_failed
+                    progress(RetrieveProgress(result.study_uid, done - base, total))
+                if code in (0xFF00, 0xFF01):
+                    continue
+                completed = int(status.get("NumberOfCompletedSuboperations") or 0)
+                failed = int(status.get("NumberOfFailedSuboperations") or 0)
+                if code not in (0x0000, 0xB000) and completed == 0 and failed == 0:
+                    raise QRError(
+                        f"{dest.describe()}: C-GET of study {result.study_uid} failed with "
+                        f"status 0x{code:04X}"
+                    )
+                missed = failed - refused[0]
+                if missed > 0:  # failures on the PACS's side, not refusals of this node
                     result.n_failed += missed
                     result.problems.append(
-                        f"{result.study_uid}: {missed} object(s) the PACS could not send"
+                        f"{result.study_uid}: {missed} object(s) of series {series} the PACS "
+                        f"could not send (status 0x{code:04X})"
                     )
-            else:
-                raise QRError(
-                    f"{dest.describe()}: C-GET of study {result.study_uid} failed with status "
-                    f"0x{code:04X}"
-                )
     finally:
         if assoc.is_established:
             assoc.release()
 
 
+def _radiographs_by_series(
+    dest: Destination, assoc: Any, find: Any, result: RetrieveResult
+) -> dict[str, list[str]]:
+    """series UID -> SOP instance UIDs of the study's radiographs (an image-level C-FIND); the
+    other instances are counted as skipped."""
+    by_series: dict[str, list[str]] = {}
+    for series, sop, sop_class in _cfind_instances(dest, assoc, find, result.study_uid):
+        if sop_class and sop_class not in RADIOGRAPH_SOP_CLASSES:
+            result.n_skipped += 1
+        elif not (is_uid(series) and is_uid(sop)):
+            result.n_failed += 1
+            result.problems.append(
+                f"{result.study_uid}: an instance with an invalid series or SOP instance "
+                f"UID ({str(series)[:64]!r}, {str(sop)[:64]!r}) was skipped"
+            )
+        else:
+            by_series.setdefault(series, []).append(sop)
+    return by_series
+
+
+def _image_query(study_uid: str, series: str, sops: list[str]) -> Any:
+    """An image-level identifier: these SOP instances of one series (UID list matching)."""
+    from pydicom.dataset import Dataset
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = series
+    query.SOPInstanceUID = sops if len(sops) > 1 else sops[0]
+    return query
+
+
+def _cfind_instances(
+    dest: Destination, assoc: Any, find: Any, study_uid: str
+) -> list[tuple[str, str, str]]:
+    """(series UID, SOP instance UID, SOP class UID) of every instance of the study."""
+    from pydicom.dataset import Dataset
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = ""
+    query.SOPInstanceUID = ""
+    query.SOPClassUID = ""
+    out = []
+    for status, identifier in assoc.send_c_find(query, find):
+        if status is None:
+            raise QRError(f"{dest.describe()}: C-FIND got no answer (timeout or abort)")
+        code = int(status.Status)
+        if code in (0xFF00, 0xFF01):
+            if identifier is not None:
+                out.append(
+                    tuple(
+                        str(identifier.get(k, "") or "").strip()
+                        for k in ("SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+                    )
+                )
+        elif code != 0x0000:
+            raise QRError(
+                f"{dest.describe()}: C-FIND of the instances of study {study_uid} failed with "
+                f"status 0x{code:04X}"
+            )
+    return out
+
+
 def _wado_study(
     dest: Destination,
     result: RetrieveResult,
-    inbox: Path,
+    inbox: Inbox,
     progress: Callable[[RetrieveProgress], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> None:
@@ -561,31 +630,21 @@ def _wado_study(
         if should_stop is not None and should_stop():
             result.cancelled = True
             return
-        path = instance_path(inbox, result.study_uid, series, sop)
-        if path.exists():
-            result.n_present += 1
-            result.files.append(path)
+        # "*": the object as the PACS stored it, not transcoded.
+        ds = _web_call(
+            dest,
+            f"WADO-RS retrieval of {sop}",
+            lambda series=series, sop=sop: client.retrieve_instance(
+                result.study_uid, series, sop, media_types=(("application/dicom", "*"),)
+            ),
+        )
+        if str(ds.get("SOPInstanceUID", "")) != sop:
+            result.n_failed += 1
+            result.problems.append(f"{result.study_uid}: WADO-RS sent another object for {sop}")
         else:
-            # "*": the object as the PACS stored it, not transcoded.
-            ds = _web_call(
-                dest,
-                f"WADO-RS retrieval of {sop}",
-                lambda series=series, sop=sop: client.retrieve_instance(
-                    result.study_uid, series, sop, media_types=(("application/dicom", "*"),)
-                ),
-            )
-            if str(ds.get("SOPInstanceUID", "")) != sop:
-                result.n_failed += 1
-                result.problems.append(f"{result.study_uid}: WADO-RS sent another object for {sop}")
-            else:
-                _accept(
-                    result,
-                    inbox,
-                    ds,
-                    lambda p, ds=ds: write_instance(
-                        p, lambda f: ds.save_as(f, enforce_file_format=True)
-                    ),
-                )
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            _accept(result, inbox, str(ds.get("SOPClassUID", "")), buf.getvalue())
         if progress is not None:
             progress(RetrieveProgress(result.study_uid, k + 1, total))
 
@@ -598,53 +657,63 @@ def move_study(
     move_destination: str | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RetrieveResult:
-    """C-MOVE of one study to ``move_destination`` (default: ``calling_aet``, this node). The
-    PACS opens its own association to that AE title, so ``cxrlt listen`` must be running and
-    known to the PACS; the files go into the listener's inbox and library.
+    """C-MOVE of one study's radiographs to ``move_destination`` (default: ``calling_aet``,
+    this node), series by series at image level as :func:`retrieve_study` does. The PACS opens
+    its own association to that AE title, so ``cxrlt listen`` must be running and known to the
+    PACS; the files go into the listener's inbox and library.
 
     Raises
     ------
     QRError
         DICOMweb destination, or the PACS could not be reached or refused the move.
     """
-    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
 
     if dest.is_web:
         raise QRError(f"{dest.describe()}: C-MOVE needs a DIMSE destination (aet, host, port)")
     result = RetrieveResult(check_uid(study_uid, "StudyInstanceUID"))
+    target = move_destination or calling_aet
     ae = _ae(calling_aet)
+    ae.add_requested_context(FIND)
     ae.add_requested_context(MOVE)
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
-    query.StudyInstanceUID = study_uid
     assoc = _associate(ae, dest)
     try:
-        for status, _identifier in assoc.send_c_move(query, move_destination or calling_aet, MOVE):
-            if should_stop is not None and should_stop():
-                result.cancelled = True
-                assoc.abort()
-                return result
-            if status is None:
-                raise QRError(f"{dest.describe()}: C-MOVE got no answer (timeout or abort)")
-            code = int(status.Status)
-            if code in (0xFF00, 0xFF01):
-                continue
-            result.moved = int(status.get("NumberOfCompletedSuboperations") or 0)
-            result.n_failed = int(status.get("NumberOfFailedSuboperations") or 0)
-            if code == 0xA801:
-                raise QRError(
-                    f"{dest.describe()}: the PACS does not know the move destination "
-                    f"{move_destination or calling_aet!r} (status 0xA801)"
-                )
-            if code not in (0x0000, 0xB000):
+        for series, sops in _radiographs_by_series(dest, assoc, FIND, result).items():
+            for status, _identifier in assoc.send_c_move(
+                _image_query(study_uid, series, sops), target, MOVE
+            ):
+                if should_stop is not None and should_stop():
+                    result.cancelled = True
+                    assoc.abort()
+                    return result
+                if status is None:
+                    raise QRError(f"{dest.describe()}: C-MOVE got no answer (timeout or abort)")
+                code = int(status.Status)
+                if code in (0xFF00, 0xFF01):
+                    continue
+                if code == 0xA801:
+                    raise QRError(
+                        f"{dest.describe()}: the PACS does not know the move destination "
+                        f"{target!r} (status 0xA801)"
+                    )
+                completed = int(status.get("NumberOfCompletedSuboperations") or 0)
+                failed = int(status.get("NumberOfFailedSuboperations") or 0)
+                if code in (0x0000, 0xB000) or completed or failed:
+                    result.moved += completed
+                    if code not in (0x0000, 0xB000) and not failed:
+                        failed = len(sops) - completed
+                    result.n_failed += failed
+                    if failed:
+                        result.problems.append(
+                            f"{study_uid}: {failed} object(s) of series {series} the PACS could "
+                            f"not move (status 0x{code:04X})"
+                        )
+                    continue
                 raise QRError(
                     f"{dest.describe()}: C-MOVE of study {study_uid} failed with status "
-                    f"0x{code:04X} (is `cxrlt listen` running as {move_destination or calling_aet!r}?)"
-                )
-            if result.n_failed:
-                result.problems.append(
-                    f"{study_uid}: {result.n_failed} object(s) the PACS could not move"
+                    f"0x{code:04X} (is `cxrlt listen` running as {target!r}, and known to the "
+                    "PACS?)"
                 )
     finally:
         if assoc.is_established:
@@ -652,33 +721,22 @@ def move_study(
     return result
 
 
-def add_to_library(store: Any, inbox: Path, study_uids: Iterable[str]) -> list[str]:
-    """Scan the retrieved studies' inbox folders into the library; returns the problem lines
-    of the scan (files the library refused, with the reason)."""
-    from cxrlt_desktop.library.scanning import scan
+def add_to_library(store: Any, results: Iterable[RetrieveResult]) -> tuple[list[int], list[str]]:
+    """Add the retrieved files to the library (``library.scanning.add_files``: only these files,
+    no walk) and queue the new images for scoring by every active model set. Returns the ids of
+    the images to score and the problem lines of files the library found unusable."""
+    from cxrlt_desktop.library.queue import enqueue_for_active_sets
+    from cxrlt_desktop.library.scanning import add_files
 
-    folders = [study_folder(inbox, u) for u in study_uids]
-    folders = [f for f in folders if f.is_dir()]
-    if not folders:
-        return []
-    for _ in scan(store, folders):
-        pass
-    return _refused(store, folders)
-
-
-def _refused(store: Any, folders: list[Path]) -> list[str]:
-    from sqlalchemy import select
-
-    from cxrlt_desktop.store.models import Image
-
-    out: list[str] = []
-    with store.session() as s, s.begin():
-        for folder in folders:
-            prefix = str(folder.resolve()) + os.sep
-            for path, reason in s.execute(
-                select(Image.path, Image.reason).where(
-                    Image.usable.is_(False), Image.path.startswith(prefix, autoescape=True)
-                )
-            ):
-                out.append(f"{path}: {reason}")
-    return out
+    files: list[Path] = []
+    headers: dict[str, Any] = {}
+    for r in results:
+        files.extend(r.files)
+        headers.update(r.headers)
+    if not files:
+        return [], []
+    added = add_files(store, files, headers=headers)
+    if added.image_ids:
+        enqueue_for_active_sets(store, added.image_ids)
+    problems = [f"{path}: {reason}" for path, reason in added.progress.problems]
+    return list(added.image_ids), problems
