@@ -133,7 +133,9 @@ def _equipment(model: Mapping[str, Any], app_version: str) -> Any:
     desc = f"model {role}, architecture {arch or '?'}, file sha256 {sha or '?'}"
     if model.get("weight") is not None:
         desc += f", ensemble weight {model['weight']}"
-    item.ContributionDescription = desc
+    from cxrlt_desktop.models.cards import contribution_facts  # the model card, in one line
+
+    item.ContributionDescription = f"{desc}. {contribution_facts(model)}"[:1024]
     return item
 
 

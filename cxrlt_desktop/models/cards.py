@@ -62,6 +62,41 @@ def card(name: str | None) -> ModelCard | None:
     return all_cards().get(name) if name else None
 
 
+_REGISTRY_CACHE: dict[str, Any] = {}
+
+
+def _user_registry() -> Any:
+    """The user's registry, re-read only when its file changed (exports ask once per model per
+    image)."""
+    from cxrlt_desktop.models.registry import Registry
+    from cxrlt_desktop.paths import models_registry_file
+
+    path = models_registry_file()
+    try:
+        st = path.stat()
+        key = f"{path}:{st.st_mtime_ns}:{st.st_size}"
+    except OSError:
+        key = f"{path}:absent"
+    if _REGISTRY_CACHE.get("key") != key:
+        try:
+            reg = Registry(path)
+        except (OSError, ValueError):
+            reg = None
+        _REGISTRY_CACHE.update(key=key, registry=reg)
+    return _REGISTRY_CACHE.get("registry")
+
+
+@lru_cache(maxsize=1)
+def _pinned_cards() -> dict[str, str]:
+    """sha256 of a pinned weights file -> its model's card (the release's pins)."""
+    from cxrlt_desktop.models.pins import load_pins
+
+    try:
+        return {f.sha256: m.card for m in load_pins() for f in m.files if f.sha256}
+    except ValueError:
+        return {}
+
+
 def card_for_model(
     sha256: str | None, *, path: str | Path | None = None, registry: Any = None
 ) -> ModelCard | None:
@@ -71,27 +106,15 @@ def card_for_model(
     manifest beside ``path``.
     """
     if sha256:
-        reg = registry
-        if reg is None:
-            try:
-                from cxrlt_desktop.models.registry import Registry
-
-                reg = Registry()
-            except (OSError, ValueError):
-                reg = None
+        reg = registry if registry is not None else _user_registry()
         entry = reg.by_sha256(sha256) if reg is not None else None
         if entry is not None and entry.card:
             return card(entry.card)
         if entry is not None and entry.demo:
             return card("demo")
-        try:
-            from cxrlt_desktop.models.pins import load_pins
-
-            for m in load_pins():
-                if any(f.sha256 == sha256 for f in m.files):
-                    return card(m.card)
-        except ValueError:
-            pass
+        pinned = _pinned_cards().get(sha256)
+        if pinned:
+            return card(pinned)
     if path is not None:
         from engine.manifest import is_demo_model
 

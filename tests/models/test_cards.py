@@ -136,3 +136,50 @@ def test_findings_panel_model_line_and_about_box(qtbot, user_dirs, tiny_models):
     QTimer.singleShot(200, read_and_close)
     about_box(parent, "CXR-LT Desktop")
     assert seen and "Models in use" in seen[0] and "Task 1 mAP 0.583" in seen[0]
+
+
+def test_ai_result_sr_names_the_model_facts(user_dirs, tiny_models):
+    import numpy as np
+
+    from cxrlt_desktop.export.ai_sr import AIResult, build_ai_result_sr
+    from cxrlt_desktop.export.sr_common import SRSubject
+    from engine.classes import ALL_CLASSES
+
+    task1, _ = tiny_models
+    reg = Registry()
+    reg.put(RegisteredModel("t", "task1-csra", str(task1), _sha(task1), 1, card="task1-csra"))
+    reg.save()
+    subject = SRSubject(
+        patient_id="P1",
+        patient_name="P1",
+        patient_sex="",
+        birth_date="",
+        study_uid="2.25.1",
+        series_uid="2.25.2",
+        sop_uid="2.25.3",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
+        modality="DX",
+        study_date="20260101",
+        study_time="120000",
+        accession="",
+    )
+    probs = np.full(len(ALL_CLASSES), np.nan, dtype=np.float32)
+    probs[0] = 0.7
+    res = AIResult(
+        subject=subject,
+        probabilities=probs,
+        thresholds={ALL_CLASSES[0]: 0.5},
+        model_set_key="k" * 64,
+        models=[
+            {"role": "task1-csra", "sha256": _sha(task1), "arch": "convnextv2_atto"},
+            {"role": "clip", "sha256": "cd" * 32, "arch": "open_clip"},
+        ],
+        app_version="1",
+    )
+    sr = build_ai_result_sr(res)
+    descs = [str(i.get("ContributionDescription", "")) for i in sr.ContributingEquipmentSequence]
+    ours = [d for d in descs if d.startswith("model ")]
+    assert len(ours) == 2
+    assert "CXR-LT 2026 Task 1 classifier" in ours[0] and "Not for diagnosis" in ours[0]
+    assert "docs/models.md" in ours[0] and len(ours[0]) <= 1024
+    assert "no model card" in ours[1]
