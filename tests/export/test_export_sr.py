@@ -414,3 +414,22 @@ def test_dates_of_the_documents_follow_the_shift(store, scored):
     ident = _read(build_review_sr(store, scored[0], ai, include_phi=True, salt=SALT))
     assert ident.ContentDate == latest.astimezone(UTC).strftime("%Y%m%d")
     assert ident.StudyDate == "20230417"
+
+
+@pytest.mark.parametrize("sex", ["", "M"])
+def test_patient_characteristics_declared_only_when_kept(store, tmp_path, sex):
+    from engine.dicomwrite import write_dicom
+
+    from .conftest import _pixels, scan_folder
+
+    path = write_dicom(tmp_path / "in" / "a.dcm", _pixels(1), patient_id="PIDX1", patient_sex=sex)
+    image = scan_folder(store, tmp_path / "in")[path.resolve()]
+    set_verdict(store, image, "Mass", "present", reviewer="Dr Early Reader")
+    insert_prediction(store, image, probs_with({}), models=[MODEL])
+    ai = _read(build_ai_sr(store, image, salt=SALT))
+    review = _read(build_review_sr(store, image, ai, salt=SALT))
+    for ds in (ai, review):
+        codes = {c.CodeValue for c in ds.DeidentificationMethodCodeSequence}
+        assert ds.get("PatientSex", "") == sex
+        assert ("113108" in codes) == bool(sex)  # Retain Patient Characteristics
+        assert {"113100", "113104", "113107"} <= codes
