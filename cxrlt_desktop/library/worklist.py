@@ -201,7 +201,12 @@ def query_worklist(
         )
         if study_uids is not None:
             stmt = stmt.where(Study.study_uid.in_(list(study_uids)))
-        stmt = stmt.order_by(Study.priority.desc(), Study.study_date.desc(), Study.id.desc())
+        # NULLS LAST spelled out: PostgreSQL sorts NULL as the largest value, SQLite as the
+        # smallest; both list undated studies last (SQLite still reads the index alone,
+        # PostgreSQL reads it for the priority and sorts each priority's studies).
+        stmt = stmt.order_by(
+            Study.priority.desc(), Study.study_date.desc().nulls_last(), Study.id.desc()
+        )
         rows = s.execute(stmt.limit(limit).offset(offset)).all()
     return [
         WorklistRow(
@@ -280,7 +285,12 @@ def study_images(store: Store, study_id: int) -> list[ImageRow]:
             select(Image, Series.series_uid)
             .join(Series, Series.id == Image.series_id)
             .where(Series.study_id == study_id)
-            .order_by(Series.series_number, Series.id, Image.instance_number, Image.id)
+            .order_by(
+                Series.series_number.nulls_first(),  # unnumbered first on both dialects
+                Series.id,
+                Image.instance_number.nulls_first(),
+                Image.id,
+            )
         ).all()
         ids = [i.id for i, _ in rows]
         failures: dict[int, tuple[int, str]] = {}
