@@ -42,6 +42,7 @@ from cxrlt_desktop.ui.image_panel import ImagePanel
 from cxrlt_desktop.ui.live_updates import ChangeBatch, LiveUpdates
 from cxrlt_desktop.ui.model_config import DemoBanner, settings_have_models, thresholds_in_force
 from cxrlt_desktop.ui.model_config import predictor_factory as settings_predictor_factory
+from cxrlt_desktop.ui.model_facts import model_line
 from cxrlt_desktop.ui.problems_dock import ProblemsDock
 from cxrlt_desktop.ui.queue_monitor import QueueMonitor, queue_text
 from cxrlt_desktop.ui.reading_claim import ReadingClaim
@@ -157,6 +158,7 @@ class MainWindow(QMainWindow):
         self.viewer = self.image_panel.viewer
         self.findings = FindingsPanel()
         self.findings.setMinimumWidth(400)
+        self.findings.set_model_line(*model_line(self.settings))
         self.review = ReviewController(
             self.store,
             self.session,
@@ -464,6 +466,7 @@ class MainWindow(QMainWindow):
         thresholds_changed = dict(new.thresholds or {}) != dict(self.settings.thresholds or {})
         reader_changed = reviewer_name(new) != reviewer_name(self.settings)
         self.settings = new
+        self.findings.set_model_line(*model_line(new))
         try:
             new.save(self._settings_path)
         except Exception as exc:

@@ -1,8 +1,8 @@
 """Model facts in the GUI: the findings panel's model line and the models part of Help > About.
 
 Both name the models the settings configure, each by its model card (:mod:`cxrlt_desktop.models
-.cards`): a model is matched through the model registry by its path, or by the sha256 of its
-weights (the engine's cached hash), or as a DEMO model by its manifest.
+.cards`): a model is matched through the model registry by its path, or as a DEMO model by its
+manifest (no hashing on the GUI thread).
 """
 
 from __future__ import annotations
@@ -13,33 +13,24 @@ from typing import Any
 
 
 def _card_of_path(path: Path, registry: Any) -> tuple[str, Any]:
-    """(role, card or None) of a configured model file or CLIP folder."""
-    from cxrlt_desktop.models.cards import card, card_for_model
+    """(role, card or None) of a configured model file or CLIP folder: by its registry entry,
+    else the DEMO card when its manifest says demo. Cheap on the GUI thread (no hashing: a model
+    the registry does not know has no card here; ``cxrlt models add`` registers it)."""
+    from cxrlt_desktop.models.cards import card
+    from engine.manifest import is_demo_model
 
     p = Path(path).expanduser()
-    entry = (
-        next((m for m in registry.models if Path(m.path) == p.resolve()), None)
-        if registry
-        else None
-    )
-    if entry is not None:
-        return entry.role, card(entry.card) or card_for_model(
-            entry.sha256, path=p, registry=registry
-        )
-    role = "clip" if p.is_dir() else "task1"
-    sha = None
     try:
-        from engine.checkpoints import sha256_file
-
-        if p.is_dir():
-            from engine.zeroshot import find_weights
-
-            sha = sha256_file(find_weights(p))
-        elif p.is_file():
-            sha = sha256_file(p)
-    except Exception:  # noqa: BLE001 - a missing or odd file: no card
-        sha = None
-    return role, card_for_model(sha, path=p, registry=registry)
+        resolved = p.resolve()
+    except OSError:
+        resolved = p
+    entry = (
+        next((m for m in registry.models if Path(m.path) == resolved), None) if registry else None
+    )
+    role = "clip" if p.is_dir() else "task1"
+    if entry is not None:
+        return entry.role, card(entry.card) or (card("demo") if entry.demo else None)
+    return role, card("demo") if is_demo_model(p) else None
 
 
 def configured_cards(settings: Any) -> list[tuple[str, Path, Any]]:
@@ -71,7 +62,7 @@ def model_line(settings: Any) -> tuple[str, str]:
     names = []
     tips = []
     for _role, p, c in items:
-        names.append(c.title if c is not None else f"{p.name} (no model card)")
+        names.append(c.title if c is not None else f"{p.name} (not registered, no model card)")
         tips.append(
             card_html(c) if c is not None else f"<p>{html.escape(str(p))}: no model card</p>"
         )

@@ -94,7 +94,7 @@ def test_gui_model_line_and_about(qtbot, user_dirs, tiny_models):
     s = Settings(task1_checkpoints=[task1], clip_model=clip)
     text, tip = model_line(s)
     assert text.startswith("Models: CXR-LT 2026 Task 1 classifier")
-    assert "clip (no model card)" in text
+    assert "clip (not registered, no model card)" in text
     assert "Task 1 mAP 0.583" in tip
     about = about_models_html(s)
     assert "Models in use" in about and "Limits:" in about
@@ -183,3 +183,36 @@ def test_ai_result_sr_names_the_model_facts(user_dirs, tiny_models):
     assert "CXR-LT 2026 Task 1 classifier" in ours[0] and "Not for diagnosis" in ours[0]
     assert "docs/models.md" in ours[0] and len(ours[0]) <= 1024
     assert "no model card" in ours[1]
+
+
+def test_main_window_shows_the_model_line(qtbot, user_dirs, tiny_models, tmp_path):
+    from cxrlt_desktop.settings import Settings
+    from cxrlt_desktop.store import open_store
+    from cxrlt_desktop.ui.app import create_main_window
+
+    task1, clip = tiny_models
+    reg = Registry()
+    reg.put(
+        RegisteredModel("t", "task1-csra", str(task1.resolve()), _sha(task1), 1, card="task1-csra")
+    )
+    reg.save()
+    store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
+    s = Settings(task1_checkpoints=[task1], task1_arch="convnextv2_atto", device="cpu")
+    w = create_main_window(
+        store,
+        s,
+        first_start_dialog=False,
+        settings_path=tmp_path / "s.toml",
+        engine_overrides={"image_size": 64, "cache_dir": tmp_path / "cache"},
+    )
+    qtbot.addWidget(w)
+    try:
+        assert w.findings.model_line.text().startswith("Models: CXR-LT 2026 Task 1 classifier")
+        assert "Task 1 mAP 0.583" in w.findings.model_line.toolTip()
+    finally:
+        if w.jobs.is_running():
+            w.jobs.cancel()
+            with qtbot.waitSignal(w.jobs.finished, timeout=120_000):
+                pass
+        w.close()
+        store.close()
