@@ -8,7 +8,8 @@ sorting by another column sorts in memory after loading every matching row.
 study UID*: rows that moved are moved with ``layoutChanged`` and the persistent indexes (hence
 the view's selection and current index) follow their study, so the reader's selection never
 jumps to another study. Other workstations' "being read by NAME" marks (:meth:`set_readers`)
-follow the study's status, with who, where and since when as the tool tip.
+follow the study's status; the row is tinted, its patient cell carries a dot, and both cells
+say who, where and since when as their tool tip.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ HEADERS = {
     "status": "Status",
 }
 FLAG = "\u2691"  # a flag glyph
+READING_COLOR = "#1c5fb8"  # "being read by" on another workstation: the mark's colour
+READING_TINT = "#e4eefb"  # ... and its row's background
 STUDY_UID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -87,6 +90,26 @@ def _fast_key(col: str):
         getter = attrgetter(col)
         return lambda r: (getter(r) or "").lower()
     return None
+
+
+_ICON: list = []
+
+
+def _reading_icon():  # noqa: ANN202 - QIcon, made once the application exists
+    """A small filled circle in :data:`READING_COLOR`: this study is open elsewhere."""
+    if not _ICON:
+        from PySide6.QtGui import QIcon, QPainter, QPixmap
+
+        pm = QPixmap(10, 10)
+        pm.fill(QColor(0, 0, 0, 0))
+        p = QPainter(pm)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setBrush(QColor(READING_COLOR))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.drawEllipse(1, 1, 8, 8)
+        p.end()
+        _ICON.append(QIcon(pm))
+    return _ICON[0]
 
 
 def is_flagged(row: WorklistRow) -> bool:
@@ -221,15 +244,20 @@ class WorklistModel(QAbstractTableModel):
                 )
             if col == "priority" and is_flagged(row):
                 return "At least one finding at or above its operating threshold"
-            if col == "status" and row.study_id in self._readers:
+            if col in ("status", "patient") and row.study_id in self._readers:
                 return self._readers[row.study_id][1]
             if col == "images" and getattr(row, "for_processing", False):
                 from cxrlt_desktop.library.triage import FOR_PROCESSING_NOTE
 
                 return FOR_PROCESSING_NOTE[0].upper() + FOR_PROCESSING_NOTE[1:]
             return None
-        if role == Qt.ItemDataRole.ForegroundRole and col == "status":
-            return QBrush(QColor("#1c5fb8")) if row.study_id in self._readers else None
+        if row.study_id in self._readers:  # being read on another workstation
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return QBrush(QColor(READING_TINT))
+            if role == Qt.ItemDataRole.DecorationRole and col == "patient":
+                return _reading_icon()
+            if role == Qt.ItemDataRole.ForegroundRole and col == "status":
+                return QBrush(QColor(READING_COLOR))
         if role == Qt.ItemDataRole.ForegroundRole and col == "priority" and is_flagged(row):
             return QBrush(QColor("#c92a2a"))
         if role == Qt.ItemDataRole.FontRole and is_flagged(row) and col == "priority":

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from cxrlt_desktop.review import study_after
 from cxrlt_desktop.ui.worklist_model import STUDY_UID_ROLE, WorklistModel
 
-COLUMN_WIDTHS = (60, 92, 78, 178, 150, 48, 110)  # status: room for "being read by NAME"
+COLUMN_WIDTHS = (60, 92, 78, 178, 120, 48, 110)  # status: room for "being read by"
 
 
 class WorklistPanel(QWidget):
