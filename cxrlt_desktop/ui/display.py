@@ -45,6 +45,10 @@ RELATIVE_PRESETS: tuple[tuple[str, float, float], ...] = (
 AUTO_NAME = "Auto (0.5-99.5 percentile)"
 FULL_NAME = "Full range"
 _MAX_LUT = 1 << 20  # integer value ranges up to this many entries are windowed through a table
+# Limits on what a header may ask of the viewer (crafted files): the pixels of one overlay plane
+# (the largest digital radiograph has ~18 Mpixel) and the vertices of a polygonal shutter.
+MAX_OVERLAY_PIXELS = 64 * 2**20
+MAX_POLYGON_VERTICES = 256
 _BACKGROUND = 0
 
 
@@ -179,7 +183,7 @@ class DisplayPipeline:
             try:
                 return cls.from_dataset(header, display.modality)
             except Exception as exc:  # noqa: BLE001 - the image is shown with plain windows
-                problem = f"display header not applied ({type(exc).__name__}): plain windows"
+                problem = f"display header not applied ({_reason(exc)}): plain windows"
         c, w = (float(v) for v in display.window)
         presets = [Preset("Header", c, max(w, 1e-6), origin="header")]
         for name, pc, pw in display.presets or []:
@@ -303,6 +307,14 @@ class DisplayPipeline:
 
 
 # ---------------------------------------------------------------------- header parts
+def _reason(exc: BaseException) -> str:
+    """An exception as a short single line for a warning (its message, else its type)."""
+    text = " ".join(str(exc).split())
+    if not text or len(text) > 100:
+        return type(exc).__name__ if not text else text[:97] + "..."
+    return text
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -320,7 +332,7 @@ def _header_presets(ds: Any, function: str, warnings: list[str]) -> list[Preset]
             n = n or 65536
             _ = item.LUTData
         except Exception as exc:  # noqa: BLE001 - a broken item is skipped, the rest shown
-            warnings.append(f"VOI LUT item {i + 1} unusable ({type(exc).__name__}): skipped")
+            warnings.append(f"VOI LUT item {i + 1} unusable ({_reason(exc)}): skipped")
             continue
         name = str(item.get("LUTExplanation") or "").strip() or f"VOI LUT {i + 1}"
         out.append(Preset(name, first + n / 2.0, float(n), "LINEAR", "lut", i, "header"))
@@ -403,7 +415,13 @@ def _padding_mask(ds: Any, modality: np.ndarray, warnings: list[str]) -> np.ndar
     from pydicom.pixels import apply_modality_lut
 
     lo, hi = min(first, last), max(first, last)
-    stored = np.arange(lo, hi + 1, dtype=np.int64)
+    if "ModalityLUTSequence" not in ds or not ds.ModalityLUTSequence:
+        stored = np.array([lo, hi], dtype=np.int64)  # a linear rescale: the ends suffice
+    elif hi - lo >= _MAX_LUT:
+        warnings.append(f"padding range {lo}..{hi} too wide: padding not applied")
+        return None
+    else:
+        stored = np.arange(lo, hi + 1, dtype=np.int64)
     mapped = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     if len(mapped) == 0:
         return None
@@ -431,18 +449,25 @@ def _shutter(ds: Any, shape: tuple[int, ...], warnings: list[str]) -> Shutter | 
     for s in shapes:
         try:
             if s == "RECTANGULAR":
+                _need(ds, "ShutterLeftVerticalEdge", "ShutterRightVerticalEdge")
+                _need(ds, "ShutterUpperHorizontalEdge", "ShutterLowerHorizontalEdge")
                 left, right = int(ds.ShutterLeftVerticalEdge), int(ds.ShutterRightVerticalEdge)
                 upper = int(ds.ShutterUpperHorizontalEdge)
                 lower = int(ds.ShutterLowerHorizontalEdge)
                 visible &= (c >= left) & (c <= right) & (r >= upper) & (r <= lower)
             elif s == "CIRCULAR":
+                _need(ds, "CenterOfCircularShutter", "RadiusOfCircularShutter")
                 cr, cc = (float(v) for v in ds.CenterOfCircularShutter)
                 radius = float(ds.RadiusOfCircularShutter)
                 visible &= (r - cr) ** 2 + (c - cc) ** 2 <= radius**2
             elif s == "POLYGONAL":
+                _need(ds, "VerticesOfThePolygonalShutter")
                 v = [float(x) for x in ds.VerticesOfThePolygonalShutter]
+                if len(v) > 2 * MAX_POLYGON_VERTICES:
+                    raise ValueError("too many vertices")
                 visible &= polygon_mask(list(zip(v[0::2], v[1::2], strict=True)), shape)
             elif s == "BITMAP":
+                _need(ds, "ShutterOverlayGroup")
                 group = int(ds.ShutterOverlayGroup)
                 plane = _overlay_plane(ds, group, shape)
                 visible &= ~plane
@@ -450,12 +475,18 @@ def _shutter(ds: Any, shape: tuple[int, ...], warnings: list[str]) -> Shutter | 
                 warnings.append(f"shutter shape {s!r} is not a known one: ignored")
                 continue
         except Exception as exc:  # noqa: BLE001 - one malformed shape must not hide the image
-            warnings.append(f"{s.lower()} shutter unusable ({type(exc).__name__}): ignored")
+            warnings.append(f"{s.lower()} shutter unusable ({_reason(exc)}): ignored")
             continue
         applied.append(s)
     if not applied:
         return None
     return Shutter(~visible, _shutter_grey(ds), tuple(applied))
+
+
+def _need(ds: Any, *keywords: str) -> None:
+    missing = [k for k in keywords if k not in ds]
+    if missing:
+        raise ValueError("missing " + ", ".join(missing))
 
 
 def _shutter_grey(ds: Any) -> int:
@@ -506,7 +537,15 @@ def polygon_mask(vertices: list[tuple[float, float]], shape: tuple[int, ...]) ->
 
 
 def _overlay_plane(ds: Any, group: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Overlay ``group`` (frame 1) placed on the image grid at its Overlay Origin (1-based)."""
+    """Overlay ``group`` (frame 1) placed on the image grid at its Overlay Origin (1-based).
+
+    Raises ValueError for a plane larger than :data:`MAX_OVERLAY_PIXELS` (a crafted header
+    must not make the viewer unpack gigabytes) or whose data is shorter than its size."""
+    o_rows, o_cols = int(ds[group, 0x0010].value), int(ds[group, 0x0011].value)
+    if o_rows * o_cols > MAX_OVERLAY_PIXELS:
+        raise ValueError(f"{o_cols} x {o_rows} overlay plane is too large")
+    if len(ds[group, 0x3000].value) * 8 < o_rows * o_cols:
+        raise ValueError("overlay data shorter than the plane")
     bits = np.asarray(ds.overlay_array(group)).astype(bool)
     if bits.ndim == 3:
         bits = bits[0]
@@ -534,7 +573,7 @@ def _overlays(ds: Any, shape: tuple[int, ...], warnings: list[str]) -> list[Over
         try:
             mask = _overlay_plane(ds, group, shape)
         except Exception as exc:  # noqa: BLE001 - a broken plane is reported, the image shown
-            warnings.append(f"overlay {group:04X} unusable ({type(exc).__name__}): not shown")
+            warnings.append(f"overlay {group:04X} unusable ({_reason(exc)}): not shown")
             continue
         label = ""
         for elem in ((group, 0x1500), (group, 0x0022)):  # Overlay Label, Description
@@ -558,6 +597,8 @@ def read_header(path: str) -> Any | None:
 
 __all__ = [
     "AUTO_NAME",
+    "MAX_OVERLAY_PIXELS",
+    "MAX_POLYGON_VERTICES",
     "FULL_NAME",
     "RELATIVE_PRESETS",
     "VOI_FUNCTIONS",

@@ -301,7 +301,11 @@ def test_malformed_shutter_is_reported_and_ignored(tmp_path, ramp):
     )
     p = DisplayPipeline.from_dataset(ds)
     assert p.shutter is None
-    assert any("circular shutter unusable" in w for w in p.warnings)
+    # the circle's centre and radius are missing: named, and the image shown unshuttered
+    assert p.warnings == [
+        "circular shutter unusable (missing CenterOfCircularShutter, RadiusOfCircularShutter): "
+        "ignored"
+    ]
 
 
 # ------------------------------------------------------------------ overlays
@@ -343,3 +347,33 @@ def test_overlay_origin_places_the_plane(tmp_path, ramp):
     expected = np.zeros(ramp.shape, bool)
     expected[19:27, 29:37] = plane.astype(bool)
     np.testing.assert_array_equal(p.overlays[0].mask, expected)
+
+
+# ------------------------------------------------------------------ crafted headers
+def test_crafted_display_header_parts_are_refused_and_named(tmp_path, ramp):
+    """A header asking for a 60000 x 60000 overlay plane, a polygon of 10,000 vertices or overlay
+    data shorter than its plane: each part is left out with a warning, the image still shows."""
+    ds = write_image(
+        tmp_path / "x.dcm",
+        ramp,
+        WindowCenter=2048,
+        WindowWidth=4096,
+        ShutterShape="POLYGONAL",
+        VerticesOfThePolygonalShutter=[1, 1, 1, 60, 60, 60] * 3334,
+    )
+    for group, rows in ((0x6000, 60000), (0x6002, 64)):
+        ds.add_new((group << 16) | 0x0010, "US", rows)
+        ds.add_new((group << 16) | 0x0011, "US", rows)
+        ds.add_new((group << 16) | 0x0040, "CS", "G")
+        ds.add_new((group << 16) | 0x0050, "SS", [1, 1])
+        ds.add_new((group << 16) | 0x0100, "US", 1)
+        ds.add_new((group << 16) | 0x0102, "US", 0)
+        ds.add_new((group << 16) | 0x3000, "OW", b"\xff" * 16)  # far too short for either
+    p = DisplayPipeline.from_dataset(ds)
+    assert p.shutter is None and p.overlays == []
+    assert "polygonal shutter unusable (too many vertices): ignored" in p.warnings
+    assert (
+        "overlay 6000 unusable (60000 x 60000 overlay plane is too large): not shown" in p.warnings
+    )
+    assert "overlay 6002 unusable (overlay data shorter than the plane): not shown" in p.warnings
+    np.testing.assert_array_equal(p.render(p.default), u8(linear(ramp, 2048, 4096)))
