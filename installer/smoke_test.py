@@ -10,7 +10,9 @@ Checks, each in a fresh process of the frozen executable (exit code 0 expected):
 4. ``cxrlt score`` of the demo images with a random-weight convnextv2_atto checkpoint (written
    by this Python's engine), once per CPU backend (OpenVINO, ONNX Runtime, PyTorch): each runs
    in the frozen app and all give the same numbers (skipped when this Python has no torch);
-5. ``cxrlt gui --self-test`` offscreen (the GUI issue's self-test; skipped with --no-gui).
+5. ``cxrlt gui --self-test`` offscreen (the GUI issue's self-test; skipped with --no-gui);
+6. ``cxrlt listen`` answers DCMTK's ``echoscu``, stores a ``storescu`` push of the demo images in
+   its inbox and exits 0 on SIGTERM (skipped when DCMTK is not installed).
 Prints one line per check and exits 0 only when all ran and passed.
 """
 
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if files:
             results += _score_checks(exe, env, files, Path(tmp), args.timeout)
+            results += _listen_checks(exe, env, files, Path(tmp), args.timeout)
 
         if not args.no_gui:
             rc, out, dt = _run(exe, ["gui", "--self-test"], env, args.timeout)
@@ -134,6 +137,66 @@ def _score_checks(
             for a, b in zip(probs[other], probs["torch"], strict=True)
         )
         results.append(("score backends agree (<= 1e-5)", diff <= 1e-5, f"max diff {diff:.2e}"))
+    return results
+
+
+def _listen_checks(
+    exe: Path, env: dict[str, str], files: list[Path], tmp: Path, timeout: float
+) -> list[tuple[str, bool, str]]:
+    """The frozen ``cxrlt listen`` answers DCMTK's echoscu and stores a storescu push."""
+    import re
+    import shutil
+    import signal
+    import threading
+
+    if not (shutil.which("echoscu") and shutil.which("storescu")):
+        return [("listen (skipped: DCMTK echoscu/storescu not installed)", True, "")]
+    inbox = tmp / "inbox"
+    cmd = [str(exe), "listen", "--port", "0", "--no-score", "--inbox", str(inbox)]
+    cmd += ["--db", f"sqlite:///{(tmp / 'listen.db').as_posix()}", "--min-free-mb", "1"]
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    )
+    lines: list[str] = []
+    port: list[int] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line.rstrip())
+            m = re.search(r"listening on \S+:(\d+)", line)
+            if m and not port:
+                port.append(int(m.group(1)))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    ready.wait(timeout)
+    results = []
+    try:
+        if not port:
+            return [("listen starts", False, "\n".join(lines[-10:]))]
+        addr = ["-aec", "CXRLT", "127.0.0.1", str(port[0])]
+        p = subprocess.run(["echoscu", *addr], capture_output=True, text=True, timeout=timeout)
+        results.append(("listen answers echoscu", p.returncode == 0, p.stderr[-300:]))
+        p = subprocess.run(
+            ["storescu", "-xv", *addr, *map(str, files)], capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        time.sleep(2)
+        stored = sorted(inbox.rglob("*.dcm"))
+        ok = p.returncode == 0 and len(stored) == len(files)
+        results.append(
+            ("listen stores a storescu push", ok, f"{len(stored)} stored {p.stderr[-300:]}")
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        results.append(("listen stops on SIGTERM", rc == 0, f"rc={rc} {' '.join(lines[-2:])}"))
     return results
 
 
