@@ -235,7 +235,10 @@ def apply_settings_thresholds(store, overrides: Mapping[str, float] | None) -> i
         s.flush()
         return msid
 
-    return store.write(work)
+    try:
+        return store.write(work)
+    except IntegrityError:  # another program wrote the same rows at the same moment
+        return store.write(work)
 
 
 def sync_with_settings(store, settings) -> None:  # noqa: ANN001

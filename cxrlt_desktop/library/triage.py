@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import case, delete, func, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.classes import ALL_CLASSES, DEFAULT_THRESHOLDS, NORMAL_INDEX, RARE_CLASSES
@@ -440,4 +441,7 @@ def set_flag_for_processing(store, on: bool) -> int:  # noqa: ANN001
         refresh_studies(s, [sid for sid in studies if sid is not None])
         return len(studies)
 
-    return store.write(work)
+    try:
+        return store.write(work)
+    except IntegrityError:  # another program inserted the option at the same moment
+        return store.write(work)

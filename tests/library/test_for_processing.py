@@ -107,3 +107,48 @@ def test_for_processing_does_not_flag_unless_the_option_is_on(library):
     assert set_flag_for_processing(store, True) == 0  # no change
     assert set_flag_for_processing(store, False) == 1
     assert not worklist_by_patient(store)["F"].flagged
+
+
+def test_two_programs_setting_the_option_at_once(postgres_url):
+    """PostgreSQL: a program sets flag_for_processing while another has just inserted it (not yet
+    committed): the first waits on the key, gets the unique violation, and reads the other's row
+    instead of failing its start."""
+    import threading
+
+    from sqlalchemy import text
+
+    from cxrlt_desktop.store import open_store
+    from cxrlt_desktop.store.tables_thresholds import LibrarySetting
+
+    a, b = open_store(postgres_url), open_store(postgres_url)
+    try:
+        other = b.session()
+        other.begin()
+        other.add(LibrarySetting(name="flag_for_processing", value=True))
+        other.flush()  # inserted, not committed
+        out: dict = {}
+        worker = threading.Thread(
+            target=lambda: out.setdefault("n", set_flag_for_processing(a, True))
+        )
+        worker.start()
+        with b.engine.connect() as c:  # wait until the first program waits on the key
+            for _ in range(600):
+                waiting = c.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock'"
+                    )
+                )
+                if waiting:
+                    break
+                threading.Event().wait(0.05)
+        assert waiting, "the first program never waited on the other's row"
+        other.commit()
+        other.close()
+        worker.join(60)
+        assert out == {"n": 0}  # the other's value: nothing to change
+        with a.session() as s, s.begin():
+            assert flag_for_processing(s) is True
+    finally:
+        a.close()
+        b.close()
