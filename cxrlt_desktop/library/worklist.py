@@ -286,9 +286,11 @@ def study_images(store: Store, study_id: int) -> list[ImageRow]:
             .join(Series, Series.id == Image.series_id)
             .where(Series.study_id == study_id)
             .order_by(
-                Series.series_number.nulls_first(),  # unnumbered first on both dialects
+                # unnumbered last on both dialects, as in the viewer's reading order
+                # (ui.store_access.study_images)
+                Series.series_number.nulls_last(),
                 Series.id,
-                Image.instance_number.nulls_first(),
+                Image.instance_number.nulls_last(),
                 Image.id,
             )
         ).all()

@@ -2,9 +2,10 @@
 
 The two dialects sort NULL differently when nothing says otherwise (SQLite: NULL is the
 smallest value, first ascending and last descending; PostgreSQL: NULL is the largest, last
-ascending and first descending). The order the app has always shown is SQLite's: undated
-studies after the dated ones of the same priority, series and images without a number before
-the numbered ones. The expected orders below are written out by hand.
+ascending and first descending). The worklist keeps the order it has always shown on SQLite
+(undated studies after the dated ones of the same priority); a study's images follow the
+viewer's reading order (series and images without a number after the numbered ones). The
+expected orders below are written out by hand.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_worklist_order_puts_undated_studies_after_dated_ones(store):
     assert [r.study_uid for page in pages for r in page] == EXPECTED
 
 
-def test_study_images_put_unnumbered_series_and_images_first(store, tmp_path, write_study):
+def test_study_images_put_unnumbered_series_and_images_last(store, tmp_path, write_study):
     from pydicom.uid import generate_uid
 
     uid = generate_uid()
@@ -93,9 +94,13 @@ def test_study_images_put_unnumbered_series_and_images_first(store, tmp_path, wr
 
     study_id = store.write(renumber)
     got = [row.path for row in study_images(store, study_id)]
-    # series b (no number) first, its images by instance number 1, 2; then series 7: the image
-    # without a number, then instance 1, then 2
-    assert got == [str(p) for p in (*second, first[1], first[2], first[0])]
+    # series 7 first: instance 1, then 2, then the image without a number; then series b (no
+    # number), its images by instance number 1, 2
+    assert got == [str(p) for p in (first[2], first[0], first[1], *second)]
+    # the viewer's own read (sorted in Python) gives the same order
+    from cxrlt_desktop.ui.store_access import study_images as viewer_images
+
+    assert [e.path for e in viewer_images(store, uid)] == got
 
 
 def test_worklist_text_filter_ignores_ascii_case(store):
