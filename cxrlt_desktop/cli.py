@@ -30,6 +30,7 @@ COMMANDS = [
     "worker",
     "queue",
     "worklist",
+    "thresholds",
     "export",
     "db",
     "listen",

@@ -196,3 +196,42 @@ def test_scoring_uses_the_thresholds_of_its_model_set(any_store, tmp_path, predi
                 if c in RARE_CLASSES and not np.isnan(p[k])
             )
             assert pred.rare_score == pytest.approx(expected, rel=1e-6)
+
+
+def test_cli_shows_and_imports_thresholds_per_model_set(two_studies, tmp_path, capsys):
+    """``cxrlt thresholds``: what each model set uses and where it came from; ``--import`` gives
+    the current model set calibrated thresholds and re-sorts the library; bad files refused in
+    one line naming the file."""
+    import json
+
+    from cxrlt_desktop.cli import main
+
+    store, img_a, img_b = two_studies
+    m1 = model_set(store, "older")
+    record_prediction(store, img_a, m1, probs(Pneumothorax=0.4))
+    m2 = model_set(store, "newer")
+    record_prediction(store, img_b, m2, probs(Pneumothorax=0.4))
+    retriage(store, None)
+    assert not worklist_by_patient(store)["B"].flagged
+    db = ["--db", store.url]
+    cal = tmp_path / "site-cal.json"
+    cal.write_text(json.dumps({"pneumothorax": 0.35, "Pleural effusion": 0.2}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"Pneumothorax": 2}))
+    assert main(["thresholds", *db, "--import", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cxrlt thresholds: error: {bad}: ") and "'Pneumothorax'" in err
+    assert main(["thresholds", *db, "--import", str(cal)]) == 0
+    out = capsys.readouterr().out
+    assert f"model set {m2}: 2 thresholds from calibration site-cal.json" in out
+    rows = worklist_by_patient(store)
+    assert rows["B"].flagged and not rows["A"].flagged  # 0.4 >= 0.35 for the newer set only
+    assert main(["thresholds", *db, "--json"]) == 0
+    out = {d["model_set"]: d for d in json.loads(capsys.readouterr().out)}
+    assert out[m2]["current"] and not out[m1]["current"]
+    assert out[m2]["thresholds"]["Pneumothorax"] == 0.35
+    assert out[m2]["sources"]["Pneumothorax"] == "calibration site-cal.json"
+    assert out[m1]["thresholds"]["Pneumothorax"] == DEFAULT_THRESHOLDS["Pneumothorax"]
+    assert main(["thresholds", *db, "--model-set", str(m2)]) == 0
+    text = capsys.readouterr().out
+    assert "[current]" in text and "calibration site-cal.json" in text
