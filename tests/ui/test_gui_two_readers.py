@@ -142,3 +142,41 @@ def test_a_study_scanned_elsewhere_appears_in_the_worklist(
     finally:
         other.close()
     qtbot.waitUntil(lambda: a.worklist_model.rowCount() == 3, timeout=WAIT_MS)
+
+
+def test_a_workstation_that_lost_its_listener_rereads_everything(
+    qtbot, postgres_url, tmp_path, workstation
+):
+    """PostgreSQL does not replay notifications: a verdict committed while B's listening
+    connection was down reaches B's panel and worklist when the listener is back."""
+    import threading
+
+    from sqlalchemy import text
+
+    from cxrlt_desktop.demo.phantoms import write_demo_data
+
+    write_demo_data(tmp_path / "in", n=1, seed=5, size=330)
+    st = open_store(postgres_url)
+    for _ in scan(st, [tmp_path / "in"]):
+        pass
+    st.close()
+    [uid] = _study_uids(postgres_url)
+    a = workstation(postgres_url, "dr A")
+    b = workstation(postgres_url, "dr B")
+    _open(qtbot, a, uid)
+    _open(qtbot, b, uid)
+    feed = b.live.feed
+    assert feed.connected.wait(WAIT_MS / 1000)
+    back = threading.Event()  # B's listener reconnects only when the test says so
+    connect = feed._connect_postgresql
+    feed._connect_postgresql = lambda: (back.wait(WAIT_MS / 1000), connect())[1]
+    with a.store.engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": feed.backend_pid})
+    qtbot.waitUntil(lambda: not feed.connected.is_set(), timeout=WAIT_MS)
+    a.review.set_verdict(FINDING, "uncertain")  # its notification reaches no one of B's
+    qtbot.wait(300)
+    assert b.findings.verdicts() == {}
+    back.set()
+    qtbot.waitUntil(lambda: b.findings.verdicts() == {FINDING: "uncertain"}, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: _row_text(b, uid)[0].startswith("reviewed"), timeout=WAIT_MS)
+    assert feed.reconnects == 1
