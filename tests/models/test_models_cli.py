@@ -57,6 +57,7 @@ def _run_cli(tmp_path: Path, env_extra: dict, *args: str) -> subprocess.Complete
     hook = tmp_path / "hook"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(HOOK)
+    (tmp_path / "home").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_ENDPOINT")}
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")])),
@@ -106,6 +107,9 @@ def test_fetch_command_talks_to_the_configured_endpoint_only(
     assert s.task1_checkpoints == [(data / "models" / "task1-csra" / TASK1_FILE).resolve()]
     assert s.clip_model == (data / "models" / "whyxrayclip").resolve()
     assert (data / "models.json").stat().st_mode & 0o077 == 0
+    # nothing of huggingface_hub's own cache or bookkeeping lands in the user's home
+    home = tmp_path / "home"
+    assert home.is_dir() and [str(p) for p in home.rglob("*") if p.is_file()] == []
 
     # licence accepted once: a second fetch does not ask again
     out = _run_cli(tmp_path, env, "fetch", "--pins", str(pins_file), "--clip")
