@@ -163,3 +163,67 @@ def test_new_predictions_update_the_current_image_only_when_it_changed(session):
     assert session.reload()
     assert rec.calls == [("image_updated", session.current)]
     assert session.current.prediction_id == 8 and session.note_image_id == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# the session over a real store, as the main window builds it, on SQLite and PostgreSQL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """A new library on each dialect (PostgreSQL: ``postgres_url``, a database of its own)."""
+    from cxrlt_desktop.store import open_store
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    st = open_store(url)
+    yield st
+    st.close()
+
+
+def test_a_session_over_the_store_reads_series_in_order_and_picks_up_new_scores(
+    any_store, tmp_path, predictor
+):
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from cxrlt_desktop.library.scanning import scan
+    from cxrlt_desktop.library.scoring import score_library
+    from cxrlt_desktop.ui.store_access import study_images
+    from engine.dicomwrite import write_dicom
+
+    store = any_store
+    study = generate_uid()
+    # series 2 is written (and scanned) first: the reading order is by series number
+    for number, n in ((2, 1), (1, 2)):
+        series = generate_uid()
+        for k in range(n):
+            px = np.random.default_rng(10 * number + k).integers(0, 4000, (256, 256))
+            write_dicom(
+                tmp_path / "lib" / f"s{number}" / f"im{k}.dcm",
+                px.astype(np.uint16),
+                study_uid=study,
+                series_uid=series,
+                extra={"SeriesNumber": number, "InstanceNumber": k + 1},
+            )
+    for _ in scan(store, [tmp_path / "lib"]):
+        pass
+    session = ReviewSession(lambda uid: study_images(store, uid))
+    session.open_study(study)
+    paths = [e.path for e in session.images]
+    assert paths == [
+        str(tmp_path / "lib" / "s1" / "im0.dcm"),
+        str(tmp_path / "lib" / "s1" / "im1.dcm"),
+        str(tmp_path / "lib" / "s2" / "im0.dcm"),
+    ]
+    assert session.n_series == 2 and session.next_series() and session.index == 2
+    assert all(e.prediction_id is None for e in session.images)
+    rec = Recorder(session)
+    assert not session.reload() and rec.calls == []
+    assert list(score_library(store, predictor))[-1].finished
+    assert session.reload()  # the scores written meanwhile reach the open study
+    assert rec.calls == [("image_updated", session.current)]
+    assert all(e.prediction_id is not None for e in session.images)
+    assert session.current.path == paths[2] and session.note_image_id == session.current.image_id
