@@ -451,6 +451,17 @@ def test_two_workers_one_run_end(scanned, csra_ckpt, predictor):
         assert len(runs) == 1 and runs[0].finished_at is not None and runs[0].n_done == 6
         assert len(ends) == 1 and ends[0].new["run_id"] == runs[0].id
         ms = runs[0].model_set_id
+        # Each study's summary counts every image the two workers wrote (no lost update).
+        from cxrlt_desktop.store.models import Series
+
+        for st in s.scalars(select(Study)).all():
+            best = s.scalar(
+                select(func.max(Prediction.rare_score))
+                .join(Image, Image.current_prediction_id == Prediction.id)
+                .join(Series, Series.id == Image.series_id)
+                .where(Series.study_id == st.id)
+            )
+            assert (st.n_images, st.n_scored) == (3, 3) and st.rare_score == best
     # Completing again finds the run ended: no second end.
     assert scoring.finish_model_set(store, ms, threshold_vector(None)) == []
     with store.session() as s, s.begin():
@@ -522,3 +533,67 @@ def test_path_map_applied_and_unreadable_path_fails_its_job(
         assert reason == failed.last_error
     per_image = _predictions_per_image(store)
     assert len(per_image) == 3 and set(per_image.values()) == {1}
+
+
+def test_two_writers_of_one_study_lose_no_update(scanned, predictor, monkeypatch):
+    """Two workers write images of the same study at the same moment. Each refreshes the
+    study's summary; the study rows are locked before the summary is read, so the second
+    waits for the first and counts both images (without the lock both would read the study
+    before either committed, and the last to write would drop the other's image)."""
+    store = scanned
+    # Two model sets (two runs: nothing else the two transactions write is shared but the
+    # study), e.g. a department scoring with a new model set while the old one finishes.
+    ms, spec = _register(store, predictor)
+    ms2 = _model_set(store)
+    jobq.enqueue(store, ms)
+    run_id = store.write(lambda s: scoring.ensure_run(s, ms, spec)[0])
+    run2 = store.write(lambda s: scoring.ensure_run(s, ms2, spec)[0])
+    a = _items(store, jobq.claim(store, "w1", 1, model_set_id=ms))
+    with store.session() as s, s.begin():
+        from cxrlt_desktop.store.models import Series
+
+        other = s.scalar(
+            select(Image.id)
+            .join(Series, Series.id == Image.series_id)
+            .where(Series.study_id == a[0].study_id, Image.id != a[0].id)
+            .limit(1)
+        )
+    jobq.enqueue(store, ms2, image_ids=[other])
+    b = _items(store, jobq.claim(store, "w2", 1, model_set_id=ms2))
+    assert a[0].study_id == b[0].study_id and a[0].id != b[0].id
+    ra, rb = _results(predictor, a), _results(predictor, b)
+    both_there = threading.Barrier(2)
+    real = scoring.refresh_studies
+
+    def meet_then_refresh(s, ids):
+        try:  # hold until the other writer is here too (it cannot be, when it waits on a lock)
+            both_there.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return real(s, ids)
+
+    monkeypatch.setattr(scoring, "refresh_studies", meet_then_refresh)
+    stores = [open_store(store.url) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def write(st, name, results):
+        m, r = (ms, run_id) if name == "w1" else (ms2, run2)
+        try:
+            _write(st, predictor, m, r, name, results)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(stores[0], "w1", ra)),
+        threading.Thread(target=write, args=(stores[1], "w2", rb)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for st in stores:
+        st.close()
+    assert not errors, errors
+    with store.session() as s, s.begin():
+        study = s.get(Study, a[0].study_id)
+        assert (study.n_images, study.n_scored) == (3, 2)
