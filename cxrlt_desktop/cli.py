@@ -35,6 +35,7 @@ COMMANDS = [
     "db",
     "listen",
     "pacs",
+    "send",
     "train",
     "eval",
     "calibrate",
