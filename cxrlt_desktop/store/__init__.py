@@ -3,6 +3,10 @@
 >>> store = open_store()                       # sqlite file in paths.data_dir()/cxrlt.db
 >>> with store.session() as s, s.begin():
 ...     n = s.scalar(select(func.count()).select_from(Image))
+
+Writes on PostgreSQL announce themselves to other connections at commit (NOTIFY); a
+:class:`ChangeFeed` hears them (SQLite: by polling); writers name the studies they touched
+with ``cxrlt_desktop.store.notify.notify(session, kind, study_ids=...)``, see :mod:`.notify`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from cxrlt_desktop.store.db import (
     make_engine,
     upgrade,
 )
+from cxrlt_desktop.store.notify import Change, ChangeFeed
 
 __all__ = [
+    "Change",
+    "ChangeFeed",
     "Store",
     "StoreError",
     "open_store",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -236,6 +236,7 @@ class MainWindow(QMainWindow):
         self._live_timer.setSingleShot(True)
         self._live_timer.setInterval(LIVE_REFRESH_MS)
         self._live_timer.timeout.connect(self._apply_store_changes)
+        self._last_live = QElapsedTimer()  # when the last live refresh ran
         self._readers_timer = QTimer(self)
         self._readers_timer.setInterval(READERS_REFRESH_MS)
         self._readers_timer.timeout.connect(self._refresh_readers)
@@ -376,10 +377,14 @@ class MainWindow(QMainWindow):
         :data:`LIVE_REFRESH_MS`, then one refresh."""
         self._changes.add(change)
         if not self._live_timer.isActive():
-            self._live_timer.start()
+            # The first change after a quiet spell: in LIVE_REFRESH_MS; while workers stream
+            # scores in: at most one refresh per REFRESH_INTERVAL_MS.
+            since = self._last_live.elapsed() if self._last_live.isValid() else REFRESH_INTERVAL_MS
+            self._live_timer.start(max(LIVE_REFRESH_MS, REFRESH_INTERVAL_MS - since))
 
     def _apply_store_changes(self) -> None:
         batch, self._changes = self._changes, ChangeBatch()
+        self._last_live.start()
         if self._closing or not batch:
             return
         if batch.kinds - {"jobs", "claim"}:  # verdicts, scores, studies (and "all")
