@@ -192,7 +192,6 @@ def query_worklist(
         Patient.patient_id,
         Patient.key,
         Patient.patient_name,
-        _has_for_processing().label("for_processing"),
     ).join(Patient, Patient.id == Study.patient_id)
     with store.session() as s, s.begin():
         dense = _is_dense(s, finding)
@@ -208,6 +207,7 @@ def query_worklist(
             Study.priority.desc(), Study.study_date.desc().nulls_last(), Study.id.desc()
         )
         rows = s.execute(stmt.limit(limit).offset(offset)).all()
+        raw = _with_for_processing(s, [r.id for r in rows])
     return [
         WorklistRow(
             study_id=r.id,
@@ -223,24 +223,29 @@ def query_worklist(
             top_findings=list(r.top_findings or []),
             status=r.review_status,
             patient_name=r.patient_name if show_phi else None,
-            for_processing=bool(r.for_processing),
+            for_processing=r.id in raw,
         )
         for r in rows
     ]
 
 
-def _has_for_processing():  # noqa: ANN202 - a SQL expression
-    """EXISTS: the study has a usable, present FOR PROCESSING image."""
-    return (
-        exists()
-        .where(
-            Series.study_id == Study.id,
-            Image.series_id == Series.id,
-            Image.usable.is_(True),
-            Image.missing.is_(False),
-            for_processing_clause(),
-        )
-        .correlate(Study)
+def _with_for_processing(s: Session, study_ids: list[int]) -> set[int]:
+    """Those of these studies with a usable, present FOR PROCESSING image (one query for the
+    page: as a correlated column it was evaluated for every study, +10 ms a page at 30,000)."""
+    if not study_ids:
+        return set()
+    return set(
+        s.scalars(
+            select(Series.study_id)
+            .join(Image, Image.series_id == Series.id)
+            .where(
+                Series.study_id.in_(study_ids),
+                Image.usable.is_(True),
+                Image.missing.is_(False),
+                for_processing_clause(),
+            )
+            .distinct()
+        ).all()
     )
 
 
