@@ -43,6 +43,7 @@ from cxrlt_desktop.ui.live_updates import ChangeBatch, LiveUpdates
 from cxrlt_desktop.ui.model_config import DemoBanner, settings_have_models, thresholds_in_force
 from cxrlt_desktop.ui.model_config import predictor_factory as settings_predictor_factory
 from cxrlt_desktop.ui.model_facts import model_line
+from cxrlt_desktop.ui.priors_panel import PriorsDock
 from cxrlt_desktop.ui.problems_dock import ProblemsDock
 from cxrlt_desktop.ui.queue_monitor import QueueMonitor, queue_text
 from cxrlt_desktop.ui.reading_claim import ReadingClaim
@@ -208,6 +209,14 @@ class MainWindow(QMainWindow):
         for dock in (self.tags_dock, self.problems_dock):
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         self.tabifyDockWidget(self.tags_dock, self.problems_dock)
+        # Priors & PACS: the patient's earlier studies, fetch priors, send results.
+        self.priors_dock = PriorsDock(self.store, lambda: self.settings, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.priors_dock)
+        self.tabifyDockWidget(self.problems_dock, self.priors_dock)
+        self.view.studyOpened.connect(self.priors_dock.set_study)
+        self.priors_dock.studyActivated.connect(self._on_study_activated)
+        self.priors_dock.libraryChanged.connect(lambda: self.refresh_worklist())
+        self.priors_dock.message.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.tags_dock.raise_()
         self.resizeDocks([self.tags_dock], [170], Qt.Orientation.Vertical)
         self.status_bar = StatusBar()
@@ -529,7 +538,12 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def _lanes(self):
-        return (self.image_loader.lane, self.retriage.lane, self.queue.lane)
+        return (
+            self.image_loader.lane,
+            self.retriage.lane,
+            self.queue.lane,
+            self.priors_dock.runner.lane,
+        )
 
     def _busy(self) -> bool:
         busy = any(lane.busy for lane in self._lanes())
