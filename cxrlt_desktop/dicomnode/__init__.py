@@ -47,3 +47,70 @@ __all__ = [
     "tls_context",
     "valid_uid",
 ]
+
+# Priors and results back to the PACS (docs/dicom-node.md, "Priors" and "Sending results"):
+# - .destinations - Destination, destination(settings, name): the [pacs.NAME] tables.
+# - .qr - find_studies (C-FIND / QIDO-RS), retrieve_study (C-GET / WADO-RS into the inbox),
+#   move_study (C-MOVE to this node), add_to_library, StudyMatch, RetrieveResult, QRError.
+# - .priors - library_priors, fetch_priors (the GUI's "Fetch priors").
+# - .send - send_results, retry_failed, select_images, send_status (C-STORE / STOW-RS, each
+#   send recorded in dicom_send).
+# - .heatmap - build_heatmap: the attention map as a Secondary Capture image.
+from cxrlt_desktop.dicomnode.destinations import (  # noqa: E402
+    Destination,
+    DestinationError,
+    destination,
+    local_aet,
+)
+from cxrlt_desktop.dicomnode.heatmap import HeatmapError, build_heatmap  # noqa: E402
+from cxrlt_desktop.dicomnode.priors import (  # noqa: E402
+    PriorsProgress,
+    PriorStudy,
+    fetch_priors,
+    library_priors,
+)
+from cxrlt_desktop.dicomnode.qr import (  # noqa: E402
+    QRError,
+    RetrieveResult,
+    StudyMatch,
+    add_to_library,
+    find_studies,
+    move_study,
+    retrieve_study,
+)
+from cxrlt_desktop.dicomnode.send import (  # noqa: E402
+    SendError,
+    SendReport,
+    SendRow,
+    retry_failed,
+    select_images,
+    send_results,
+    send_status,
+)
+
+__all__ += [  # noqa: PLE0604
+    "Destination",
+    "DestinationError",
+    "HeatmapError",
+    "PriorStudy",
+    "PriorsProgress",
+    "QRError",
+    "RetrieveResult",
+    "SendError",
+    "SendReport",
+    "SendRow",
+    "StudyMatch",
+    "add_to_library",
+    "build_heatmap",
+    "destination",
+    "fetch_priors",
+    "find_studies",
+    "library_priors",
+    "local_aet",
+    "move_study",
+    "retrieve_study",
+    "retry_failed",
+    "select_images",
+    "send_results",
+    "send_status",
+]
