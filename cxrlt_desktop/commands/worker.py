@@ -157,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
                     bar.total = prog.total
                 bar.update(prog.done + prog.failed - last_n)
                 bar.set_postfix(scored=prog.done, failed=prog.failed, refresh=False)
-        worker.stop_cleanly()
     except DBAPIError as e:  # the server went away for good, a read-only database file
         print(
             f"cxrlt worker: error: {printable(database_error_message(store, e))}",

@@ -49,12 +49,14 @@ from cxrlt_desktop.library.scoring import ScoreProgress, _QueueItem
 from cxrlt_desktop.library.triage import threshold_vector
 from cxrlt_desktop.store import Store
 from cxrlt_desktop.store.models import Image, Series
+from cxrlt_desktop.store.tables_department import ScoreJob
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCHES = 4  # a claim takes this many compute batches (decode runs ahead within it)
 POLL_S = 1.0  # --follow: longest wait between two looks at the queue
 MAX_BEAT_S = 30.0
+_LOST = object()  # _Reader: the job is no longer this worker's
 
 
 class _Reader:
@@ -73,7 +75,18 @@ class _Reader:
 
         item = self.by_path[str(path)]
         w = self.worker
-        scanned = w.store.write(lambda s: scoring._begin_attempt(s, item, w.model_set_id, w.run_id))
+
+        def begin(s: Any) -> Any:
+            # A worker whose lease was taken (frozen past it) records no attempt: the image is
+            # another worker's now, and the attempt would count as an interruption against it.
+            mine = ScoreJob.worker == w.name, ScoreJob.state == "claimed"
+            if s.scalar(select(ScoreJob.id).where(ScoreJob.id == item.job_id, *mine)) is None:
+                return _LOST
+            return scoring._begin_attempt(s, item, w.model_set_id, w.run_id)
+
+        scanned = w.store.write(begin)
+        if scanned is _LOST:  # its result would be discarded by _write_batch anyway
+            raise imageio.ImageReadError(path, "lease lost: another worker holds this job")
         if scanned is None:  # not written: _write_batch drops an image rescanned meanwhile
             raise FileChanged(path, f"{CHANGED_SINCE_SCAN} (rescanned while it was queued)")
         with self._lock:
@@ -209,6 +222,9 @@ class ScoringWorker:
                     scored_since_finish = True
                     if cancelled:
                         break
+                elif self._stopped():
+                    cancelled = True
+                    break
                 elif not self.follow:
                     break
                 else:
@@ -225,10 +241,10 @@ class ScoringWorker:
                     yield self._stamp(given_up)
             if cancelled:
                 self.prog.cancelled = True
-                yield self._stamp([])
-                return
-            self._finish()
-            self.prog.finished = True
+            else:
+                self._finish()
+                self.prog.finished = True
+            self.stop_cleanly()
             yield self._stamp([])
         finally:
             self._beat_stop.set()
@@ -237,7 +253,7 @@ class ScoringWorker:
             beat.join(timeout=5)
 
     def stop_cleanly(self) -> None:
-        """Record the worker as stopped (after :meth:`run` returned)."""
+        """Record the worker as stopped (:meth:`run` does, before its last record)."""
         jobq.heartbeat(self.store, self.name, model_set_id=self.model_set_id, state="stopped")
 
     def _stopped(self) -> bool:
