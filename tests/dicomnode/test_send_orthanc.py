@@ -40,9 +40,10 @@ def orthanc(tmp_path_factory):
 
 
 @pytest.fixture
-def library(tmp_path, predictor, monkeypatch):
+def library(request, tmp_path, predictor, monkeypatch):
     """A scored library of the two RG1 images (one with a verdict); returns (db URL, {sop:
-    image id}). The outbox lives in the test's data folder."""
+    image id}). SQLite, or PostgreSQL with ``indirect`` parameter "postgresql". The outbox
+    lives in the test's data folder."""
     from sqlalchemy import select
 
     from cxrlt_desktop.library import scan, score_library, set_verdict
@@ -54,7 +55,10 @@ def library(tmp_path, predictor, monkeypatch):
     folder.mkdir()
     for n in FILES:
         shutil.copy(get_testdata_file(n, download=False), folder / n)
-    db = f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
+    if getattr(request, "param", "sqlite") == "postgresql":
+        db = request.getfixturevalue("postgres_url")
+    else:
+        db = f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
     st = open_store(db)
     try:
         for _ in scan(st, [folder]):
@@ -238,6 +242,7 @@ def test_send_stores_srs_and_heatmap_in_orthanc(tmp_path, capsys, orthanc, libra
     assert ai_uid in _referenced_sops(ds)
 
 
+@pytest.mark.parametrize("library", ["sqlite", "postgresql"], indirect=True)
 def test_failed_send_is_recorded_and_retried(tmp_path, capsys, orthanc, library):
     db, ids = library
     with socket.socket() as s:
