@@ -109,7 +109,7 @@ def select_images(
     all_scored: bool = False,
     all_reviewed: bool = False,
 ) -> tuple[list[int], list[str]]:
-    """Usable, present images to send results of: those of ``study_uids``, or every scored
+    """Usable, present DICOM images to send results of: those of ``study_uids``, or every scored
     image, or every image with a verdict. Returns the image ids and the study UIDs the library
     does not hold."""
     from sqlalchemy import select
@@ -121,7 +121,8 @@ def select_images(
             select(Image.id)
             .join(Series, Image.series_id == Series.id)
             .join(Study, Series.study_id == Study.id)
-            .where(Image.usable.is_(True), Image.missing.is_(False))
+            # DICOM images only: a PNG's synthetic UIDs mean nothing to a PACS.
+            .where(Image.usable.is_(True), Image.missing.is_(False), Image.is_dicom.is_(True))
         )
         unknown: list[str] = []
         if study_uids:

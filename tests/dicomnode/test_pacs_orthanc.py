@@ -299,3 +299,60 @@ def test_unknown_calling_aet_and_closed_port_fail_in_one_line(tmp_path, capsys, 
         capsys, "pacs", "get", "orthanc", RG1_STUDY, "--db", db, "--settings", settings
     )
     assert rc == 1 and "association" in err and f"127.0.0.1:{closed}" in err
+
+
+EVIL_STUDY = "1.2.826.0.1.3680043.8.498.999.10"
+
+
+@pytest.fixture
+def hostile_orthanc(tmp_path):
+    """An Orthanc holding UIDs that try to become paths: a valid study whose series UID climbs
+    out of the inbox, and a study whose own UID does (Orthanc stores them as given)."""
+    import warnings
+
+    o = start_orthanc(tmp_path / "orthanc", {"cxrlt": ("CXRLT", 1)})
+    try:
+        for study, series, sop in (
+            (EVIL_STUDY, "../../../evil-series", "1.2.826.0.1.3680043.8.498.999.11"),
+            (
+                "1.2.3/../../evil-study",
+                "1.2.826.0.1.3680043.8.498.999.12",
+                "1.2.826.0.1.3680043.8.498.999.13",
+            ),
+        ):
+            ds = pydicom.dcmread(_sample("RG1_UNCR.dcm"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # pydicom: invalid UI, on purpose
+                ds.PatientID = "EVIL1"
+                ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, sop
+                ds.file_meta.MediaStorageSOPInstanceUID = sop
+                path = tmp_path / "hostile" / f"{sop}.dcm"
+                path.parent.mkdir(exist_ok=True)
+                ds.save_as(path, enforce_file_format=True)
+            o.upload(path)
+        yield o
+    finally:
+        o.stop()
+
+
+@pytest.mark.parametrize("name", ["orthanc", "web"], ids=["dimse", "dicomweb"])
+def test_uids_from_a_hostile_pacs_never_become_paths(tmp_path, capsys, hostile_orthanc, name):
+    settings = _settings(tmp_path, hostile_orthanc)
+    rc, out, err = _cli(
+        capsys, "pacs", "find", name, "--settings", settings, "--patient-id", "EVIL1", "--json"
+    )
+    assert rc == 0, err
+    assert [s["StudyInstanceUID"] for s in json.loads(out)] == [EVIL_STUDY]
+    assert "without a valid StudyInstanceUID ('1.2.3/../../evil-study') was skipped" in err
+
+    db = f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
+    rc, out, err = _cli(capsys, "pacs", "get", name, EVIL_STUDY, "--db", db, "--settings", settings)
+    assert rc == 1
+    assert "invalid series or SOP instance UID ('../../../evil-series'" in err
+    assert (
+        f"{EVIL_STUDY}: 0 new, 0 already in the inbox, 0 skipped (not radiographs), 1 failed" in out
+    )
+    written = [p for p in tmp_path.rglob("*") if "evil" in p.name]
+    assert written == []
+    inbox = tmp_path / "inbox"
+    assert not inbox.exists() or not list(inbox.rglob("*.dcm"))
