@@ -356,3 +356,26 @@ def test_uids_from_a_hostile_pacs_never_become_paths(tmp_path, capsys, hostile_o
     assert written == []
     inbox = tmp_path / "inbox"
     assert not inbox.exists() or not list(inbox.rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("name", ["orthanc", "web"], ids=["cget", "wado"])
+def test_retrieval_cancels_between_objects_and_keeps_what_came(tmp_path, orthanc, originals, name):
+    from cxrlt_desktop.dicomnode.destinations import destination
+    from cxrlt_desktop.dicomnode.inbox import Inbox
+    from cxrlt_desktop.dicomnode.qr import retrieve_study
+    from cxrlt_desktop.settings import Settings
+
+    dest = destination(Settings.load(_settings(tmp_path, orthanc)), name)
+    inbox = Inbox(tmp_path / "inbox")
+    seen = []
+
+    def should_stop() -> bool:  # stop once the first object is in the inbox
+        seen.append(1)
+        return any((tmp_path / "inbox").rglob("*.dcm"))
+
+    r = retrieve_study(dest, "CXRLT", RG1_STUDY, inbox, should_stop=should_stop)
+    assert r.cancelled and seen
+    files = sorted((tmp_path / "inbox").rglob("*.dcm"))
+    assert len(files) == 1 == r.n_new
+    _check_identical(files, originals)
+    assert not list((tmp_path / "inbox" / ".incoming").iterdir())  # no partial file left
