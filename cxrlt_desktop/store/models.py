@@ -419,3 +419,4 @@ def array_to_attention(att: np.ndarray) -> tuple[bytes, int, int]:
 
 # The other table modules register on Base.metadata (imported last: they import Base from here).
 from cxrlt_desktop.store import tables_department, tables_dicom, tables_thresholds  # noqa: E402,F401
+from cxrlt_desktop.store import tables_measurements  # noqa: E402,F401
