@@ -194,7 +194,7 @@ class _Web:
 
         session = requests.Session()
         session.trust_env = False  # only the configured peer: no proxy or netrc
-        self.dest = dest
+        self.dest, self.session = dest, session
         self.client = DICOMwebClient(dest.url, session=session, timeout=TIMEOUT_S)
 
     def store(self, ds: Any) -> str | None:
@@ -215,7 +215,7 @@ class _Web:
         return None
 
     def close(self) -> None:
-        self.client._session.close()  # noqa: SLF001 - the session we created
+        self.session.close()
 
 
 def _transport(dest: Destination, calling_aet: str) -> Any:
