@@ -1,15 +1,14 @@
 """A real Orthanc PACS for the tests: started on free 127.0.0.1 ports with its own configuration
 and storage folder under the test's tmp folder, the DICOMweb plugin on, and stopped at the end.
 
-Without the programs (``Orthanc``, the DICOMweb plugin, ``dciodvfy``) the tests skip with the
-reason, unless ``CXRLT_REQUIRE_PEERS=1`` (CI), where they fail.
+Without Orthanc or its DICOMweb plugin the tests skip with the reason, unless
+``CXRLT_REQUIRE_PEERS=1`` (CI), where they fail (``peers.py``'s require-or-skip).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from peers import missing, require_program
 
 ORTHANC = os.environ.get("CXRLT_ORTHANC", "/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = os.environ.get(
@@ -27,19 +27,15 @@ DICOMWEB_PLUGIN = os.environ.get(
 ORTHANC_AET = "ORTHANCTEST"
 
 
-def require_program(path_or_name: str, what: str) -> str:
-    """The program's path, or skip (fail with ``CXRLT_REQUIRE_PEERS=1``) naming what is missing."""
-    found = path_or_name if os.path.isfile(path_or_name) else shutil.which(path_or_name)
-    if found and (os.access(found, os.X_OK) or found.endswith(".so")):
-        return found
-    reason = (
-        f"{what} not found ({path_or_name}); install it (Debian: apt-get install -y "
-        + ("orthanc orthanc-dicomweb" if "rthanc" in what else "dcmtk dicom3tools")
-        + ")"
+def _require_plugin(path: str) -> str:
+    """The DICOMweb plugin's path, or skip/fail (peers.missing) naming the package."""
+    if os.path.isfile(path):
+        return path
+    missing(
+        f"Orthanc's DICOMweb plugin not found ({path}); install it (Debian: apt-get install "
+        "-y orthanc-dicomweb)"
     )
-    if os.environ.get("CXRLT_REQUIRE_PEERS") == "1":
-        pytest.fail(f"CXRLT_REQUIRE_PEERS=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    raise AssertionError("unreachable")
 
 
 def free_port() -> int:
@@ -108,7 +104,7 @@ def start_orthanc(folder: Path, modalities: dict[str, tuple[str, int]] | None = 
     (AE title, port) of peers on 127.0.0.1 it may answer and send to (C-FIND, C-GET, C-MOVE,
     C-STORE)."""
     exe = require_program(ORTHANC, "Orthanc")
-    plugin = require_program(DICOMWEB_PLUGIN, "Orthanc's DICOMweb plugin")
+    plugin = _require_plugin(DICOMWEB_PLUGIN)
     folder.mkdir(parents=True, exist_ok=True)
     storage = folder / "storage"
     http_port, dicom_port = free_port(), free_port()
