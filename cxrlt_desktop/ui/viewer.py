@@ -44,6 +44,16 @@ class _ViewBox(pg.ViewBox):
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
         self._viewer = viewer
 
+    def mouseClickEvent(self, ev):  # noqa: N802 - Qt override
+        # A measurement tool in use takes the left clicks (its points).
+        tool = self._viewer.click_tool
+        if tool is not None and ev.button() == Qt.MouseButton.LeftButton:
+            p = self.mapSceneToView(ev.scenePos())
+            if tool(p.x(), p.y()):
+                ev.accept()
+                return
+        super().mouseClickEvent(ev)
+
     def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - Qt override
         if ev.button() == Qt.MouseButton.LeftButton and not (
             ev.modifiers() & Qt.KeyboardModifier.ControlModifier
@@ -83,6 +93,7 @@ class ImageViewer(QWidget):
     overlayToggled = Signal(bool)
     overlayPlanesToggled = Signal(bool)
     imageShown = Signal()
+    orientationChanged = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,6 +112,9 @@ class ImageViewer(QWidget):
         self._value_span = 1.0
         self._overlay_enabled = False
         self._overlay_opacity = 0.45
+        # Called with a left click's view (display) coordinates while a measurement tool is in
+        # use; returns True when it took the click.
+        self.click_tool = None
 
         self._graphics = pg.GraphicsLayoutWidget()
         self._graphics.setBackground("k")
@@ -225,6 +239,11 @@ class ImageViewer(QWidget):
         """Current (centre, width) in modality units (for a VOI LUT: the range it covers)."""
         return (self._current.center, self._current.width)
 
+    def default_window(self) -> tuple[float, float]:
+        """(centre, width) of the image's default VOI (what the link between viewports scales
+        by)."""
+        return (self._default.center, self._default.width)
+
     def set_window(self, center: float, width: float) -> None:
         """Set a window in modality units, with the header's VOI LUT Function; width is kept
         above a tiny positive floor."""
@@ -338,6 +357,51 @@ class ImageViewer(QWidget):
             r, c = c, w - 1 - r
         return c, r
 
+    def to_source(self, x: float, y: float) -> tuple[float, float]:
+        """A display point (view coordinates, continuous) as the stored image's (column, row)
+        with (0, 0) the top-left corner of its top-left pixel (DICOM SCOORD convention)."""
+        assert self._raw_modality is not None
+        h, w = self._raw_modality.shape
+        hd, wd = self._modality.shape if self._modality is not None else (h, w)
+        if self._flip_v:
+            y = hd - y
+        if self._flip_h:
+            x = wd - x
+        k = self._rotation
+        if k == 1:
+            return y, h - x
+        if k == 2:
+            return w - x, h - y
+        if k == 3:
+            return w - y, x
+        return x, y
+
+    def to_display(self, x: float, y: float) -> tuple[float, float]:
+        """The inverse of :meth:`to_source`: a stored image point in view coordinates."""
+        assert self._raw_modality is not None
+        h, w = self._raw_modality.shape
+        hd, wd = self._modality.shape if self._modality is not None else (h, w)
+        k = self._rotation
+        if k == 1:
+            x, y = h - y, x
+        elif k == 2:
+            x, y = w - x, h - y
+        elif k == 3:
+            x, y = y, w - x
+        if self._flip_h:
+            x = wd - x
+        if self._flip_v:
+            y = hd - y
+        return x, y
+
+    def view_box(self) -> pg.ViewBox:
+        """The ViewBox the image is drawn in (measurement items are added to it)."""
+        return self._view
+
+    def image_shape(self) -> tuple[int, int] | None:
+        """(rows, columns) of the image as displayed (after rotation)."""
+        return None if self._modality is None else self._modality.shape
+
     # overlay planes (the file's 60xx graphics) ------------------------------
     def has_overlay_planes(self) -> bool:
         return self._pipeline is not None and bool(self._pipeline.overlays)
@@ -411,6 +475,7 @@ class ImageViewer(QWidget):
             return
         self._modality = np.ascontiguousarray(self._orient(self._raw_modality))
         self._update_overlay()
+        self.orientationChanged.emit()
 
     def _schedule_render(self) -> None:
         if not self._render_timer.isActive():
