@@ -174,3 +174,53 @@ def test_follow_picks_up_a_job_queued_later_and_stops_on_sigterm(
     with store.session() as s, s.begin():
         assert s.get(Worker, "follower").state == "stopped"
     store.close()
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_batch_in_flight_and_gives_the_rest_back(
+    store_url, tmp_path, write_study, csra_ckpt
+):
+    from cxrlt_desktop.store.models import ScoreAttempt
+
+    for k in range(8):
+        write_study(tmp_path / "in" / f"s{k}", 5, patient_id=f"P{k}")
+    store = open_store(store_url)
+    _scan(store, tmp_path / "in")
+    proc = subprocess.Popen(
+        [
+            *cli_cmd("worker", "--db", store_url, *model_args(csra_ckpt, batch=1)),
+            "--name",
+            "stopping",
+            "--claim-size",
+            "40",  # one claim: the stop lands inside it
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(tmp_path),
+    )
+    try:
+        _wait_for("a first scored image", lambda: len(_per_image(store)) >= 1, proc)
+        assert proc.poll() is None, "the worker finished before the stop: make the library larger"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopping after the batch in flight" in err
+    scored = len(_per_image(store))
+    assert f"worker stopping: stopped: {scored} scored, 0 failed" in err
+    assert 0 < scored < 40
+    with store.session() as s, s.begin():
+        states = dict(
+            s.execute(select(ScoreJob.state, func.count()).group_by(ScoreJob.state)).all()
+        )
+        # Nothing stays claimed: what was not written went back to the queue, and the images
+        # decoded ahead are not counted as interrupted.
+        assert states == {"done": scored, "queued": 40 - scored}
+        assert s.scalar(select(func.count()).select_from(ScoreAttempt)) == 0
+        assert s.get(Worker, "stopping").state == "stopped"
+        assert s.scalars(select(ScoringRun.finished_at)).one() is None  # the run goes on
+    store.close()
