@@ -20,6 +20,7 @@ from orthanc_peer import start_orthanc
 from pydicom.data import get_testdata_file
 
 from cxrlt_desktop.cli import main
+from engine.imageio import read_display
 
 RG1_STUDY = "1.3.6.1.4.1.5962.1.2.9.20040826185059.5457"
 FILES = ("RG1_UNCR.dcm", "RG1_J2KR.dcm")
@@ -123,6 +124,32 @@ def _probabilities(db: str, image_id: int) -> np.ndarray:
         st.close()
 
 
+def _source_file(sop_uid: str) -> Path:
+    for n in FILES:
+        path = Path(get_testdata_file(n, download=False))
+        if str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) == sop_uid:
+            return path
+    raise AssertionError(sop_uid)
+
+
+def _attention(db: str, image_id: int, derivation: str) -> np.ndarray:
+    """The stored attention map of the finding the heatmap's Derivation Description names."""
+    from cxrlt_desktop.store import open_store
+    from cxrlt_desktop.store.models import Image, Prediction
+    from engine.classes import DISPLAY_NAMES, TASK1_CLASSES
+
+    finding = next(
+        c for c in TASK1_CLASSES if f"attention map of {DISPLAY_NAMES.get(c, c)} (" in derivation
+    )
+    st = open_store(db, create=False)
+    try:
+        with st.session() as s, s.begin():
+            pred = s.get(Prediction, s.get(Image, image_id).current_prediction_id)
+            return np.asarray(pred.attention_maps()[TASK1_CLASSES.index(finding)], np.float32)
+    finally:
+        st.close()
+
+
 def _walk(items):
     for item in items or []:
         yield item
@@ -168,6 +195,15 @@ def _check_objects(orthanc, db, ids, rows, tmp_path) -> None:
             grey = (px[..., 0] == px[..., 1]) & (px[..., 1] == px[..., 2])
             # Low attention is left as the radiograph (grey), high attention is coloured.
             assert 0.05 < grey.mean() < 0.995, grey.mean()
+            # The grey part is the radiograph at its default window, as the input layer shows
+            # it; the strongest attention cell of the stored map is coloured.
+            display = read_display(_source_file(source)).pixels
+            assert np.array_equal(px[..., 0][grey], display[grey])
+            att = _attention(db, image_id, ds.DerivationDescription)
+            r, c = np.unravel_index(np.argmax(att), att.shape)
+            cy = int((r + 0.5) * ds.Rows / att.shape[0])
+            cx = int((c + 0.5) * ds.Columns / att.shape[1])
+            assert not grey[cy, cx], (r, c)
             continue
         assert ds.SOPClassUID == COMPREHENSIVE_SR
         assert source in _referenced_sops(ds)
