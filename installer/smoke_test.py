@@ -12,7 +12,13 @@ Checks, each in a fresh process of the frozen executable (exit code 0 expected):
    in the frozen app and all give the same numbers (skipped when this Python has no torch);
 5. ``cxrlt gui --self-test`` offscreen (the GUI issue's self-test; skipped with --no-gui);
 6. ``cxrlt listen`` answers DCMTK's ``echoscu``, stores a ``storescu`` push of the demo images in
-   its inbox and exits 0 on SIGTERM (skipped when DCMTK is not installed).
+   its inbox and exits 0 on SIGTERM (skipped when DCMTK is not installed);
+7. department mode on the PostgreSQL server named by ``--postgres`` (or ``CXRLT_TEST_POSTGRES``,
+   a SQLAlchemy URL of a maintenance database): in a database the smoke test creates and drops,
+   the frozen ``cxrlt db upgrade`` and ``db check`` (psycopg and its binary libpq in the
+   bundle), ``cxrlt scan`` of the demo images and ``cxrlt worker`` scoring them, and
+   ``cxrlt queue --json`` counting them done (skipped, with the reason, without a server or
+   without SQLAlchemy in this Python to create the database).
 Prints one line per check and exits 0 only when all ran and passed.
 """
 
@@ -52,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-gui", action="store_true", help="skip `gui --self-test`")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per check (default 300)")
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get("CXRLT_TEST_POSTGRES", ""),
+        metavar="URL",
+        help="SQLAlchemy URL of a PostgreSQL maintenance database for the department checks "
+        "(default: CXRLT_TEST_POSTGRES; none: skipped)",
+    )
     args = ap.parse_args(argv)
     exe = Path(args.exe)
     if not exe.is_file():
@@ -95,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if files:
             results += _score_checks(exe, env, files, Path(tmp), args.timeout)
             results += _listen_checks(exe, env, files, Path(tmp), args.timeout)
+            results += _department_checks(exe, env, files, Path(tmp), args.postgres, args.timeout)
 
         if not args.no_gui:
             rc, out, dt = _run(exe, ["gui", "--self-test"], env, args.timeout)
@@ -197,6 +211,67 @@ def _listen_checks(
             proc.kill()
             rc = proc.wait()
         results.append(("listen stops on SIGTERM", rc == 0, f"rc={rc} {' '.join(lines[-2:])}"))
+    return results
+
+
+def _department_checks(
+    exe: Path, env: dict[str, str], files: list[Path], tmp: Path, server: str, timeout: float
+) -> list[tuple[str, bool, str]]:
+    """The frozen ``cxrlt db upgrade``, ``db check``, ``scan``, ``worker`` and ``queue`` on a
+    PostgreSQL database created (and dropped) here: psycopg's binary parts are in the bundle."""
+    import json
+    import re
+    import secrets
+
+    if not server:
+        return [("department (skipped: no --postgres URL nor CXRLT_TEST_POSTGRES)", True, "")]
+    try:
+        from sqlalchemy import create_engine, make_url
+    except ImportError as e:  # the database is created with this Python's SQLAlchemy
+        return [("department (skipped: no SQLAlchemy here to create the database)", True, str(e))]
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from engine.random_models import write_random_task1
+    except ImportError as e:
+        return [("department (skipped: no torch here to write a checkpoint)", True, str(e))]
+    ckpt = tmp / "atto_csra.safetensors"
+    if not ckpt.is_file():
+        write_random_task1(ckpt, head="csra", arch="convnextv2_atto", seed=0)
+    name = f"cxrlt_smoke_{secrets.token_hex(5)}"
+    try:
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as e:  # noqa: BLE001 - an unreachable server fails this check, in one line
+        return [("department: create a database", False, " ".join(str(e).split())[:300])]
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    results = []
+    try:
+        rc, out, dt = _run(exe, ["db", "upgrade", "--db", url], env, timeout)
+        results.append(("db upgrade (PostgreSQL)", rc == 0, f"rc={rc} {dt:.1f}s {out[-300:]}"))
+        rc, out, dt = _run(exe, ["db", "check", "--db", url], env, timeout)
+        ok = rc == 0 and "postgresql" in out and "integrity: ok" in out
+        results.append(("db check (PostgreSQL)", ok, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}"))
+        folder = os.path.commonpath([str(f.parent) for f in files])
+        rc, out, dt = _run(exe, ["scan", folder, "--db", url], env, timeout)
+        results.append(("scan into PostgreSQL", rc == 0, f"rc={rc} {dt:.1f}s {out[-300:]}"))
+        cmd = ["worker", "--db", url, "--task1-checkpoint", str(ckpt), "--mode", "fast"]
+        cmd += ["--device", "cpu", "--image-size", "64", "--no-progress", "--name", "smoke"]
+        rc, out, dt = _run(exe, cmd, env, timeout)
+        m = re.search(r"worker smoke: queue empty: (\d+) scored, 0 failed", out)
+        ok = rc == 0 and m is not None and int(m.group(1)) == len(files)
+        results.append(("worker scores the queue", ok, f"rc={rc} {dt:.1f}s {out.strip()[-300:]}"))
+        rc, out, dt = _run(exe, ["queue", "--db", url, "--json"], env, timeout)
+        try:
+            sets = json.loads(out)["model_sets"] if rc == 0 else []
+        except (ValueError, KeyError):
+            sets = []
+        ok = len(sets) == 1 and sets[0]["done"] == len(files) and sets[0]["queued"] == 0
+        results.append(("queue --json counts them done", ok, f"rc={rc} {out.strip()[-300:]}"))
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
     return results
 
 
