@@ -52,7 +52,7 @@ __all__ = [
 # - .destinations - Destination, destination(settings, name): the [pacs.NAME] tables.
 # - .qr - find_studies (C-FIND / QIDO-RS), retrieve_study (C-GET / WADO-RS into the inbox),
 #   move_study (C-MOVE to this node), add_to_library, StudyMatch, RetrieveResult, QRError.
-# - .priors - library_priors, fetch_priors (the GUI's "Fetch priors").
+# - .priors - fetch_priors (the GUI's "Fetch priors"; priors in the library: library.priors).
 # - .send - send_results, retry_failed, select_images, send_status (C-STORE / STOW-RS, each
 #   send recorded in dicom_send).
 # - .heatmap - build_heatmap: the attention map as a Secondary Capture image.
@@ -63,12 +63,7 @@ from cxrlt_desktop.dicomnode.destinations import (  # noqa: E402
     local_aet,
 )
 from cxrlt_desktop.dicomnode.heatmap import HeatmapError, build_heatmap  # noqa: E402
-from cxrlt_desktop.dicomnode.priors import (  # noqa: E402
-    PriorsProgress,
-    PriorStudy,
-    fetch_priors,
-    library_priors,
-)
+from cxrlt_desktop.dicomnode.priors import PriorsProgress, fetch_priors  # noqa: E402
 from cxrlt_desktop.dicomnode.qr import (  # noqa: E402
     QRError,
     RetrieveResult,
@@ -92,7 +87,6 @@ __all__ += [  # noqa: PLE0604
     "Destination",
     "DestinationError",
     "HeatmapError",
-    "PriorStudy",
     "PriorsProgress",
     "QRError",
     "RetrieveResult",
@@ -105,7 +99,6 @@ __all__ += [  # noqa: PLE0604
     "destination",
     "fetch_priors",
     "find_studies",
-    "library_priors",
     "local_aet",
     "move_study",
     "retrieve_study",

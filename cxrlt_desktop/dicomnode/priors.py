@@ -1,7 +1,6 @@
-"""A patient's prior studies: those already in the library, and fetching earlier ones from a PACS.
+"""Fetching a patient's earlier studies from a PACS (the priors already in the library are
+:func:`cxrlt_desktop.library.priors.prior_studies`).
 
-- :func:`library_priors` - the other studies of the open study's patient in the library, newest
-  first (what the GUI lists when a study is opened).
 - :func:`fetch_priors` - ask a PACS for the patient's CR/DX studies dated up to the open study's
   date, retrieve those the library does not hold (:func:`.qr.retrieve_study`) and add them to
   the library; a generator of :class:`PriorsProgress` (the GUI runs it in a background worker,
@@ -18,17 +17,6 @@ from cxrlt_desktop.dicomnode.destinations import Destination
 from cxrlt_desktop.dicomnode.inbox import Inbox
 
 PRIOR_MODALITIES = ("CR", "DX")
-
-
-@dataclass(frozen=True)
-class PriorStudy:
-    """A study of the same patient in the library."""
-
-    study_uid: str
-    study_date: str
-    description: str
-    n_images: int
-    review_status: str
 
 
 @dataclass
@@ -71,31 +59,6 @@ def subject(store: Any, study_uid: str) -> Subject | None:
         return None
     pid, synthetic, date = row
     return Subject(study_uid, None if synthetic else (pid or None), date or None)
-
-
-def library_priors(store: Any, study_uid: str) -> list[PriorStudy]:
-    """The patient's other studies in the library, newest first (empty for a study without a
-    patient ID, whose "patient" is only that study)."""
-    from sqlalchemy import select
-
-    from cxrlt_desktop.store.models import Study
-
-    with store.session() as s, s.begin():
-        patient = s.scalar(select(Study.patient_id).where(Study.study_uid == study_uid))
-        if patient is None:
-            return []
-        rows = s.execute(
-            select(
-                Study.study_uid,
-                Study.study_date,
-                Study.description,
-                Study.n_images,
-                Study.review_status,
-            )
-            .where(Study.patient_id == patient, Study.study_uid != study_uid)
-            .order_by(Study.study_date.desc(), Study.id.desc())
-        ).all()
-    return [PriorStudy(u, d or "", desc or "", n or 0, st or "") for u, d, desc, n, st in rows]
 
 
 def _in_library(store: Any, uids: list[str]) -> set[str]:

@@ -65,7 +65,7 @@ class PriorsDock(QDockWidget):
         self.runner = PacsRunner(store, settings_getter, self)
         self._study_uid: str | None = None
 
-        self.priors = _table(["Date", "Description", "Images", "Status"], "priors")
+        self.priors = _table(["Date", "Views", "Images", "Description"], "priors")
         self.priors.doubleClicked.connect(self._on_prior_activated)
         self.destination = QComboBox()
         self.destination.setObjectName("pacsDestination")
@@ -138,15 +138,15 @@ class PriorsDock(QDockWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        from cxrlt_desktop.dicomnode.priors import library_priors
         from cxrlt_desktop.dicomnode.send import send_status
+        from cxrlt_desktop.library.priors import format_date, prior_studies
 
         uid = self._study_uid
-        priors = library_priors(self.store, uid) if uid else []
+        priors = prior_studies(self.store, uid) if uid else []
         _fill(
             self.priors,
             [
-                (_date(p.study_date), p.description, str(p.n_images), p.review_status)
+                (format_date(p.study_date), ", ".join(p.views), str(len(p.images)), p.description)
                 for p in priors
             ],
             [p.study_uid for p in priors],
@@ -224,10 +224,6 @@ class PriorsDock(QDockWidget):
             tuple(self.sent.item(r, c).text() for c in range(self.sent.columnCount()))
             for r in range(self.sent.rowCount())
         ]
-
-
-def _date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
 
 
 __all__ = ["PriorsDock"]
