@@ -533,7 +533,10 @@ def _radiographs_by_series(
     """series UID -> SOP instance UIDs of the study's radiographs (an image-level C-FIND); the
     other instances are counted as skipped."""
     by_series: dict[str, list[str]] = {}
-    for series, sop, sop_class in _cfind_instances(dest, assoc, find, result.study_uid):
+    found = _cfind_instances(dest, assoc, find, result.study_uid)
+    if not found:
+        raise QRError(f"{dest.describe()}: no study {result.study_uid} on the PACS")
+    for series, sop, sop_class in found:
         if sop_class and sop_class not in RADIOGRAPH_SOP_CLASSES:
             result.n_skipped += 1
         elif not (is_uid(series) and is_uid(sop)):
@@ -625,6 +628,8 @@ def _wado_study(
             )
             continue
         instances.append((series, sop))
+    if not answers:
+        raise QRError(f"{dest.describe()}: no study {result.study_uid} on the PACS")
     total = len(instances)
     for k, (series, sop) in enumerate(instances):
         if should_stop is not None and should_stop():

@@ -282,6 +282,26 @@ def test_usage_errors_name_the_problem(tmp_path, capsys, orthanc):
     assert rc == 2 and "not a usable patient ID" in err
 
 
+@pytest.mark.parametrize("name", ["orthanc", "web"], ids=["dimse", "dicomweb"])
+def test_a_study_the_pacs_does_not_hold_is_an_error(tmp_path, capsys, orthanc, name):
+    settings = _settings(tmp_path, orthanc)
+    db = f"sqlite:///{(tmp_path / 'lib.db').as_posix()}"
+    for move in ([], ["--move"]) if name == "orthanc" else ([],):
+        rc, out, err = _cli(
+            capsys,
+            "pacs",
+            "get",
+            name,
+            "1.2.826.0.1.3680043.8.498.4040",
+            *move,
+            "--db",
+            db,
+            "--settings",
+            settings,
+        )
+        assert rc == 1 and "no study 1.2.826.0.1.3680043.8.498.4040 on the PACS" in err, err
+
+
 def test_unknown_calling_aet_and_closed_port_fail_in_one_line(tmp_path, capsys, orthanc):
     # Orthanc checks the calling AE title against its modalities: a stranger is rejected.
     settings = _settings(tmp_path, orthanc, aet="STRANGER")
