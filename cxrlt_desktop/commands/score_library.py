@@ -98,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
     last = None
     try:
         for prog in score_library(
-            store, predictor, should_stop=lambda: stop["flag"], thresholds=settings.thresholds
+            store,
+            predictor,
+            should_stop=lambda: stop["flag"],
+            thresholds=settings.thresholds,
+            map_path=settings.map_path,
         ):
             last = prog
             for path, reason in prog.last_errors:

@@ -869,6 +869,7 @@ def score_library(
     batch_size: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    map_path: Callable[[str], str] | None = None,
 ) -> Iterator[ScoreProgress]:
     """Score every pending image of the library with ``predictor``; yield progress per batch.
 
@@ -888,6 +889,9 @@ def score_library(
         Checked between batches; True stops after the batch in flight has been written.
     thresholds
         Operating-threshold overrides by class name (settings ``[thresholds]``).
+    map_path
+        Rewrites a stored image path before it is read (``Settings.map_path``: the settings'
+        ``[paths]`` prefixes); default: read the stored path.
 
     Yields
     ------
@@ -911,6 +915,7 @@ def score_library(
         thresholds=thresholds,
         batch_size=bs,
         should_stop=should_stop,
+        map_path=map_path,
     )
     yield from worker.run()
 

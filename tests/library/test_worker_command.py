@@ -224,3 +224,30 @@ def test_sigterm_finishes_the_batch_in_flight_and_gives_the_rest_back(
         assert s.get(Worker, "stopping").state == "stopped"
         assert s.scalars(select(ScoringRun.finished_at)).one() is None  # the run goes on
     store.close()
+
+
+@pytest.mark.parametrize("command", ["worker", "score-library"])
+def test_commands_read_through_the_settings_path_map(
+    command, tmp_path, write_study, csra_ckpt, monkeypatch, capsys
+):
+    """Scanned under one prefix, read under another: the settings file's [paths] map."""
+    import shutil
+
+    from cxrlt_desktop.cli import main
+
+    monkeypatch.setenv("CXRLT_DATA_DIR", str(tmp_path / "data"))
+    write_study(tmp_path / "scanned_at" / "s1", 3, patient_id="A")
+    url = f"sqlite:///{tmp_path / 'lib.db'}"
+    store = open_store(url)
+    _scan(store, tmp_path / "scanned_at")
+    shutil.move(tmp_path / "scanned_at", tmp_path / "mounted_at")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        f'[paths]\n"{tmp_path / "scanned_at"}" = "{tmp_path / "mounted_at"}"\n', encoding="utf-8"
+    )
+    args = [command, "--db", url, "--settings", str(settings), *model_args(csra_ckpt)]
+    assert main([*args, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    per_image = _per_image(store)
+    assert len(per_image) == 3 and set(per_image.values()) == {1}, err
+    store.close()
