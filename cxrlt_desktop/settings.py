@@ -84,6 +84,11 @@ DICOM_NODE_DEFAULTS: dict[str, Any] = {
     "tls_key": None,
     "tls_ca": None,
 }
+# [hanging]: the reading layout at start ("single" or "comparison": the prior beside the current
+# image) and the dock panels shown at start (the DICOM tag dock is hidden unless listed).
+LAYOUTS = ("single", "comparison")
+DOCKS = ("tags_dock", "problems_dock", "priors_dock")
+HANGING_DEFAULTS: dict[str, Any] = {"layout": "single", "docks": ["problems_dock"]}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 MAX_SETTINGS_BYTES = MAX_TEXT_BYTES  # a settings file is a few hundred bytes
@@ -123,10 +128,11 @@ class Settings:
     paths: dict[str, str] = field(default_factory=dict)
     dicom_node: dict[str, Any] = field(default_factory=lambda: dict(DICOM_NODE_DEFAULTS))
     pacs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hanging: dict[str, Any] = field(default_factory=lambda: dict(HANGING_DEFAULTS))
 
     # -- TOML structure ---------------------------------------------------------------------
     _TOP = ("database", "reviewer", "scoring", "flag_for_processing")
-    _TABLES = ("thresholds", "shortcuts", "paths", "dicom_node", "pacs")
+    _TABLES = ("thresholds", "shortcuts", "paths", "dicom_node", "pacs", "hanging")
     _MODELS = (
         "task1_checkpoints",
         "task1_weights",
@@ -219,6 +225,9 @@ class Settings:
             doc["dicom_node"] = node
         if flat["pacs"]:
             doc["pacs"] = {name: dict(dest) for name, dest in flat["pacs"].items()}
+        hanging = {k: v for k, v in flat["hanging"].items() if HANGING_DEFAULTS.get(k) != v}
+        if hanging:
+            doc["hanging"] = hanging
         return doc
 
     def map_path(self, path: str) -> str:
@@ -506,6 +515,30 @@ _NODE_KEYS.update(
     }
 )
 
+def _hanging(v: Any) -> dict[str, Any]:
+    """``[hanging]``: ``layout`` (single, comparison) and ``docks`` (those shown at start)."""
+    out = dict(HANGING_DEFAULTS)
+    bad = []
+    for k, x in v.items():
+        if k == "layout":
+            try:
+                out[k] = _choice(LAYOUTS)(x)
+            except ValueError as exc:
+                bad.append(f"layout: {exc}")
+        elif k == "docks":
+            items = x if isinstance(x, list) else [x]
+            unknown = [d for d in items if d not in DOCKS]
+            if unknown:
+                bad.append(f"docks: unknown {unknown} (allowed: {', '.join(DOCKS)})")
+            else:
+                out[k] = list(dict.fromkeys(items))
+        else:
+            bad.append(f"unknown key {k!r} (allowed: layout, docks)")
+    if bad:
+        raise ValueError("; ".join(bad))
+    return out
+
+
 _VALIDATORS: dict[str, Any] = {
     "database": _database,
     "reviewer": _str,
@@ -527,4 +560,5 @@ _VALIDATORS: dict[str, Any] = {
     "paths": _path_map,
     "dicom_node": _dicom_node,
     "pacs": _pacs,
+    "hanging": _hanging,
 }

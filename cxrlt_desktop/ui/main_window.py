@@ -47,6 +47,7 @@ from cxrlt_desktop.ui.priors_panel import PriorsDock
 from cxrlt_desktop.ui.problems_dock import ProblemsDock
 from cxrlt_desktop.ui.queue_monitor import QueueMonitor, queue_text
 from cxrlt_desktop.ui.reading_claim import ReadingClaim
+from cxrlt_desktop.ui.reading_tools import ReadingTools
 from cxrlt_desktop.ui.retriage_runner import RetriageRunner
 from cxrlt_desktop.ui.review_controller import ReviewController, reviewer_name
 from cxrlt_desktop.ui.session_view import SessionView
@@ -218,6 +219,20 @@ class MainWindow(QMainWindow):
         self.priors_dock.libraryChanged.connect(lambda: self.refresh_worklist())
         self.priors_dock.message.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.tags_dock.raise_()
+        # Reading tools: the prior beside the image, measurements, hanging (ui/reading_tools.py)
+        self.reading = ReadingTools(
+            self,
+            self.image_panel,
+            self.findings,
+            self.view,
+            save_settings=lambda: self.settings.save(self._settings_path),
+        )
+        self.reading.install(self.splitter, 1)
+        self.reading.message.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.reading.apply_docks(
+            {"tags_dock": self.tags_dock, "problems_dock": self.problems_dock}
+            | {"priors_dock": self.priors_dock}
+        )
         self.resizeDocks([self.tags_dock], [170], Qt.Orientation.Vertical)
         self.status_bar = StatusBar()
         self.setStatusBar(self.status_bar)
