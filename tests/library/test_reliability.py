@@ -195,9 +195,9 @@ def test_kill_dash_nine_loses_nothing(store_url, tmp_path, write_study, csra_ckp
         if first_line is None and len(start.line_times) >= 3:
             first_line = start.line_times[0]
             batch_gap = (start.line_times[-1] - start.line_times[1]) / (len(start.line_times) - 2)
-        if start.proc.p.poll() is not None:
-            start.proc.wait()
-            break  # it finished before we killed it
+        if start.proc.p.poll() is not None:  # it ended before we killed it: finished, or
+            assert start.proc.wait() == 0, "".join(start.proc.log)  # crashed (a bug: say so)
+            break
         start.proc.p.send_signal(signal.SIGKILL)
         start.proc.p.wait(timeout=WAIT_S)
         kills += 1
