@@ -34,6 +34,8 @@ from engine.classes import ALL_CLASSES, NORMAL_INDEX, TASK1_CLASSES, TASK2_CLASS
 MODES = ("paper", "fast")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKBONE_PRECISIONS = ("fp32", "bf16", "auto")
+CLIP_BACKENDS = ("auto", "openvino", "torch")
 ENGINE_VERSION = 1
 
 
@@ -56,6 +58,14 @@ class EngineConfig:
     in one forward per model, and ``torch.compile`` (the CPU inductor backend) when ``compile``.
     Only pinned host memory stays CUDA-only. It lets the GPU branch be run and tested without a
     GPU; on the CPU it is slower than the fp32 runtimes (docs/engine.md).
+    ``backbone_precision`` (added): the Task 1 backbones' precision in OpenVINO on the CPU:
+    "fp32" (default), "bf16" (OpenVINO's bf16 inference-precision hint; needs a CPU with bf16
+    hardware, AVX512_BF16 or AMX) or "auto" (bf16 where the CPU has it, else fp32). The heads
+    stay fp32. bf16 moves probabilities by up to ~1e-2: it is for the progressive policy's
+    provisional fast pass, which the paper pass replaces; recorded in ``settings`` when bf16.
+    ``clip_backend`` (added): the CLIP image tower on the CPU in fp32: "auto" (OpenVINO when
+    installed, else PyTorch), "openvino" or "torch"; they agree to ~1e-7 in probability. The text
+    embeddings always come from PyTorch.
     """
 
     task1_checkpoints: list[Path] = field(default_factory=list)
@@ -77,6 +87,8 @@ class EngineConfig:
     forward_chunk: int | None = None
     cpu_backend: str = "auto"
     gpu_path: bool = False
+    backbone_precision: str = "fp32"
+    clip_backend: str = "auto"
 
 
 @dataclass
@@ -149,6 +161,15 @@ def _check_config(config: EngineConfig) -> None:
     if config.precision is not None and config.precision not in PRECISIONS:
         raise EngineError(
             f"precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}"
+        )
+    if config.backbone_precision not in BACKBONE_PRECISIONS:
+        raise EngineError(
+            f"backbone_precision must be one of {', '.join(BACKBONE_PRECISIONS)}, "
+            f"not {config.backbone_precision!r}"
+        )
+    if config.clip_backend not in CLIP_BACKENDS:
+        raise EngineError(
+            f"clip_backend must be one of {', '.join(CLIP_BACKENDS)}, not {config.clip_backend!r}"
         )
 
 
@@ -280,7 +301,23 @@ class Predictor:
                 "the CPU device and fp32 precision, without gpu_path or compile"
             )
         self.backend = "torch"
+        self.backbone_precision = "fp32"
         self._modules: list[Any] = []
+        want_bf16 = config.backbone_precision == "bf16" or (
+            config.backbone_precision == "auto" and onnx_backend.cpu_has_bf16()
+        )
+        if config.backbone_precision == "bf16" and loaded:
+            if "openvino" not in kinds:
+                raise EngineError(
+                    "backbone_precision bf16 needs the OpenVINO backend (openvino and onnx "
+                    "installed, the CPU device, fp32 precision, no gpu_path or compile)"
+                )
+            if not onnx_backend.cpu_has_bf16():
+                raise EngineError(
+                    "backbone_precision bf16 needs a CPU with bf16 hardware (AVX512_BF16 or AMX); "
+                    "use fp32 or auto"
+                )
+        self._want_bf16 = want_bf16
         for kind in kinds:
             if self._try_runtime(config, loaded, kind):
                 return
@@ -307,6 +344,7 @@ class Predictor:
                     config.cache_dir,
                     torch.get_num_threads(),
                     kind,
+                    "bf16" if kind == "openvino" and self._want_bf16 else "fp32",
                 )
                 for m in loaded
             ]
@@ -319,6 +357,7 @@ class Predictor:
             )
             return False
         self.backend = kind
+        self.backbone_precision = "bf16" if kind == "openvino" and self._want_bf16 else "fp32"
         for m in loaded:
             m.model.backbone = None  # the runtime holds its own copy; the runner keeps the head
             m.model = None
@@ -330,12 +369,44 @@ class Predictor:
 
         self._clip = None
         self._prompts_hash = None
+        self.clip_backend: str | None = None
         if config.clip_model is not None:
             prompts = zeroshot.load_prompts(config.prompts)
             self._clip = zeroshot.load_zero_shot(
                 config.clip_model, prompts=prompts, cache_dir=config.cache_dir, device=self.device
             )
             self._prompts_hash = self._clip.prompts_hash
+            self._select_clip_backend(config)
+
+    def _select_clip_backend(self, config: EngineConfig) -> None:
+        """OpenVINO for the CLIP image tower on the CPU in fp32 ("auto": when installed and it
+        compiles; "openvino": required); sets ``clip_backend``."""
+        import torch
+
+        from engine import onnx_backend
+
+        self.clip_backend = "torch"
+        runtime_ok = self.device.type == "cpu" and self.precision == "fp32" and not self.gpu_path
+        if config.clip_backend == "torch":
+            return
+        if not (runtime_ok and onnx_backend.available("openvino")):
+            if config.clip_backend == "openvino":
+                raise EngineError(
+                    "clip_backend openvino needs openvino and onnx installed, the CPU device and "
+                    "fp32 precision, without gpu_path"
+                )
+            return
+        try:
+            self._clip.use_openvino(config.cache_dir, torch.get_num_threads())
+        except Exception as e:
+            if config.clip_backend == "openvino":
+                raise EngineError(f"openvino cannot run the CLIP image tower: {_reason(e)}") from e
+            warnings.warn(
+                f"openvino cannot run the CLIP image tower ({_reason(e)}); using PyTorch",
+                stacklevel=4,
+            )
+            return
+        self.clip_backend = "openvino"
 
     def _load_calibration(self, config: EngineConfig) -> None:
         """Temperatures (engine.calibration, fitted by `cxrlt calibrate`); they apply to the final
@@ -369,8 +440,11 @@ class Predictor:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """Engine settings that determine the numbers (JSON-able), recorded with every score."""
-        return {
+        """Engine settings that determine the numbers (JSON-able), recorded with every score.
+
+        ``backbone_precision`` is present only when it is bf16 (fp32 settings, and so the
+        library's model-set keys, are those of earlier versions)."""
+        out = {
             "engine_version": ENGINE_VERSION,
             "mode": self.config.mode,
             "views": list(self.views) if self._task1 else [],
@@ -386,6 +460,9 @@ class Predictor:
             "clip_scale": 5.0 if self._clip is not None else None,
             "calibration_sha256": self._calibration_sha,
         }
+        if self.backbone_precision != "fp32":
+            out["backbone_precision"] = self.backbone_precision
+        return out
 
     @property
     def has_task1(self) -> bool:
@@ -397,14 +474,15 @@ class Predictor:
 
     # ------------------------------------------------------------------ preprocessing
 
-    def prepare(self, array: np.ndarray) -> _Prepared:
-        """The numpy part of preprocessing for one source array (thread-safe)."""
+    def prepare(self, array: np.ndarray, *, clip: bool = True) -> _Prepared:
+        """The numpy part of preprocessing for one source array (thread-safe); ``clip=False``
+        skips CLIP's."""
         from engine.preprocess import MODEL_SIZE, clip_grey, task1_grey
 
         t0 = time.perf_counter()
         array = np.asarray(array)
         t1 = task1_grey(array, self.config.image_size) if self._task1 else None
-        c = clip_grey(array, MODEL_SIZE) if self._clip is not None else None
+        c = clip_grey(array, MODEL_SIZE) if self._clip is not None and clip else None
         return _Prepared(t1, c, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ compute
@@ -482,7 +560,7 @@ class Predictor:
                 ens, self.config.normal_alpha, NORMAL_INDEX
             )
             attention = att
-        if self._clip is not None:
+        if self._clip is not None and all(it.clip is not None for it in items):
             c = np.stack([it.clip for it in items] + [items[-1].clip] * pad)
             probs[:, len(TASK1_CLASSES) :] = self._forward_clip(c)[:n]
         if self._temperatures:
@@ -491,13 +569,15 @@ class Predictor:
             probs = apply_calibration(probs, self._temperatures)
         return PredictionBatch(probs, ungated, attention, time.perf_counter() - t0)
 
-    def predict_arrays(self, arrays: list[np.ndarray]) -> PredictionBatch:
+    def predict_arrays(self, arrays: list[np.ndarray], *, clip: bool = True) -> PredictionBatch:
         """Score source arrays (2-D, as ``engine.imageio.read_source`` returns them).
 
         Parameters
         ----------
         arrays : list of numpy.ndarray
             One 2-D grey source array per image.
+        clip : bool
+            False: leave the CLIP columns NaN (not computed), e.g. when an earlier pass has them.
 
         Returns
         -------
@@ -508,7 +588,9 @@ class Predictor:
         out: list[PredictionBatch] = []
         bs = self.config.batch_size
         for i in range(0, len(arrays), bs):
-            out.append(self._predict_prepared([self.prepare(a) for a in arrays[i : i + bs]]))
+            out.append(
+                self._predict_prepared([self.prepare(a, clip=clip) for a in arrays[i : i + bs]])
+            )
         if not out:
             return self._predict_prepared([])
         att = [b.attention for b in out]
@@ -526,6 +608,7 @@ class Predictor:
         read: Callable[[Path], np.ndarray] | None = None,
         batch_size: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        clip: bool = True,
     ) -> Iterator[PathResult]:
         """Decode, preprocess and score files; one :class:`PathResult` per input, in order.
 
@@ -543,6 +626,9 @@ class Predictor:
             Images per compute batch (default ``config.batch_size``).
         should_stop : callable, optional
             Return True to stop after the current batch.
+        clip : bool
+            False: leave the CLIP columns NaN and skip CLIP's preprocessing (an earlier pass has
+            them: the progressive policy computes them once, in the fast pass).
         """
         if read is None:
             from engine.imageio import read_source as read
@@ -558,7 +644,7 @@ class Predictor:
             def fill(upto: int) -> None:
                 nonlocal nxt
                 while nxt < min(upto, len(paths)):
-                    futures[nxt] = pool.submit(self._read_and_prepare, read, paths[nxt])
+                    futures[nxt] = pool.submit(self._read_and_prepare, read, paths[nxt], clip)
                     nxt += 1
 
             try:
@@ -580,10 +666,12 @@ class Predictor:
                 for f in futures.values():
                     f.cancel()
 
-    def _read_and_prepare(self, read: Callable[[Path], np.ndarray], path: Path) -> _Prepared:
+    def _read_and_prepare(
+        self, read: Callable[[Path], np.ndarray], path: Path, clip: bool = True
+    ) -> _Prepared:
         """Decode and preprocess one file (runs in the decode pool); ``seconds`` covers both."""
         t0 = time.perf_counter()
-        prep = self.prepare(read(path))
+        prep = self.prepare(read(path), clip=clip)
         prep.seconds = time.perf_counter() - t0
         return prep
 

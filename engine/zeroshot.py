@@ -167,11 +167,32 @@ class ZeroShotModel:
     prompts_hash: str
     image_size: int
     device: Any
+    # engine.onnx_backend.ClipImageRunner: the image tower in OpenVINO (fp32, CPU), or None
+    image_runner: Any = None
+
+    def use_openvino(self, cache_dir: Path | str | None, threads: int) -> None:
+        """Run the image tower in OpenVINO on the CPU in fp32 from now on (exported to ONNX
+        once into ``cache_dir``); the text embeddings were computed by PyTorch already. The
+        PyTorch tower stays loaded as the reference."""
+        from engine.onnx_backend import make_clip_runner
+
+        self.image_runner = make_clip_runner(
+            self.model.visual,
+            self.sha256,
+            self.image_size,
+            Path(cache_dir) if cache_dir is not None else None,
+            threads,
+        )
 
     def encode_images(self, x: torch.Tensor, autocast_dtype: Any = None) -> np.ndarray:
-        """[N, 3, S, S] normalised images -> [N, D] float64 image embeddings (not normalised)."""
+        """[N, 3, S, S] normalised images -> [N, D] float64 image embeddings (not normalised).
+
+        Through the OpenVINO tower when one is set and no autocast is asked for."""
         import torch
 
+        if self.image_runner is not None and autocast_dtype is None:
+            arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+            return np.asarray(self.image_runner(arr), dtype=np.float64)
         with torch.inference_mode(), _autocast(self.device, autocast_dtype):
             emb = self.model.encode_image(x.to(self.device))
         return emb.float().cpu().numpy().astype(np.float64)
