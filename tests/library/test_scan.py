@@ -396,3 +396,37 @@ def test_replaced_image_does_not_move_to_a_deleted_duplicate(store, tmp_path, wr
         old = s.get(Image, a.id)
         assert old.missing and old.path.endswith(f"(replaced image {a.id})")
         assert s.scalar(select(DuplicateFile.missing)) is True
+
+
+def test_header_values_longer_than_their_columns_do_not_stop_the_scan(store, tmp_path, request):
+    """Non-conformant headers (a PatientName of 400 characters, a 40-character ViewPosition):
+    SQLite stores any length, PostgreSQL refuses a value longer than its VARCHAR column."""
+    from engine.dicomwrite import write_dicom
+
+    if store.engine.dialect.name == "postgresql":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="scanning writes header strings longer than their column "
+                "(image.view_position VARCHAR(16), patient.patient_name VARCHAR(256), ...): "
+                "PostgreSQL raises StringDataRightTruncation and the whole scan stops",
+            )
+        )
+    px = np.random.default_rng(0).integers(0, 4000, (256, 256)).astype(np.uint16)
+    long = write_dicom(
+        tmp_path / "in" / "long.dcm",
+        px,
+        patient_id="P" * 200,
+        patient_name="N" * 400,
+        study_description="D" * 300,
+        institution_name="I" * 300,
+        accession_number="A" * 100,
+        patient_sex="F" * 20,
+        view_position="V" * 40,
+    )
+    good = write_dicom(tmp_path / "in" / "ok.dcm", px, patient_id="OK1")
+    last = _run(store, [tmp_path / "in"])[-1]
+    assert last.done and last.new == 2
+    imgs = _images(store)
+    assert imgs["in/ok.dcm"].usable and imgs["in/ok.dcm"].path == str(good)
+    assert imgs["in/long.dcm"].path == str(long)
