@@ -108,7 +108,16 @@ from cxrlt_desktop.library.triage import threshold_vector
 from engine.classes import ALL_CLASSES
 from engine.manifest import is_demo_model
 
-LABEL_COLUMNS: tuple[str, ...] = ("ImageID", "StudyDate_DICOM", "PatientID", *ALL_CLASSES)
+# The reader's measurements after the labels: the latest Cobb angle (degrees) and CTR of the
+# image, then every measurement as "<kind> <value with its unit>" ("; " between them).
+MEASUREMENT_COLUMNS: tuple[str, ...] = ("Cobb_angle_deg", "Cardiothoracic_ratio", "Measurements")
+LABEL_COLUMNS: tuple[str, ...] = (
+    "ImageID",
+    "StudyDate_DICOM",
+    "PatientID",
+    *ALL_CLASSES,
+    *MEASUREMENT_COLUMNS,
+)
 DISAGREEMENT_COLUMNS: tuple[str, ...] = (
     "ImageID",
     "finding",
@@ -223,6 +232,20 @@ class _Disagreement(NamedTuple):
     image_id: str
     finding: str
     row: list[Any]  # the disagreements.csv row (text, and Numeric for the numbers)
+
+
+def measurement_cells(rec: ImageRecord) -> list[str]:
+    """The :data:`MEASUREMENT_COLUMNS` cells of an image."""
+    cobb = [m for m in rec.measurements if m.kind == "cobb"]
+    ctr = [m for m in rec.measurements if m.kind == "ctr"]
+    every = "; ".join(
+        m.text if m.kind in ("cobb", "ctr") else f"{m.kind} {m.text}" for m in rec.measurements
+    )
+    return [
+        f"{cobb[-1].value:.1f}" if cobb else "",
+        f"{ctr[-1].value:.3f}" if ctr else "",
+        every,
+    ]
 
 
 def _fmt_prob(p: float) -> str:
@@ -511,7 +534,9 @@ class _ExportRun:
                 else:
                     cells.append("")
                     result.n_uncertain += 1
-            label_rows.append([e.image_id, e.study_date, e.patient_id, *cells])
+            label_rows.append(
+                [e.image_id, e.study_date, e.patient_id, *cells, *measurement_cells(e.rec)]
+            )
         self.write((LABELS_CSV,), csv_bytes(LABEL_COLUMNS, label_rows))
 
     # -- disagreements.csv -------------------------------------------------------------------

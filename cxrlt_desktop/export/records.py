@@ -76,6 +76,8 @@ class ImageRecord:
     size: int = -1  # the file as the last scan saw it
     mtime: float = 0.0
     usable: bool = True  # the scan found a usable chest radiograph
+    # the image's measurements (library.measurements.StoredMeasurement), oldest first
+    measurements: tuple[Any, ...] = ()
 
 
 class StoreSnapshot(NamedTuple):
@@ -103,7 +105,16 @@ def read_store(store: Any) -> StoreSnapshot:
         preds = _read_predictions(s, pred_ids)
         run_paths = _read_run_paths(s, sorted({p.run_id for p in preds.values()}))
     images.sort(key=lambda r: r.id)
+    _attach_measurements(store, images)
     return StoreSnapshot(images, preds, run_paths)
+
+
+def _attach_measurements(store: Any, images: list[ImageRecord]) -> None:
+    from cxrlt_desktop.library.measurements import measurements_of
+
+    found = measurements_of(store, [r.id for r in images])
+    for rec in images:
+        rec.measurements = tuple(found.get(rec.id, ()))
 
 
 def read_image(store: Any, image_id: int) -> tuple[ImageRecord, PredictionRecord | None]:
@@ -122,6 +133,7 @@ def read_image(store: Any, image_id: int) -> tuple[ImageRecord, PredictionRecord
         rec = images[0]
         pid = rec.current_prediction_id
         pred = _read_predictions(s, [pid]).get(pid) if pid else None
+    _attach_measurements(store, [rec])
     return rec, pred
 
 

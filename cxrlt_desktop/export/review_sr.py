@@ -13,6 +13,16 @@ the AI-result SR (:mod:`.ai_sr`), which it references:
   the image, and the verdict as a qualitative evaluation: finding = ``Present`` (SCT
   52101004), ``Absent`` (SCT 272519000) or ``Uncertain`` (SCT 64957009). Its Tracking UID is
   the one the AI-result SR gives the same finding (:func:`.sr_common.tracking_uid`).
+- One measurement group per measurement the reader drew on the image
+  (:mod:`cxrlt_desktop.library.measurements`), its points as SCOORD in the image's pixel
+  coordinates referencing the image: a distance or an angle as a planar ROI group (TID 1410)
+  whose region is the drawn POLYLINE; a Cobb angle or a CTR (two lines) as a group (TID 1501)
+  whose measurement is inferred from two POLYLINEs. The value: Length (SCT
+  410668003) in mm, or in ``{pixels}`` for an image without spacing; Angle (SCT 1483009) and
+  Cobb angle (SCT 285285000) in degrees; the cardiothoracic ratio (a code of this application's
+  scheme: no standard code names the diameter ratio) without unit. The finding it informs is its
+  finding type (Scoliosis, Cardiomegaly); its tracking identifier says what a length is measured
+  at ("mm at detector", "magnification-corrected").
 - The AI-result SR is referenced in the Pertinent Other Evidence Sequence (PS3.3 C.17.2.3:
   other composite instances the creator considered pertinent): TID 1500 has no content item
   for another document, and the review does not include the AI's content, so the Predecessor
@@ -22,7 +32,7 @@ the AI-result SR (:mod:`.ai_sr`), which it references:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,6 +76,8 @@ class Review:
     demo: bool = False
     date_shift_days: int = 0
     deid: DeidDeclaration | None = None  # None: an identified export
+    # library.measurements.StoredMeasurement-like: kind, points, value, unit, finding, id
+    measurements: Sequence[Any] = ()
 
 
 def verdict_code(verdict: str) -> Any:
@@ -108,7 +120,8 @@ def build_review_sr_document(rev: Review) -> Any | None:
     report = MeasurementReport(
         observation_context=_observation_context(names),
         procedure_reported=Code(*PROCEDURE),
-        imaging_measurements=[_group(rev.subject, k, v) for k, v in reviewed],
+        imaging_measurements=[_group(rev.subject, k, v) for k, v in reviewed]
+        + [_measurement_group(rev.subject, m) for m in rev.measurements],
     )
     sr = ComprehensiveSR(
         evidence=[evidence_dataset(rev.subject)],
@@ -173,6 +186,91 @@ def _group(subject: SRSubject, key: str, v: Verdict) -> Any:
         ),
         finding_type=code.concept(),
         qualitative_evaluations=[QualitativeEvaluation(code.concept(), verdict_code(v.verdict))],
+        source_images=[SourceImageForMeasurementGroup(subject.sop_class_uid, subject.sop_uid)],
+    )
+
+
+MEASUREMENT_NAMES = {
+    "distance": ("410668003", "SCT", "Length"),
+    "angle": ("1483009", "SCT", "Angle"),
+    "cobb": ("285285000", "SCT", "Cobb angle"),
+    "ctr": ("CTR", "99CXRLT", "Cardiothoracic ratio"),
+}
+
+
+def measurement_unit(m: Any) -> Any:
+    """The UCUM unit of a stored measurement."""
+    from pydicom.sr.coding import Code
+
+    if m.kind in ("angle", "cobb"):
+        return Code("deg", "UCUM", "degree")
+    if m.kind == "ctr":
+        return Code("1", "UCUM", "no units")
+    if m.unit == "px":
+        return Code("{pixels}", "UCUM", "pixels")
+    return Code("mm", "UCUM", "millimeter")
+
+
+def _measurement_group(subject: SRSubject, m: Any) -> Any:
+    """A distance or an angle: a planar ROI group (TID 1410) whose region is the drawn
+    POLYLINE. A Cobb angle or a CTR (two lines): a measurement group (TID 1501) whose
+    measurement is inferred from both lines (two POLYLINE SCOORDs, TID 300), as a TID 1410
+    region holds one graphic only."""
+    import highdicom as hd
+    import numpy as np
+    from highdicom.sr import (
+        CoordinatesForMeasurement,
+        GraphicTypeValues,
+        ImageRegion,
+        Measurement,
+        MeasurementsAndQualitativeEvaluations,
+        PlanarROIMeasurementsAndQualitativeEvaluations,
+        SourceImageForMeasurementGroup,
+        SourceImageForRegion,
+        TrackingIdentifier,
+    )
+    from pydicom.sr.coding import Code
+
+    from cxrlt_desktop.library.measure_geometry import KIND_NAMES
+
+    points = np.asarray(m.points, dtype=float)
+    what = KIND_NAMES[m.kind]
+    if m.kind == "distance":
+        what += f" ({m.unit})"
+    finding = finding_code(m.finding).concept() if m.finding in ALL_CLASSES else None
+    tracking = TrackingIdentifier(
+        uid=hd.UID(tracking_uid(subject.sop_uid, f"measurement-{m.id}")),
+        identifier=f"Measurement: {what}",
+    )
+
+    def source() -> Any:
+        return SourceImageForRegion(subject.sop_class_uid, subject.sop_uid)
+
+    name, unit = Code(*MEASUREMENT_NAMES[m.kind]), measurement_unit(m)
+    if m.kind in ("distance", "angle"):
+        region = ImageRegion(
+            graphic_type=GraphicTypeValues.POLYLINE, graphic_data=points, source_image=source()
+        )
+        return PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            referenced_region=region,
+            finding_type=finding,
+            measurements=[Measurement(name=name, value=float(m.value), unit=unit)],
+        )
+    lines = [
+        CoordinatesForMeasurement(
+            graphic_type=GraphicTypeValues.POLYLINE,
+            graphic_data=points[i : i + 2],
+            source_image=source(),
+        )
+        for i in (0, 2)
+    ]
+    return MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        finding_type=finding,
+        measurements=[
+            Measurement(name=name, value=float(m.value), unit=unit, referenced_coordinates=lines)
+        ],
         source_images=[SourceImageForMeasurementGroup(subject.sop_class_uid, subject.sop_uid)],
     )
 

@@ -172,6 +172,7 @@ def review_sr_of(
             demo=demo,
             date_shift_days=shift_days,
             deid=deid,
+            measurements=rec.measurements,
         )
     )
 

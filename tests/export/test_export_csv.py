@@ -52,7 +52,8 @@ def test_labels_csv_hand_built(store, library, tmp_path):
     res = export_feedback(store, tmp_path / "out", shift_dates=False)
     header, rows = read_csv(res.labels_csv)
     assert tuple(header) == LABEL_COLUMNS
-    assert header[3:] == list(ALL_CLASSES) and len(header) == 3 + 36
+    assert header[3:39] == list(ALL_CLASSES) and len(header) == 3 + 36 + 3
+    assert header[39:] == ["Cobb_angle_deg", "Cardiothoracic_ratio", "Measurements"]
 
     exp_a = pseudonym(library.sop_uids[0], kind="image")
     exp_d = pseudonym(library.sop_uids[3], kind="image")
