@@ -35,7 +35,8 @@ Hierarchy and what each table means
   in two runs of the same model set is not queued again until its file changes.
 - department mode (``tables_department``): ``score_job`` (the scoring work queue), ``worker``
   (heartbeats), ``study_claim`` ("being read by"); ``tables_thresholds``: operating thresholds
-  per model set; ``tables_dicom``: ``dicom_send`` (results sent to a PACS). They are imported at
+  per model set; ``tables_dicom``: ``dicom_send`` (results sent to a PACS); ``tables_progressive``:
+  ``model_set_pair`` (the fast model set a paper model set replaces). They are imported at
   the end of this module so that ``Base.metadata`` always holds the whole schema.
 - ``score_attempt`` (image x model set): an image whose scoring began (committed before its file
   is decoded) and has no outcome yet; rows left by a process that died count the interruptions
@@ -418,5 +419,10 @@ def array_to_attention(att: np.ndarray) -> tuple[bytes, int, int]:
 
 
 # The other table modules register on Base.metadata (imported last: they import Base from here).
-from cxrlt_desktop.store import tables_department, tables_dicom, tables_thresholds  # noqa: E402,F401
-from cxrlt_desktop.store import tables_measurements  # noqa: E402,F401
+from cxrlt_desktop.store import (  # noqa: E402,F401
+    tables_department,
+    tables_dicom,
+    tables_measurements,
+    tables_progressive,
+    tables_thresholds,
+)

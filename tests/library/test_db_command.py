@@ -36,14 +36,14 @@ def test_upgrade_then_check(store_url, capsys):
 
     assert main(["db", "upgrade", "--db", store_url]) == 0
     out, _ = capsys.readouterr()
-    assert "schema at revision 0007" in out
+    assert "schema at revision 0008" in out
     assert main(["db", "upgrade", "--db", store_url]) == 0  # idempotent
     capsys.readouterr()
 
     assert main(["db", "check", "--db", store_url, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["dialect"] == store_url.split(":")[0].split("+")[0]
-    assert (report["revision"], report["head"], report["ok"]) == ("0007", "0007", True)
+    assert (report["revision"], report["head"], report["ok"]) == ("0008", "0008", True)
     assert len(report["rows"]) == N_TABLES and set(report["rows"].values()) == {0}
     assert main(["db", "check", "--db", store_url]) == 0
     assert "integrity: ok" in capsys.readouterr().out
@@ -55,7 +55,7 @@ def test_check_reports_an_old_revision(store_url, capsys):
     st.close()
     assert main(["db", "check", "--db", store_url]) == 1
     out = capsys.readouterr().out
-    assert "schema revision 0002, this version expects 0007" in out
+    assert "schema revision 0002, this version expects 0008" in out
     assert main(["db", "upgrade", "--db", store_url]) == 0
     assert main(["db", "check", "--db", store_url]) == 0
 
@@ -178,10 +178,10 @@ def test_concurrent_upgrades_on_an_empty_postgresql_database(postgres_url):
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
     for status, out, err in results:
         assert status == 0, err
-        assert "schema at revision 0007" in out
+        assert "schema at revision 0008" in out
     st = open_store(postgres_url, migrate=False)
     try:
-        assert current_revision(st) == "0007"
+        assert current_revision(st) == "0008"
         with st.engine.connect() as c:
             assert c.scalar(text("SELECT count(*) FROM alembic_version")) == 1
         report = check_store(st)

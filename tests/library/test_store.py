@@ -19,7 +19,7 @@ from engine.classes import ALL_CLASSES
 
 
 def test_sqlite_pragmas_and_head(store):
-    assert current_revision(store) == "0007"
+    assert current_revision(store) == "0008"
     with store.raw_connection() as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert c.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -29,7 +29,7 @@ def test_sqlite_pragmas_and_head(store):
 def test_models_match_migrations(any_store):
     """Autogenerate finds nothing to do: the Alembic head is exactly the ORM schema (on SQLite
     and on PostgreSQL)."""
-    assert current_revision(any_store) == "0007"
+    assert current_revision(any_store) == "0008"
     with any_store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
@@ -90,7 +90,7 @@ def test_default_url_in_data_dir(monkeypatch, tmp_path):
 def test_reopen_is_idempotent(store_url):
     open_store(store_url).close()
     st = open_store(store_url)
-    assert current_revision(st) == "0007"
+    assert current_revision(st) == "0008"
     st.close()
 
 
@@ -163,7 +163,7 @@ def test_upgrade_from_first_revision_keeps_data(store_url):
     st.close()
 
     st = open_store(url)
-    assert current_revision(st) == "0007"
+    assert current_revision(st) == "0008"
     with st.engine.connect() as c:
 
         def q(sql: str) -> list[tuple]:

@@ -1,0 +1,150 @@
+"""Progressive triage: a fast pass over every image first, then the paper pass in triage order.
+
+The policy (``POLICIES``; :func:`default_policy`: "progressive" when the engine runs on a CPU,
+"paper" on a GPU, which is fast enough for the paper pass alone):
+
+- Fast and paper passes are two model sets (the mode is part of a model set's settings, so their
+  keys differ) linked by a ``model_set_pair`` row (:func:`pair_model_sets`). Their predictions
+  are distinct rows, each with its model set: nothing is overwritten, and an image never has two
+  predictions of one model set for a file version (``uq_prediction_image_set``).
+- Jobs: one queue. The fast set's jobs (``score_job.kind`` "fast") are queued at
+  :data:`FAST_PRIORITY`; the paper set's jobs (kind "paper") at :data:`UNRANKED_PRIORITY` until
+  the image's fast result lands, then at its provisional rare score
+  (:func:`rank_paper_jobs`), so paper jobs are claimed most suspicious first, by a progressive
+  CPU workstation and by a paper-only GPU worker on the same queue alike.
+- What shows: an image's current prediction is its paper prediction when there is one, else
+  its fast one, which is *provisional* (:func:`provisional_images`) when its model set is paired
+  with a paper set. A fast set scored on its own (the "fast" policy) is not provisional. A paper
+  prediction replaces a current prediction of its paired fast sets at once
+  (:func:`replaceable_sets`), not at the end of its run.
+- The CLIP zero-shot columns are computed once, in the fast pass, and reused by the paper pass
+  (``Predictor.predict_paths(..., clip=False)``, then :func:`with_clip_columns`); verdicts are
+  per image and finding and never depend on which pass is current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from cxrlt_desktop.store.models import Image, Prediction, utcnow
+from cxrlt_desktop.store.tables_department import ScoreJob
+from cxrlt_desktop.store.tables_progressive import ModelSetPair
+from engine.classes import TASK1_CLASSES
+
+POLICIES = ("progressive", "paper", "fast")
+FAST_KIND = "fast"
+PAPER_KIND = "paper"
+# Fast jobs go before any paper job of the queue; a paper job whose image has no fast result
+# yet waits behind every ranked one (rare scores are >= 0).
+FAST_PRIORITY = 1.0e9
+UNRANKED_PRIORITY = -1.0
+
+
+def default_policy(device_type: str) -> str:
+    """ "progressive" on a CPU, "paper" on a GPU (``device_type``: torch.device.type)."""
+    return "paper" if device_type == "cuda" else "progressive"
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    return policy
+
+
+def pair_model_sets(s: Session, fast_model_set_id: int, paper_model_set_id: int) -> None:
+    """Record that the fast set is the provisional pass of the paper set (idempotent; safe when
+    several workers pair the same sets at once)."""
+    from cxrlt_desktop.library.queue import _insert
+
+    s.execute(
+        _insert(s)(ModelSetPair)
+        .values(
+            fast_model_set_id=fast_model_set_id,
+            paper_model_set_id=paper_model_set_id,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def replaceable_sets(s: Session, paper_model_set_id: int) -> set[int]:
+    """The fast model sets whose current predictions the paper set's replace at once."""
+    return set(
+        s.scalars(
+            select(ModelSetPair.fast_model_set_id).where(
+                ModelSetPair.paper_model_set_id == paper_model_set_id
+            )
+        ).all()
+    )
+
+
+def provisional_images(s: Session, image_ids: Iterable[int] | None = None) -> set[int]:
+    """Images (of ``image_ids``, or all) whose current prediction is a provisional fast one:
+    its model set is paired with a paper set."""
+    q = (
+        select(Image.id)
+        .join(Prediction, Prediction.id == Image.current_prediction_id)
+        .join(ModelSetPair, ModelSetPair.fast_model_set_id == Prediction.model_set_id)
+    )
+    if image_ids is not None:
+        ids = sorted({int(i) for i in image_ids})
+        if not ids:
+            return set()
+        q = q.where(Image.id.in_(ids))
+    return set(s.scalars(q.distinct()).all())
+
+
+def rank_paper_jobs(
+    s: Session, paper_model_set_id: int, ranked: Sequence[tuple[int, int, float | None]]
+) -> int:
+    """Give the paper set's queued jobs of ``ranked`` (image id, image version, provisional rare
+    score) the score as priority (None: :data:`UNRANKED_PRIORITY`); claimed or finished jobs
+    keep theirs. Returns the number of jobs changed."""
+    n = 0
+    for image_id, version, score in ranked:
+        prio = UNRANKED_PRIORITY if score is None or not np.isfinite(score) else float(score)
+        res = s.execute(
+            update(ScoreJob)
+            .where(
+                and_(
+                    ScoreJob.image_id == image_id,
+                    ScoreJob.image_version == version,
+                    ScoreJob.model_set_id == paper_model_set_id,
+                    ScoreJob.kind == PAPER_KIND,
+                    ScoreJob.state == "queued",
+                )
+            )
+            .values(priority=prio)
+            .execution_options(synchronize_session=False)
+        )
+        n += int(res.rowcount or 0)
+    return n
+
+
+def with_clip_columns(paper_probs: np.ndarray, fast_probs: np.ndarray) -> np.ndarray:
+    """The paper pass's probabilities with the zero-shot (CLIP) columns of the fast pass: the
+    paper pass skips CLIP (same tower, same fp32 numbers)."""
+    out = np.array(paper_probs, dtype=np.float64, copy=True)
+    k = len(TASK1_CLASSES)
+    out[..., k:] = np.asarray(fast_probs, dtype=np.float64)[..., k:]
+    return out
+
+
+__all__ = [
+    "FAST_KIND",
+    "FAST_PRIORITY",
+    "PAPER_KIND",
+    "POLICIES",
+    "UNRANKED_PRIORITY",
+    "check_policy",
+    "default_policy",
+    "pair_model_sets",
+    "provisional_images",
+    "rank_paper_jobs",
+    "replaceable_sets",
+    "with_clip_columns",
+]
