@@ -29,8 +29,9 @@ import pytest
 from library_helpers import cli_cmd, model_args
 from sqlalchemy import func, make_url, select, text
 
+from cxrlt_desktop.library import queue as jobq
 from cxrlt_desktop.library.scanning import scan
-from cxrlt_desktop.library.scoring import retry_failed
+from cxrlt_desktop.library.scoring import register_model_set, retry_failed
 from cxrlt_desktop.library.triage import _study_summaries
 from cxrlt_desktop.store import open_store
 from cxrlt_desktop.store.check import check_store
@@ -236,19 +237,33 @@ def _check_exactly_once(store, predictor, n_images: int) -> dict[int, int]:  # n
 def test_workers_killed_at_random_moments_score_each_image_exactly_once(
     store_url, tmp_path, write_study, csra_ckpt, predictor
 ):
-    """4 workers on PostgreSQL (2 on SQLite); one of them is killed with kill -9 at random
-    moments (while it loads, while it holds claimed jobs, right after a committed batch) and
-    started again: under its own name, under a new name, or only after the others took its
-    jobs once its lease expired. Then every image has exactly one prediction, equal to an
-    independent computation, the summaries equal a recompute, one run end is recorded."""
+    """4 workers on PostgreSQL (2 on SQLite), all with --follow; one of them is killed with
+    kill -9 at random moments (while it loads, while it holds claimed jobs, right after a
+    committed batch) and started again: under its own name, under a new name, or only after
+    the others took its jobs once its lease expired. New studies arrive in waves while the
+    victim is up, so there is work to interrupt whatever the machine's speed; one job held by
+    this test (a slow worker) keeps the run open until the end. Then every image has exactly
+    one prediction, equal to an independent computation, the summaries equal a recompute,
+    the counters add up and one run end is recorded."""
     postgresql = store_url.startswith("postgresql")
     n_workers = 4 if postgresql else 2
     rng = random.Random(20261206 + n_workers)
-    for k in range(20):
-        write_study(tmp_path / "in" / f"s{k}", 5, patient_id=f"P{k:02d}")
-    n_images = 100
     store = open_store(store_url)
-    _scan(store, tmp_path / "in")
+    studies = iter(range(1000))
+
+    def add_wave(n_studies: int) -> None:
+        """New studies of 4 images scanned and queued (what `cxrlt scan` does)."""
+        folder = tmp_path / "in" / f"wave{next(studies)}"
+        for _ in range(n_studies):
+            write_study(folder / f"s{next(studies)}", 4, patient_id=f"P{next(studies)}")
+        _scan(store, folder)
+        jobq.enqueue(store, ms)
+
+    # The model set of the workers' configuration (the test's predictor computes the same),
+    # its first studies, and the job a slow worker (this test) holds until the end.
+    ms, _spec = store.write(lambda s: register_model_set(s, predictor))
+    add_wave(5)
+    (sentinel,) = jobq.claim(store, "slow-holder", 1, model_set_id=ms, lease_s=3600)
     env = _env(tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -259,6 +274,7 @@ def test_workers_killed_at_random_moments_score_each_image_exactly_once(
         "--lease",
         "3",
         "--no-progress",
+        "--follow",
     ]
     others = [WorkerProc(args, f"w{k}", logs / f"w{k}.err", env) for k in range(1, n_workers)]
     starts = 0
@@ -268,68 +284,89 @@ def test_workers_killed_at_random_moments_score_each_image_exactly_once(
         starts += 1
         return WorkerProc(args, name, logs / f"victim-{starts}.err", env)
 
-    victim_name = "victim"
-    victim = start_victim(victim_name)
-    # The first kill falls while the victim holds jobs; then each kind once, in a random order.
+    def started(w: WorkerProc) -> bool:
+        """The worker has registered, queued and announced itself (its heartbeat row)."""
+        with store.session() as s, s.begin():
+            row = s.execute(
+                select(Worker.pid, Worker.model_set_id).where(Worker.name == w.name)
+            ).one_or_none()
+        return row is not None and row[0] == w.p.pid and row[1] == ms
+
+    victim = start_victim("victim")
+    # The first kill falls right after a committed batch; then the others in a random order.
     schedule = ["holding", "loading", "after_batch", "holding", "after_batch", "loading"]
     rng.shuffle(schedule)
     schedule.insert(0, "after_batch")
     kills: list[tuple[str, int, str]] = []  # (moment, jobs held when killed, restart)
-    while schedule:
-        moment = schedule.pop(0)
+    for moment in schedule:
         if moment == "loading":  # imports, the model, the start's queries
             time.sleep(rng.uniform(0.1, 4.0))
         else:
-            before = _worker_done(store, victim_name)
+            _wait_for("the victim's start", lambda w=victim: started(w), [victim, *others])
+            before = _worker_done(store, victim.name)
 
-            def ready(moment=moment, before=before, w=victim, name=victim_name) -> bool:
-                if not w.running():
-                    return True
+            def ready(moment=moment, before=before, name=victim.name) -> bool:
                 if moment == "holding":
                     return bool(_held_by(store, name))
                 return _worker_done(store, name) > before
 
-            _wait_for(f"the victim's moment {moment!r}", ready, [victim, *others])
+            for _wave in range(10):  # the others may take a whole wave: another one
+                add_wave(4)
+                _wait_for(
+                    f"the victim's moment {moment!r} or the wave scored",
+                    lambda: ready() or _open_jobs(store) == 1,
+                    [victim, *others],
+                )
+                if ready():
+                    break
+            else:
+                pytest.fail(f"the victim took no job of 10 waves:\n{victim.stderr()[-3000:]}")
             time.sleep(rng.uniform(0.0, 0.3))
-        if not victim.running():
-            break  # the queue emptied before this kill: nothing left to interrupt
+        assert victim.running(), victim.stderr()[-3000:]
         victim.kill()
-        held = _held_by(store, victim_name)
+        held = _held_by(store, victim.name)
         restart = rng.choice(["same name", "new name", "after the lease"])
         kills.append((moment, len(held), restart))
         # Never two predictions of an image, at any moment.
         assert set(_predictions_per_image(store).values()) <= {1}
         if restart == "after the lease" and held:
             # Nobody takes the dead worker's claims back at once: the running workers claim
-            # them when the lease has expired (unless they all ran out of work and ended).
+            # them when its lease has expired.
             _wait_for(
                 "the dead worker's jobs claimed by the others",
-                lambda name=victim_name: (
-                    not _held_by(store, name) or not any(w.running() for w in others)
-                ),
+                lambda name=victim.name: not _held_by(store, name),
                 others,
             )
-        if restart == "new name":
-            victim_name = f"victim{len(kills)}"
-        victim = start_victim(victim_name)
+        name = f"victim{len(kills)}" if restart == "new name" else victim.name
+        victim = start_victim(name)
 
-    errs = [w.finish() for w in [*others, victim]]
-    assert len(kills) >= 4, f"the queue emptied after {len(kills)} kills: make the library larger"
+    # The slow holder gives its job back; the workers score what is left and the run ends.
+    add_wave(2)
+    assert jobq.release(store, "slow-holder", [sentinel.id]) == 1
+    workers = [*others, victim]
+    # (SIGTERM stops a worker cleanly once it has installed its handler, before its start.)
+    _wait_for("the last victim's start", lambda w=victim: started(w), workers)
+    _wait_for("the queue scored", lambda: _open_jobs(store) == 0, workers)
+    _wait_for("the end of the run", lambda: _run_ends(store) == 1, workers)
+    for w in workers:
+        w.p.send_signal(signal.SIGTERM)
+    errs = [w.finish() for w in workers]
     assert sum(1 for _m, held, _r in kills if held) >= 2, kills
-    assert _open_jobs(store) == 0
     assert _run_ends(store) == 1, errs
 
     # An image whose scoring was interrupted three times (in flight in three killed starts) is
     # given up by design; retrying it is the user's way back, and scores it once more.
     with store.session() as s, s.begin():
         reasons = s.scalars(select(ScoreFailure.reason)).all()
+        n_images = s.scalar(select(func.count(Image.id)).where(Image.usable.is_(True)))
     assert all(r.startswith("scoring was interrupted") for r in reasons), reasons
     if reasons:
         assert retry_failed(store) == len(reasons)
-        WorkerProc(args, "final", logs / "final.err", env).finish()
+        final = [a for a in args if a != "--follow"]
+        WorkerProc(final, "final", logs / "final.err", env).finish()
         assert _run_ends(store) == 2
-    workers = _check_exactly_once(store, predictor, n_images)
-    assert set(workers) >= {"victim", *(w.name for w in others)}
+    done_by = _check_exactly_once(store, predictor, n_images)
+    assert set(done_by) >= {"victim", *(w.name for w in others)}
     store.close()
 
 
