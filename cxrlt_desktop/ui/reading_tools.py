@@ -84,7 +84,7 @@ class FindingsExtras:
         return [
             n
             for n, lab in self.prior_labels.items()
-            if NEW_STYLE in lab.styleSheet() and lab.isVisible()
+            if not lab.isHidden() and NEW_STYLE in lab.styleSheet()
         ]
 
     def set_measurements(self, measurements: list[Any]) -> None:

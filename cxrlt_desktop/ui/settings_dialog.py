@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 from cxrlt_desktop.ui.background import Lane
 from cxrlt_desktop.ui.database_check import check_database
 from cxrlt_desktop.ui.dicom_node_settings import DicomNodeTab
+from cxrlt_desktop.ui.hanging_settings import HangingTab
 from cxrlt_desktop.ui.shortcuts import ACTIONS, merged_keymap
 
 AUTO_ARCH = "auto"
@@ -115,6 +116,8 @@ class SettingsDialog(QDialog):
         tabs.addTab(self.department_tab, "Department")
         self.dicom_node_tab = DicomNodeTab()
         tabs.addTab(self.dicom_node_tab, "DICOM node")
+        self.hanging_tab = HangingTab()
+        tabs.addTab(self.hanging_tab, "Hanging")
         self.tabs = tabs
 
         self.error_label = QLabel("")
@@ -356,6 +359,7 @@ class SettingsDialog(QDialog):
         self.normal_alpha.setValue(float(s.normal_alpha))
         self.reviewer.setText(s.reviewer or "")
         self.dicom_node_tab.load(s.dicom_node)
+        self.hanging_tab.load(s.hanging)
         self.database.setText(s.database or "")
         self.scoring.setCurrentIndex(max(0, self.scoring.findData(s.scoring or "workstation")))
         for name, spin in self._threshold_spins.items():
@@ -428,6 +432,8 @@ class SettingsDialog(QDialog):
             doc["shortcuts"] = shortcuts
         if node := self.dicom_node_tab.table():
             doc["dicom_node"] = node
+        if hanging := self.hanging_tab.table():
+            doc["hanging"] = hanging
         return doc
 
     # ------------------------------------------------------------------ OK

@@ -297,3 +297,56 @@ def test_prior_viewport_shows_the_most_recent_earlier_study(qtbot, store, tmp_pa
     # the other patient has no prior
     vp.set_study(uids["other"], "PA")
     assert vp.prior is None and not vp.viewer.has_image()
+
+
+# ------------------------------------------------------------------------- hanging settings
+def test_settings_hanging_tab(qtbot):
+    from cxrlt_desktop.settings import Settings
+    from cxrlt_desktop.ui.settings_dialog import SettingsDialog
+
+    s = Settings(reviewer="Dr Test")
+    s.hanging = {"layout": "comparison", "docks": ["priors_dock"]}
+    dlg = SettingsDialog(s)
+    qtbot.addWidget(dlg)
+    tab = dlg.hanging_tab
+    assert tab.layout_box.currentData() == "comparison"
+    assert [n for n, b in tab.docks.items() if b.isChecked()] == ["priors_dock"]
+    tab.layout_box.setCurrentIndex(tab.layout_box.findData("single"))
+    tab.docks["tags_dock"].setChecked(True)
+    tab.docks["priors_dock"].setChecked(False)
+    assert Settings.from_dict(dlg._document()).hanging == {
+        "layout": "single",
+        "docks": ["tags_dock"],
+    }
+    # back to the defaults: nothing written
+    tab.docks["tags_dock"].setChecked(False)
+    tab.docks["problems_dock"].setChecked(True)
+    assert "hanging" not in dlg._document()
+
+
+# ------------------------------------------------------------------------- new findings
+def test_prior_column_marks_findings_new_since_the_prior(qtbot):
+    from cxrlt_desktop.ui.findings_panel import FindingsPanel, results_from_prediction
+    from cxrlt_desktop.ui.reading_tools import FindingsExtras
+    from engine.classes import ALL_CLASSES
+
+    panel = FindingsPanel()
+    qtbot.addWidget(panel)
+    extras = FindingsExtras(panel)
+    n = len(ALL_CLASSES)
+    thresholds = dict.fromkeys(ALL_CLASSES, 0.5)
+    now = np.full(n, 0.1)
+    now[ALL_CLASSES.index("cardiomegaly")] = 0.8  # above now
+    now[ALL_CLASSES.index("pleural effusion")] = 0.7  # above now, and on the prior too
+    panel.set_results(results_from_prediction(now, thresholds, None, False))
+    prior = np.full(n, 0.1)
+    prior[ALL_CLASSES.index("cardiomegaly")] = 0.3  # below then: new
+    prior[ALL_CLASSES.index("pleural effusion")] = 0.6
+    prior[ALL_CLASSES.index("Scoliosis")] = np.nan
+    extras.set_prior(prior, "prior 2019-03-04")
+    assert extras.new_findings() == ["cardiomegaly"]
+    lab = extras.prior_labels["cardiomegaly"]
+    assert lab.text() == "0.30" and "new" in lab.toolTip()
+    assert extras.prior_labels["Scoliosis"].text() == "-"
+    extras.set_prior(None)
+    assert extras.new_findings() == [] and extras.prior_labels["cardiomegaly"].isHidden()
