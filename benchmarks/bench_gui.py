@@ -10,6 +10,9 @@
 2. Sort of a 30,000-study worklist (real store, real query): the first page, sorting by date
    (loads all 30,000 rows in a worker thread, then sorts; also how long the GUI thread was
    busy), re-sorting the loaded rows by description, and back to priority order (in memory).
+4. Open-to-display in the comparison layout (--skip-comparison to leave out): current + prior
+   side by side, each 2,500 x 2,000 16-bit, warm: select a study until both its image
+   (``imageDisplayed``) and the patient's prior (``PriorViewport.priorShown``) are on screen.
 3. Resident memory (VmRSS) of the process with the window open, then with both Task 1 models
    (convnextv2_base, random weights, CSRA + MLP) and a CLIP model (ViT-L-14 random weights, the
    size WhyXrayCLIP has) loaded by the engine on the CPU.
@@ -130,6 +133,96 @@ def bench_display(tmp: Path, repeats: int = 10) -> dict:
         "viewer_total_ms_max": max(total),
         "window_select_to_display_ms_median": statistics.median(warm),
         "window_select_to_display_ms_max": max(warm),
+        "n": len(warm),
+    }
+
+
+def _patient_dicom(path: Path, seed: int, patient: str, date: str, study_uid: str) -> Path:
+    import numpy as np
+
+    from engine.dicomwrite import write_dicom
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:2500, 0:2000].astype(np.float32)
+    img = 20000 + 15000 * np.sin(x / (250.0 + seed)) * np.cos(y / 400.0)
+    img += rng.normal(0, 500, img.shape).astype(np.float32)
+    return write_dicom(
+        path,
+        img.clip(0, 65535).astype(np.uint16),
+        bits_stored=16,
+        patient_id=patient,
+        study_uid=study_uid,
+        study_date=date,
+        window=(20000.0, 30000.0),
+    )
+
+
+def bench_comparison(tmp: Path, patients: int = 8) -> dict:
+    """Select-to-display of the current image and its prior side by side (see the docstring)."""
+    from pydicom.uid import generate_uid
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from cxrlt_desktop.settings import Settings
+    from cxrlt_desktop.store import open_store
+    from cxrlt_desktop.ui.app import create_main_window, ensure_app
+
+    app = ensure_app()
+    folder = tmp / "pairs"
+    current = []
+    for i in range(patients):
+        uid = generate_uid()
+        current.append(uid)
+        _patient_dicom(folder / f"p{i}" / "cur.dcm", 2 * i, f"PAIR{i:03d}", "20240301", uid)
+        _patient_dicom(
+            folder / f"p{i}" / "prior.dcm", 2 * i + 1, f"PAIR{i:03d}", "20210115", generate_uid()
+        )
+    store = open_store(f"sqlite:///{tmp / 'pairs.db'}")
+    settings = Settings(reviewer="bench")
+    settings.hanging = {"layout": "comparison", "docks": []}
+    window = create_main_window(
+        store, settings, first_start_dialog=False, settings_path=tmp / "bench-settings.toml"
+    )
+    window.resize(1800, 1000)
+    window.show()
+    done = []
+    window.jobFinished.connect(lambda r: done.append(r))
+    window.open_paths([folder])
+    while not done:
+        app.processEvents()
+        time.sleep(0.005)
+    if not done[0].ok:
+        raise SystemExit(f"bench_gui: the scan failed: {done[0].error}")
+    prior = window.reading.prior
+    times = []
+    for uid in current:
+        seen: set[str] = set()
+        loop = QEventLoop()
+
+        def mark(what: str, loop: QEventLoop = loop, seen: set[str] = seen) -> None:
+            seen.add(what)
+            if seen == {"current", "prior"}:
+                loop.quit()
+
+        c1 = window.imageDisplayed.connect(lambda _i, m=mark: m("current"))
+        c2 = prior.priorShown.connect(lambda _u, m=mark: m("prior"))
+        QTimer.singleShot(30_000, loop.quit)
+        t0 = time.perf_counter()
+        window.select_study(uid)
+        loop.exec()
+        window.viewer.repaint()
+        prior.viewer.repaint()
+        times.append((time.perf_counter() - t0) * 1000)
+        window.imageDisplayed.disconnect(c1)
+        prior.priorShown.disconnect(c2)
+        if seen != {"current", "prior"}:
+            raise SystemExit(f"bench_gui: comparison of {uid} not shown ({sorted(seen)})")
+    window.close()
+    store.close()
+    warm = times[1:]  # the first open also warms both decoder threads
+    return {
+        "images": "current + prior, each 2500 x 2000, 16-bit, uncompressed",
+        "select_to_both_displayed_ms_median": statistics.median(warm),
+        "select_to_both_displayed_ms_max": max(warm),
         "n": len(warm),
     }
 
@@ -349,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-display", action="store_true")
     ap.add_argument("--skip-sort", action="store_true")
+    ap.add_argument("--skip-comparison", action="store_true")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -362,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_display:
             out["display"] = bench_display(tmp)
             print(json.dumps({"display": out["display"]}, indent=1), flush=True)
+        if not args.skip_comparison:
+            out["comparison"] = bench_comparison(tmp)
+            print(json.dumps({"comparison": out["comparison"]}, indent=1), flush=True)
         if not args.skip_sort:
             out["sort"] = bench_sort(tmp, args.studies)
             print(json.dumps({"sort": out["sort"]}, indent=1), flush=True)
