@@ -27,7 +27,16 @@ from sqlalchemy.orm import Session
 from cxrlt_desktop.library.pseudonym import pseudonym
 from cxrlt_desktop.library.triage import for_processing_clause
 from cxrlt_desktop.store import Store
-from cxrlt_desktop.store.models import FindingHit, Image, Patient, ScoreFailure, Series, Study
+from cxrlt_desktop.store.models import (
+    FindingHit,
+    Image,
+    Patient,
+    Prediction,
+    ScoreFailure,
+    Series,
+    Study,
+)
+from cxrlt_desktop.store.tables_progressive import ModelSetPair
 from engine.classes import ALL_CLASSES, DISPLAY_NAMES
 
 STATUSES = ("unreviewed", "reviewed", "all")
@@ -51,6 +60,9 @@ class WorklistRow:
     status: str = "unreviewed"
     patient_name: str | None = None  # only with show_phi
     for_processing: bool = False  # a usable image of the study is FOR PROCESSING
+    # an image of the study shows a provisional score (the progressive policy's fast pass,
+    # before the paper pass replaced it: library.progressive)
+    provisional: bool = False
 
     @property
     def flagged(self) -> bool:
@@ -60,7 +72,7 @@ class WorklistRow:
     def to_json(self, *, show_phi: bool = False) -> dict[str, Any]:
         """The JSON object ``cxrlt worklist --json`` prints: study_uid, patient, study_date,
         description, n_images, n_scored, n_failed, rare_score, top_findings, status,
-        for_processing (+ n_above, patient_name with PHI)."""
+        for_processing, provisional (+ n_above, patient_name with PHI)."""
         d = asdict(self)
         d.pop("study_id")
         if not show_phi:
@@ -208,6 +220,7 @@ def query_worklist(
         )
         rows = s.execute(stmt.limit(limit).offset(offset)).all()
         raw = _with_for_processing(s, [r.id for r in rows])
+        provisional = _with_provisional(s, [r.id for r in rows])
     return [
         WorklistRow(
             study_id=r.id,
@@ -224,9 +237,27 @@ def query_worklist(
             status=r.review_status,
             patient_name=r.patient_name if show_phi else None,
             for_processing=r.id in raw,
+            provisional=r.id in provisional,
         )
         for r in rows
     ]
+
+
+def _with_provisional(s: Session, study_ids: list[int]) -> set[int]:
+    """Those of these studies with an image whose current prediction is provisional (a fast
+    model set paired with a paper set: library.progressive), in one query for the page."""
+    if not study_ids:
+        return set()
+    return set(
+        s.scalars(
+            select(Series.study_id)
+            .join(Image, Image.series_id == Series.id)
+            .join(Prediction, Prediction.id == Image.current_prediction_id)
+            .join(ModelSetPair, ModelSetPair.fast_model_set_id == Prediction.model_set_id)
+            .where(Series.study_id.in_(study_ids))
+            .distinct()
+        ).all()
+    )
 
 
 def _with_for_processing(s: Session, study_ids: list[int]) -> set[int]:

@@ -142,3 +142,49 @@ def test_paper_probabilities_take_the_fast_pass_clip_columns():
     np.testing.assert_array_equal(out[:30], 0.25)
     np.testing.assert_array_equal(out[30:], np.arange(6) / 10)
     assert np.isnan(paper[30:]).all()  # the input is not changed
+
+
+def test_worklist_json_marks_studies_showing_a_provisional_score(
+    store_url, tmp_path, write_study, capsys, monkeypatch
+):
+    import json
+
+    from cxrlt_desktop.cli import main
+    from cxrlt_desktop.library.scanning import scan
+    from cxrlt_desktop.library.worklist import query_worklist
+    from cxrlt_desktop.store import open_store
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    write_study(tmp_path / "in" / "a", 2, patient_id="PAT-A", study_uid="1.2.3.1")
+    write_study(tmp_path / "in" / "b", 1, patient_id="PAT-B", study_uid="1.2.3.2")
+    store = open_store(store_url)
+    try:
+        for _ in scan(store, [tmp_path / "in"]):
+            pass
+        fast, paper = _model_set(store, "fast"), _model_set(store, "paper")
+        store.write(lambda s: prog.pair_model_sets(s, fast, paper))
+        by_study = {row.study_uid: row for row in query_worklist(store)}
+        with store.session() as s, s.begin():
+            from cxrlt_desktop.store.models import Series, Study
+
+            images = s.execute(
+                select(Image.id, Study.study_uid)
+                .join(Series, Series.id == Image.series_id)
+                .join(Study, Study.id == Series.study_id)
+                .order_by(Image.id)
+            ).all()
+        a_imgs = [i for i, uid in images if uid == "1.2.3.1"]
+        (b_img,) = [i for i, uid in images if uid == "1.2.3.2"]
+        for i in a_imgs:
+            _predict(store, i, fast)
+        _predict(store, b_img, fast)
+        _predict(store, b_img, paper)  # study b: the paper result is current
+        _predict(store, a_imgs[0], paper)  # study a: one image still provisional
+    finally:
+        store.close()
+
+    assert main(["worklist", "--db", store_url, "--json"]) == 0
+    rows = {r["study_uid"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["1.2.3.1"]["provisional"] is True
+    assert rows["1.2.3.2"]["provisional"] is False
+    assert by_study["1.2.3.1"].provisional is False  # before any score
