@@ -47,6 +47,9 @@ SQLITE_ONLY: dict[str, str] = {
     "library/test_store.py::test_retry_reason_sqlite_locked": "SQLITE_BUSY / database is locked",
     # Not about the store.
     "library/test_settings.py::test_round_trip": "a settings file; the URL is only written",
+    "library/test_worker_command.py::test_commands_read_through_the_settings_path_map": (
+        "the settings' [paths] map rewrites file paths; the library is incidental"
+    ),
     "library/test_hostile_library.py": (
         "hostile input files through three processes (about 1 min); the store is incidental"
     ),
