@@ -347,7 +347,7 @@ def test_workers_killed_at_random_moments_score_each_image_exactly_once(
     # (SIGTERM stops a worker cleanly once it has installed its handler, before its start.)
     _wait_for("the last victim's start", lambda w=victim: started(w), workers)
     _wait_for("the queue scored", lambda: _open_jobs(store) == 0, workers)
-    _wait_for("the end of the run", lambda: _run_ends(store) == 1, workers)
+    _wait_for("the end of the run", lambda: _run_ends(store) >= 1, workers)
     for w in workers:
         w.p.send_signal(signal.SIGTERM)
     errs = [w.finish() for w in workers]
@@ -462,7 +462,8 @@ def test_frozen_worker_gets_none_of_its_late_writes_accepted(
         with store.session() as s, s.begin():
             owners = set(s.scalars(select(ScoreJob.worker).where(ScoreJob.id.in_(held))).all())
         assert owners == {"other"}
-        _wait_for("the end of the run", lambda: _run_ends(store) == 1, [other])
+        _wait_for("the end of the run", lambda: _run_ends(store) >= 1, [other])
+        assert _run_ends(store) == 1
         before = _predictions_per_image(store)
         assert set(before.values()) == {1} and len(before) == n_images
 
