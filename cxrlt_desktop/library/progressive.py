@@ -98,6 +98,25 @@ def provisional_images(s: Session, image_ids: Iterable[int] | None = None) -> se
     return set(s.scalars(q.distinct()).all())
 
 
+def is_provisional_prediction(s: Session, prediction_id: int | None) -> bool:
+    """True when the prediction is a provisional fast one (its model set is paired with a
+    paper set)."""
+    if prediction_id is None:
+        return False
+    return (
+        s.scalar(
+            select(ModelSetPair.fast_model_set_id)
+            .join(Prediction, Prediction.model_set_id == ModelSetPair.fast_model_set_id)
+            .where(Prediction.id == prediction_id)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+PROVISIONAL_NOTE = "Provisional scores (fast pass): the paper method's result will replace them"
+
+
 def rank_paper_jobs(
     s: Session, paper_model_set_id: int, ranked: Sequence[tuple[int, int, float | None]]
 ) -> int:
@@ -139,9 +158,11 @@ __all__ = [
     "FAST_PRIORITY",
     "PAPER_KIND",
     "POLICIES",
+    "PROVISIONAL_NOTE",
     "UNRANKED_PRIORITY",
     "check_policy",
     "default_policy",
+    "is_provisional_prediction",
     "pair_model_sets",
     "provisional_images",
     "rank_paper_jobs",

@@ -86,7 +86,14 @@ class ReviewController(QObject):
 
         f = self.findings
         f.set_title(image_title(entry))
-        f.set_notice(FOR_PROCESSING_NOTE.capitalize() if is_for_processing(entry.meta) else "")
+        from cxrlt_desktop.library.progressive import PROVISIONAL_NOTE, is_provisional_prediction
+
+        notes = [FOR_PROCESSING_NOTE.capitalize()] if is_for_processing(entry.meta) else []
+        if entry.prediction_id is not None:
+            with self.store.session() as s, s.begin():
+                if is_provisional_prediction(s, entry.prediction_id):
+                    notes.append(PROVISIONAL_NOTE)  # the progressive policy's fast pass
+        f.set_notice("\n".join(notes))
         if entry.probs is None:
             f.set_results(None)
             f.set_threshold_source("")

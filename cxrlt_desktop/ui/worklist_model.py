@@ -28,6 +28,9 @@ PAGE_SIZE = 200
 ASYNC_ROWS = 2 * PAGE_SIZE  # refreshes of more rows than this query in the background
 ALL_ROWS = 10_000_000  # "no limit" for a query that must return every matching study
 
+PROVISIONAL_NOTE = (
+    "Provisional: a fast-pass score (in italics); the paper method's result replaces it"
+)
 COLUMNS = ("priority", "patient", "study_date", "top_findings", "status", "images", "description")
 HEADERS = {
     "priority": "Priority",
@@ -242,6 +245,9 @@ class WorklistModel(QAbstractTableModel):
                     )
                     or None
                 )
+            if col == "priority" and getattr(row, "provisional", False):
+                # the progressive policy's fast pass: the paper pass replaces it
+                return PROVISIONAL_NOTE
             if col == "priority" and is_flagged(row):
                 return "At least one finding at or above its operating threshold"
             if col in ("status", "patient") and row.study_id in self._readers:
@@ -260,11 +266,15 @@ class WorklistModel(QAbstractTableModel):
                 return QBrush(QColor(READING_COLOR))
         if role == Qt.ItemDataRole.ForegroundRole and col == "priority" and is_flagged(row):
             return QBrush(QColor("#c92a2a"))
-        if role == Qt.ItemDataRole.FontRole and is_flagged(row) and col == "priority":
+        provisional = getattr(row, "provisional", False) and col in ("priority", "top_findings")
+        if role == Qt.ItemDataRole.FontRole and (
+            provisional or (is_flagged(row) and col == "priority")
+        ):
             from PySide6.QtGui import QFont
 
             f = QFont()
-            f.setBold(True)
+            f.setBold(is_flagged(row) and col == "priority")
+            f.setItalic(provisional)  # a provisional (fast-pass) score is shown in italics
             return f
         if role == Qt.ItemDataRole.TextAlignmentRole and col in ("priority", "images"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
