@@ -28,8 +28,11 @@ from cxrlt_desktop.library.measure_geometry import (
 )
 from cxrlt_desktop.ui.viewer import ImageViewer
 
-COLOURS = {"distance": "#ffd54f", "angle": "#4fc3f7", "cobb": "#81c784", "ctr": "#f48fb1"}
-SELECTED = "#ffffff"
+# Saturated colours that stay visible on bright bone and dark lung alike; the selected
+# measurement is drawn thicker, in yellow.
+COLOURS = {"distance": "#ff9100", "angle": "#00b0ff", "cobb": "#00e676", "ctr": "#ff4081"}
+SELECTED = "#ffea00"
+PEN_WIDTH = 3
 
 
 class MeasureLayer(QObject):
@@ -217,7 +220,7 @@ class MeasureLayer(QObject):
         box = self.viewer.view_box()
         for m in self._stored:
             colour = SELECTED if m.id == self.selected else COLOURS.get(m.kind, "y")
-            pen = pg.mkPen(colour, width=2)
+            pen = pg.mkPen(colour, width=PEN_WIDTH + (m.id == self.selected))
             pts = [self._disp(p) for p in m.points]
             rois = []
             if m.kind == "angle":
@@ -237,8 +240,11 @@ class MeasureLayer(QObject):
                 )
                 box.addItem(roi)
                 self._items.append(roi)
-            label = pg.TextItem(m.text, color=colour, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 150))
-            label.setPos(*pts[0])
+            # below the last point, ending there: clear of the lines drawn before it
+            label = pg.TextItem(
+                m.text, color=colour, anchor=(1, -0.4), fill=pg.mkBrush(0, 0, 0, 170)
+            )
+            label.setPos(*pts[-1])
             label.setZValue(21)
             box.addItem(label)
             self._items.append(label)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QSplitter, QWidget
 
 from cxrlt_desktop.library.measure_geometry import PIXELS, calibration_of
@@ -36,6 +36,7 @@ class FindingsExtras:
         self.findings = findings
         self.prior_labels: dict[str, QLabel] = {}
         self.measure_labels: dict[str, QLabel] = {}
+        self._name_widths: dict[str, int] = {}
         for name in findings.finding_names():
             row = findings.row(name)
             lay = row.layout()
@@ -48,6 +49,7 @@ class FindingsExtras:
             meas = QLabel("")
             meas.setObjectName("findingMeasurement")
             meas.setStyleSheet(MEASURE_STYLE)
+            meas.setFixedWidth(self.MEASURE_WIDTH)
             meas.setVisible(False)
             lay.insertWidget(lay.indexOf(row.name_label) + 1, meas)
             self.prior_labels[name] = prior
@@ -87,6 +89,8 @@ class FindingsExtras:
             if not lab.isHidden() and NEW_STYLE in lab.styleSheet()
         ]
 
+    MEASURE_WIDTH = 64
+
     def set_measurements(self, measurements: list[Any]) -> None:
         by_finding: dict[str, list[str]] = {}
         for m in measurements:
@@ -94,9 +98,15 @@ class FindingsExtras:
                 by_finding.setdefault(m.finding, []).append(m.text.split(" (")[0])
         for name, lab in self.measure_labels.items():
             texts = by_finding.get(name, [])
-            lab.setText(", ".join(texts))
+            # the latest one in the row (the row's width is fixed), all in the tool tip
+            lab.setText(texts[-1] if texts else "")
             lab.setToolTip("; ".join(m.text for m in measurements if m.finding == name))
             lab.setVisible(bool(texts))
+            # the name column gives the label its room, so the bars stay in one line
+            row = self.findings.row(name)
+            width = self._name_widths.setdefault(name, row.name_label.maximumWidth())
+            spacing = row.layout().spacing()
+            row.name_label.setFixedWidth(width - self.MEASURE_WIDTH - spacing if texts else width)
 
 
 class ReadingTools(QObject):
@@ -138,6 +148,7 @@ class ReadingTools(QObject):
     # ------------------------------------------------------------------ layout
     def install(self, splitter: QSplitter, index: int) -> None:
         """Put the reading area where the image panel is in ``splitter``."""
+        self._outer, self._index = splitter, index
         splitter.replaceWidget(index, self.area)
         self.area.addWidget(self.image_panel)
         self.area.addWidget(self.prior)
@@ -162,6 +173,8 @@ class ReadingTools(QObject):
             self._load_prior()
         else:
             self.extras.set_prior(None)
+        # the viewport changed size: fit the image(s) again once the layout has settled
+        QTimer.singleShot(0, self.image_panel.viewer.fit)
         if save:
             settings = self._settings()
             settings.hanging = {**settings.hanging, "layout": "comparison" if on else "single"}
@@ -232,6 +245,28 @@ class ReadingTools(QObject):
         if self.comparison() and self.prior.viewer.has_image():
             self._on_prior_shown(self.prior.prior.study_uid if self.prior.prior else "")
 
+    def _make_room_for_prior_column(self) -> None:
+        """The findings panel (after the reading area in the window's splitter) widens by the
+        prior column, taken from the panel before the reading area (the worklist) and then the
+        reading area, so the verdict buttons keep their room."""
+        outer = getattr(self, "_outer", None)
+        if outer is None or self._index + 1 >= outer.count():
+            return
+        sizes = outer.sizes()
+        panel = outer.widget(self._index + 1)
+        need = panel.minimumWidth() + PRIOR_WIDTH + 48
+        if sizes[self._index + 1] < need:
+            grow = need - sizes[self._index + 1]
+            sizes[self._index + 1] = need
+            if self._index > 0:
+                take = min(grow, max(0, sizes[self._index - 1] - 200))
+                sizes[self._index - 1] -= take
+                grow -= take
+            sizes[self._index] -= grow
+            outer.setSizes(sizes)
+        w = max(self.area.width(), 2)
+        self.area.setSizes([w // 2, w - w // 2])  # the two viewports alike
+
     def _on_prior_shown(self, study_uid: str) -> None:
         # bring the prior to the current image's zoom and window, then its scores
         a = self.image_panel.viewer
@@ -252,6 +287,8 @@ class ReadingTools(QObject):
         probs = entries[0].probs if entries else None
         date = format_date(self.prior.prior.study_date) if self.prior.prior else ""
         self.extras.set_prior(probs, f"prior {date}")
+        if probs is not None:
+            self._make_room_for_prior_column()
 
 
 __all__ = ["FindingsExtras", "ReadingTools"]
