@@ -122,11 +122,15 @@ def test_provisional_images_are_those_showing_a_paired_fast_set(any_store):
     alone = _model_set(store, "fast")  # the "fast" policy: final, not provisional
     store.write(lambda s: prog.pair_model_sets(s, fast, paper))
     a, b, c, d = _images(store, 4)
-    _predict(store, a, fast)
+    pa = _predict(store, a, fast)
     _predict(store, b, fast)
-    _predict(store, b, paper)  # the paper result replaced the fast one
-    _predict(store, c, alone)
+    pb = _predict(store, b, paper)  # the paper result replaced the fast one
+    pc = _predict(store, c, alone)
     with store.session() as s, s.begin():
+        assert prog.is_provisional_prediction(s, pa)
+        assert not prog.is_provisional_prediction(s, pb)
+        assert not prog.is_provisional_prediction(s, pc)
+        assert not prog.is_provisional_prediction(s, None)
         assert prog.provisional_images(s) == {a}
         assert prog.provisional_images(s, [b, c, d]) == set()
         assert prog.provisional_images(s, []) == set()
