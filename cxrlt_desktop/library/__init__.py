@@ -21,6 +21,9 @@ GUI, the command line and (later) worker processes share one database safely.
 - :mod:`.claims` - "being read by NAME": soft study claims with a lease (never a lock).
 - :mod:`.worklist` - the sorted, filtered worklist and a study's images, read-only.
 - :mod:`.pseudonym` - the per-installation salted pseudonyms shown instead of patient IDs.
+- :mod:`.priors` - a study's priors: the patient's earlier chest studies, the one to compare.
+- :mod:`.measure_geometry`, :mod:`.measurements` - distance, angle, Cobb angle, CTR with the
+  header's calibration; measurements stored per image.
 """
 
 from cxrlt_desktop.library.claims import (
@@ -38,6 +41,26 @@ from cxrlt_desktop.library.identity import (
     changed_since_scan,
     read_checked,
     scanned_file,
+)
+from cxrlt_desktop.library.measure_geometry import (
+    Calibration,
+    MeasurementError,
+    calibration_of,
+    measure,
+)
+from cxrlt_desktop.library.measurements import (
+    StoredMeasurement,
+    add_measurement,
+    delete_measurement,
+    image_measurements,
+    measurements_of,
+    update_measurement,
+)
+from cxrlt_desktop.library.priors import (
+    PriorCandidate,
+    choose_prior,
+    interval_text,
+    prior_studies,
 )
 from cxrlt_desktop.library.pseudonym import get_salt, pseudonym
 from cxrlt_desktop.library.queue import (
@@ -165,4 +188,18 @@ __all__ = [
     "study_images",
     "summarize",
     "threshold_vector",
+    "Calibration",
+    "MeasurementError",
+    "PriorCandidate",
+    "StoredMeasurement",
+    "add_measurement",
+    "calibration_of",
+    "choose_prior",
+    "delete_measurement",
+    "image_measurements",
+    "interval_text",
+    "measure",
+    "measurements_of",
+    "prior_studies",
+    "update_measurement",
 ]
