@@ -41,6 +41,7 @@ class MeasureLayer(QObject):
 
     changed = Signal()
     message = Signal(str)
+    toolChanged = Signal(bool)  # a tool is in use (its points are being clicked) or not
 
     def __init__(
         self,
@@ -99,14 +100,18 @@ class MeasureLayer(QObject):
             return
         self.kind = kind
         self.viewer.click_tool = self._on_click
+        self.toolChanged.emit(True)
         self.message.emit(self._prompt())
 
     def cancel(self) -> None:
         """Drop the points clicked so far and leave the tool."""
+        was = self.kind is not None
         self.kind = None
         self.pending = []
         self.viewer.click_tool = None
         self._clear(self._pending_items)
+        if was:
+            self.toolChanged.emit(False)
 
     def delete_selected(self) -> bool:
         """Delete the selected measurement (the last one clicked or drawn)."""

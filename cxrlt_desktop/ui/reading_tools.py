@@ -137,6 +137,9 @@ class ReadingTools(QObject):
         self.prior.priorShown.connect(self._on_prior_shown)
         self.measure = MeasureLayer(image_panel.viewer, store, lambda: self._reader(), parent=self)
         self.measure.message.connect(self.message)
+        # Esc cancels only while a tool is in use: otherwise it stays the note field's undo
+        self.measure.toolChanged.connect(self._sync_cancel_action)
+        QTimer.singleShot(0, lambda: self._sync_cancel_action(False))
         self.extras = FindingsExtras(findings)
         self.measure.changed.connect(
             lambda: self.extras.set_measurements(self.measure.measurements())
@@ -201,6 +204,11 @@ class ReadingTools(QObject):
     # ------------------------------------------------------------------ measurements
     def start_measure(self, kind: str) -> None:
         self.measure.start(kind)
+
+    def _sync_cancel_action(self, active: bool) -> None:
+        act = getattr(self.window, "actions_by_id", {}).get("cancel_measure")
+        if act is not None:
+            act.setEnabled(bool(active))
 
     def cancel_measure(self) -> None:
         if self.measure.kind is not None:

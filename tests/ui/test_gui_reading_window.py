@@ -97,6 +97,17 @@ def test_comparison_layout_measurements_and_docks(qtbot, make_window, library, t
     label = reading.extras.measure_labels["Scoliosis"]
     assert label.isVisible() and label.text().startswith("Cobb 18")
 
+    # Esc cancels a tool in use (and only then is it a shortcut: the note keeps its Esc)
+    assert not window.actions_by_id["cancel_measure"].isEnabled()
+    QTest.keyClick(window, Qt.Key.Key_M)
+    assert reading.measure.kind == "distance"
+    assert window.actions_by_id["cancel_measure"].isEnabled()
+    click(viewer._graphics, widget_pos(viewer, 300, 300))
+    QTest.keyClick(window, Qt.Key.Key_Escape)
+    assert reading.measure.kind is None and viewer.click_tool is None
+    assert len(image_measurements(window.store, image_id)) == 1
+    assert not window.actions_by_id["cancel_measure"].isEnabled()
+
     # C again: single layout, remembered; a new window starts as it was left
     QTest.keyClick(window, Qt.Key.Key_C)
     assert not reading.comparison()
