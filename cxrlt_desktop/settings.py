@@ -327,6 +327,13 @@ def _str(v: Any) -> str:
     return v
 
 
+def _short_str(v: Any, limit: int) -> str:
+    s = _str(v)
+    if len(s.strip()) > limit:
+        raise ValueError(f"must have at most {limit} characters, got {len(s.strip())}")
+    return s
+
+
 def _path(v: Any) -> Path:
     return Path(_str(v)).expanduser()
 
@@ -515,6 +522,7 @@ _NODE_KEYS.update(
     }
 )
 
+
 def _hanging(v: Any) -> dict[str, Any]:
     """``[hanging]``: ``layout`` (single, comparison) and ``docks`` (those shown at start)."""
     out = dict(HANGING_DEFAULTS)
@@ -541,7 +549,7 @@ def _hanging(v: Any) -> dict[str, Any]:
 
 _VALIDATORS: dict[str, Any] = {
     "database": _database,
-    "reviewer": _str,
+    "reviewer": lambda v: _short_str(v, 128),
     "task1_checkpoints": _checkpoints,
     "task1_weights": _weights,
     "task1_arch": _str,

@@ -119,10 +119,20 @@ def _finish(s: Session, img: Image, changed: int = 1) -> ReviewResult:
     return ReviewResult(img.id, study_id, status, changed)
 
 
+REVIEWER_MAX = Review.reviewer.type.length
+
+
 def _check_reviewer(reviewer: str) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
         raise ReviewError('a reviewer name is needed (set it in the settings: reviewer = "...")')
-    return reviewer.strip()
+    name = reviewer.strip()
+    if len(name) > REVIEWER_MAX:
+        # the column keeps 128 characters (PostgreSQL refuses more; SQLite would keep them)
+        raise ReviewError(
+            f"the reviewer name has {len(name)} characters; at most {REVIEWER_MAX} are kept "
+            "(shorten it in the settings)"
+        )
+    return name
 
 
 def _set(

@@ -196,7 +196,57 @@ def _record(h: Any) -> _Rec:
     rec.sop_uid = _s(meta.get("SOPInstanceUID")) or _uid("image", path)
     pid = _s(meta.get("PatientID"))
     rec.patient_key = f"id:{pid}" if pid else f"study:{rec.study_uid}"
+    rec.warnings += _shortened_fields(meta)
+    too_long = _identifier_too_long(rec, pid)
+    if too_long:
+        rec.usable, rec.reason = False, too_long
     return rec
+
+
+# PS3.5 6.2: a UI value has at most 64 characters. An identifier longer than the store keeps is
+# refused (shortening it could file the image under another patient or study); a descriptive
+# value is shortened to its column with a warning (SQLite would keep any length, PostgreSQL
+# refuses the insert and would stop the scan).
+_UID_MAX = 64
+_DESCRIPTIVE_COLUMNS = {
+    "PatientName": Patient.patient_name,
+    "PatientBirthDate": Patient.birth_date,
+    "PatientSex": Patient.sex,
+    "StudyDate": Study.study_date,
+    "StudyDescription": Study.description,
+    "AccessionNumber": Study.accession_number,
+    "InstitutionName": Study.institution_name,
+    "Modality": Series.modality,
+    "BodyPartExamined": Series.body_part,
+    "ViewPosition": Image.view_position,
+}
+
+
+def _identifier_too_long(rec: _Rec, pid: str | None) -> str | None:
+    for name, value in (
+        ("StudyInstanceUID", rec.study_uid),
+        ("SeriesInstanceUID", rec.series_uid),
+        ("SOPInstanceUID", rec.sop_uid),
+    ):
+        if value and len(value) > _UID_MAX:
+            return f"{name} has {len(value)} characters (DICOM allows at most {_UID_MAX})"
+    limit = Patient.patient_id.type.length
+    if pid and len(pid) > limit:
+        return f"PatientID has {len(pid)} characters (at most {limit} are kept)"
+    return None
+
+
+def _shortened_fields(meta: dict[str, Any]) -> list[str]:
+    """Shorten the descriptive header values longer than their column, in ``meta`` (which the
+    row columns are read from); one warning per value."""
+    out = []
+    for name, column in _DESCRIPTIVE_COLUMNS.items():
+        value = _s(meta.get(name))
+        limit = column.type.length
+        if value is not None and len(value) > limit:
+            meta[name] = value[: limit - 1] + "\u2026"
+            out.append(f"{name} has {len(value)} characters: shortened to {limit}")
+    return out
 
 
 def _chunks(items: list, n: int = _IN_CHUNK) -> Iterator[list]:

@@ -288,6 +288,10 @@ def retry_reason(exc: BaseException) -> str | None:
     return None
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, *, create: bool = True) -> Engine:
     """Create the SQLAlchemy engine for ``url`` with the store's connection settings.
 
@@ -340,6 +344,9 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         # FULL: a committed verdict survives a power cut, not only a crash of the app.
         cur.execute("PRAGMA synchronous = FULL")
         cur.close()
+        # SQLite's own lower() folds ASCII only (ilike compiles to lower(x) LIKE lower(y)):
+        # Python's str.lower, like PostgreSQL's, folds every script, so "müller" finds MÜLLER.
+        dbapi_conn.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001

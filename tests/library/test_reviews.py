@@ -74,6 +74,19 @@ def test_bad_verdicts_named(store, two_images):
         set_verdict(store, 999, "Mass", "present", reviewer="dr")
 
 
+def test_reviewer_name_longer_than_kept_refused_with_reason(store, two_images):
+    """PostgreSQL refuses a value longer than its column (a raw database error lost the
+    verdict); SQLite would keep it: both refuse it the same way, naming the limit, and a name
+    of exactly 128 characters is kept whole."""
+    a = two_images[0]
+    with pytest.raises(ReviewError, match="129 characters; at most 128"):
+        set_verdict(store, a, "Mass", "present", reviewer="R" * 129)
+    with pytest.raises(ReviewError, match="at most 128"):
+        set_image_note(store, a, "n", reviewer="R" * 129)
+    set_verdict(store, a, "Mass", "present", reviewer="R" * 128)
+    assert image_verdicts(store, a)["Mass"].reviewer == "R" * 128
+
+
 def test_note(store, two_images):
     a = two_images[0]
     set_image_note(store, a, "  check old films ", reviewer="dr")

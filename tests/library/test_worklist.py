@@ -115,16 +115,9 @@ def test_worklist_text_filter_ignores_ascii_case(store):
     assert query_worklist(store, text="doe") == []  # names are searched only with PHI shown
 
 
-def test_worklist_text_filter_ignores_case_beyond_ascii(store, request):
-    if store.engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="SQLite's lower() and LIKE fold ASCII letters only: 'müller' does not "
-                "find MÜLLER (PostgreSQL finds it); a Unicode lower() registered on SQLite "
-                "connections would fix it",
-            )
-        )
+def test_worklist_text_filter_ignores_case_beyond_ascii(store):
+    """SQLite's built-in lower() and LIKE fold ASCII letters only; the store registers a
+    Unicode lower() on its SQLite connections, so both dialects find MÜLLER from 'müller'."""
     _insert_studies(store)
 
     def name(s):
