@@ -29,6 +29,14 @@ def register(subparsers) -> None:  # noqa: ANN001
     add_model_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.add_argument(
+        "--policy",
+        choices=("progressive", "paper", "fast"),
+        default=None,
+        help="progressive: a fast pass over every image first (provisional scores), then the "
+        "paper method image by image, most suspicious first; paper or fast: one pass in that "
+        "mode. Default: fast with --mode fast, else progressive on a CPU and paper on a GPU",
+    )
+    p.add_argument(
         "--retry-failed",
         action="store_true",
         help="score again the images that failed or were given up after interruptions (after "
@@ -68,12 +76,21 @@ def run(args: argparse.Namespace) -> int:
         cleared = retry_failed(store)
         print(f"score-library: {cleared} failed image(s) will be tried again", file=sys.stderr)
 
+    from dataclasses import replace
+
+    from cxrlt_desktop.library.progressive import default_policy, score_progressive
     from engine.checkpoints import CheckpointError
     from engine.predictor import EngineError, Predictor
     from engine.zeroshot import ZeroShotError
 
+    fast_predictor = None
     try:
-        predictor = Predictor(config)
+        policy = args.policy or ("fast" if config.mode == "fast" else None)
+        predictor = Predictor(replace(config, mode="fast" if policy == "fast" else "paper"))
+        policy = policy or default_policy(predictor.device.type)
+        if policy == "progressive":
+            # the provisional pass: bf16 backbone where the CPU has bf16 hardware
+            fast_predictor = Predictor(replace(config, mode="fast", backbone_precision="auto"))
     except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
         print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
         store.close()
@@ -96,14 +113,21 @@ def run(args: argparse.Namespace) -> int:
 
     old = signal.signal(signal.SIGINT, _on_sigint)
     last = None
+    kw = dict(
+        should_stop=lambda: stop["flag"], thresholds=settings.thresholds, map_path=settings.map_path
+    )
+    if fast_predictor is not None:
+        passes = score_progressive(
+            store, fast_predictor, predictor, batch_size=predictor.config.batch_size, **kw
+        )
+    else:
+        passes = ((policy, prog) for prog in score_library(store, predictor, **kw))
+
+    def label(name: str) -> str:  # the pass is named in progressive runs only
+        return f"score-library ({name} pass)" if fast_predictor is not None else "score-library"
+
     try:
-        for prog in score_library(
-            store,
-            predictor,
-            should_stop=lambda: stop["flag"],
-            thresholds=settings.thresholds,
-            map_path=settings.map_path,
-        ):
+        for name, prog in passes:
             last = prog
             for path, reason in prog.last_errors:
                 print(
@@ -111,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             if not args.no_progress:
                 print(
-                    f"score-library: {prog.done + prog.failed}/{prog.total} "
+                    f"{label(name)}: {prog.done + prog.failed}/{prog.total} "
                     f"({prog.done} scored, {prog.failed} failed) {prog.rate:.2f} images/s "
                     f"ETA {_eta(prog.eta)}",
                     file=sys.stderr,

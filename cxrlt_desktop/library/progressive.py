@@ -24,7 +24,8 @@ The policy (``POLICIES``; :func:`default_policy`: "progressive" when the engine 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, select, update
@@ -77,6 +78,17 @@ def replaceable_sets(s: Session, paper_model_set_id: int) -> set[int]:
         s.scalars(
             select(ModelSetPair.fast_model_set_id).where(
                 ModelSetPair.paper_model_set_id == paper_model_set_id
+            )
+        ).all()
+    )
+
+
+def paper_sets_of(s: Session, fast_model_set_id: int) -> set[int]:
+    """The paper model sets whose jobs this (fast) set's results rank."""
+    return set(
+        s.scalars(
+            select(ModelSetPair.paper_model_set_id).where(
+                ModelSetPair.fast_model_set_id == fast_model_set_id
             )
         ).all()
     )
@@ -144,6 +156,69 @@ def rank_paper_jobs(
     return n
 
 
+def rank_from_fast_results(s: Session, fast_model_set_id: int, paper_model_set_id: int) -> int:
+    """Rank the paper set's queued jobs by the fast set's stored results (a restart after the
+    fast pass, or after a kill between the passes, finds them there)."""
+    rows = s.execute(
+        select(Prediction.image_id, Prediction.image_version, Prediction.rare_score)
+        .join(
+            Image,
+            and_(Image.id == Prediction.image_id, Image.version == Prediction.image_version),
+        )
+        .where(Prediction.model_set_id == fast_model_set_id)
+    ).all()
+    return rank_paper_jobs(s, paper_model_set_id, [tuple(r) for r in rows])
+
+
+def score_progressive(
+    store: Any, fast_predictor: Any, paper_predictor: Any, **worker_kw: Any
+) -> Iterator[tuple[str, Any]]:
+    """The progressive policy in one process: the fast pass over every pending image, then the
+    paper pass, its jobs claimed in decreasing provisional rare score. Yields ``(pass name,
+    ScoreProgress)`` from the two :class:`~cxrlt_desktop.library.worker.ScoringWorker` runs;
+    both decode through the process's :func:`engine.source_cache.shared_cache`. ``worker_kw``
+    goes to both workers (``thresholds``, ``batch_size``, ``name``, ``should_stop``, ...).
+    Stopped or killed anywhere, a new start goes on where the queue stands.
+    """
+    from cxrlt_desktop.library import queue as jobq
+    from cxrlt_desktop.library import scoring
+    from cxrlt_desktop.library.worker import ScoringWorker
+    from engine.source_cache import shared_cache
+
+    fast_id, _ = store.write(lambda s: scoring.register_model_set(s, fast_predictor))
+    paper_id, _ = store.write(lambda s: scoring.register_model_set(s, paper_predictor))
+    if fast_id == paper_id:
+        raise ValueError("the fast and paper passes compute the same model set")
+    store.write(lambda s: pair_model_sets(s, fast_id, paper_id))
+    # Paper jobs first (unranked), so that each fast result can rank its image's job.
+    jobq.enqueue(store, paper_id, kind=PAPER_KIND, priority=UNRANKED_PRIORITY)
+    store.write(lambda s: rank_from_fast_results(s, fast_id, paper_id))
+    read = shared_cache().reader()
+    fast = ScoringWorker(
+        store,
+        fast_predictor,
+        kind=FAST_KIND,
+        priority=FAST_PRIORITY,
+        read_source=read,
+        **worker_kw,
+    )
+    last = None
+    for last in fast.run():
+        yield "fast", last
+    if last is not None and last.cancelled:
+        return
+    paper = ScoringWorker(
+        store,
+        paper_predictor,
+        kind=PAPER_KIND,
+        priority=UNRANKED_PRIORITY,
+        read_source=read,
+        **worker_kw,
+    )
+    for last in paper.run():
+        yield "paper", last
+
+
 def with_clip_columns(paper_probs: np.ndarray, fast_probs: np.ndarray) -> np.ndarray:
     """The paper pass's probabilities with the zero-shot (CLIP) columns of the fast pass: the
     paper pass skips CLIP (same tower, same fp32 numbers)."""
@@ -164,7 +239,10 @@ __all__ = [
     "default_policy",
     "is_provisional_prediction",
     "pair_model_sets",
+    "paper_sets_of",
     "provisional_images",
+    "rank_from_fast_results",
+    "score_progressive",
     "rank_paper_jobs",
     "replaceable_sets",
     "with_clip_columns",

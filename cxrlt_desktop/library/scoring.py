@@ -54,8 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from cxrlt_desktop.library.identity import ScannedFile
 from cxrlt_desktop.library.queue import (
@@ -594,6 +594,13 @@ def _write_batch(
             .where(Image.id.in_(ids))
         ).all()
     )
+    # Progressive triage (library.progressive): a paper set's prediction replaces a current
+    # prediction of its paired fast sets at once; a fast set's results rank the paper jobs.
+    from cxrlt_desktop.library import progressive
+
+    replaces = {model_set_id} | progressive.replaceable_sets(s, model_set_id)
+    ranks_for = progressive.paper_sets_of(s, model_set_id)
+    ranked: list[tuple[int, int, float | None]] = []
     studies: set[int] = set()
     for item, res in ok:
         if item.job_id not in done_ids:
@@ -602,7 +609,8 @@ def _write_batch(
         pred, summary = _add_prediction(
             s, item.id, item.version, res, model_set_id, run_id, thresholds
         )
-        if showing.get(item.id, model_set_id) == model_set_id:
+        ranked.append((item.id, item.version, summary.rare_score))
+        if showing.get(item.id, model_set_id) in replaces:
             s.execute(
                 update(Image)
                 .where(Image.id == item.id, Image.version == item.version)
@@ -615,6 +623,8 @@ def _write_batch(
             )
         )
         out.n_ok += 1
+    for paper_set in ranks_for:
+        progressive.rank_paper_jobs(s, paper_set, ranked)
     for item, reason in bad:
         if item.job_id not in failed_ids:
             continue
@@ -791,12 +801,26 @@ def _make_current(
         .where(
             (Image.current_prediction_id.is_(None)) | (Image.current_prediction_id != newest.c.pid)
         )
+        .where(~_shows_paired_paper(model_set_id))
     ).all()
     for image_id, pid, study_id, blob in rows:
         s.execute(update(Image).where(Image.id == image_id).values(current_prediction_id=pid))
         replace_hits(s, image_id, study_id, pid, summarize(probs_to_array(blob), thresholds))
     refresh_studies_locked(s, {r[2] for r in rows if r[2] is not None})
     return len(rows)
+
+
+def _shows_paired_paper(model_set_id: int) -> Any:
+    """The image shows a prediction of a paper set this (fast) set is paired with: the final
+    result of progressive triage, never switched back to the provisional one."""
+    from cxrlt_desktop.store.tables_progressive import ModelSetPair
+
+    cur = aliased(Prediction)
+    return exists().where(
+        cur.id == Image.current_prediction_id,
+        cur.model_set_id == ModelSetPair.paper_model_set_id,
+        ModelSetPair.fast_model_set_id == model_set_id,
+    )
 
 
 def _to_switch(s: Session, model_set_id: int) -> list[int]:
@@ -816,6 +840,7 @@ def _to_switch(s: Session, model_set_id: int) -> list[int]:
                 (Image.current_prediction_id.is_(None))
                 | (Image.current_prediction_id != Prediction.id)
             )
+            .where(~_shows_paired_paper(model_set_id))
             .distinct()
             .order_by(Image.id)
         ).all()

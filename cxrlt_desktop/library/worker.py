@@ -100,7 +100,7 @@ class _Reader:
             raise imageio.ImageReadError(
                 mapped, f"cannot read the file: {exc.strerror or exc}{via}"
             ) from exc
-        return read_checked(replace(scanned, path=mapped), imageio.read_source)
+        return read_checked(replace(scanned, path=mapped), w.read_source or imageio.read_source)
 
 
 class ScoringWorker:
@@ -128,6 +128,13 @@ class ScoringWorker:
         Rewrites a stored path before it is read (``Settings.map_path``).
     follow
         Wait for new jobs when the queue is empty, until ``should_stop``.
+    kind, priority
+        The jobs this worker queues at its start: ``score_job.kind`` and their priority (the
+        progressive policy's fast pass: "fast" at ``progressive.FAST_PRIORITY``; its paper
+        pass: "paper", ranked later by the fast results).
+    read_source
+        Decodes a file (default ``engine.imageio.read_source``); the progressive policy passes
+        ``engine.source_cache``'s reader so that both passes decode each file once.
     """
 
     def __init__(
@@ -143,6 +150,9 @@ class ScoringWorker:
         should_stop: Callable[[], bool] | None = None,
         map_path: Callable[[str], str] | None = None,
         follow: bool = False,
+        kind: str = jobq.DEFAULT_KIND,
+        priority: float = 0.0,
+        read_source: Callable[[Path], np.ndarray] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -159,6 +169,9 @@ class ScoringWorker:
         self.should_stop = should_stop
         self.map_path = map_path or (lambda p: p)
         self.follow = follow
+        self.kind = kind
+        self.priority = float(priority)
+        self.read_source = read_source
         self.expected = scoring.expected_columns(predictor)
         self.model_set_id: int | None = None
         self.run_id: int | None = None
@@ -186,7 +199,7 @@ class ScoringWorker:
         ms = self.model_set_id
         with store.session() as s, s.begin():
             self.t = thresholds_for(s, ms, self.overrides).vector()
-        jobq.enqueue(store, ms)
+        jobq.enqueue(store, ms, kind=self.kind, priority=self.priority)
         jobq.requeue_failed(store, ms)
         jobq.release_stale(store, self.name)
         jobq.heartbeat(store, self.name, model_set_id=ms, starting=True)
