@@ -58,12 +58,12 @@ def _tower_agreement(tmp_path, arrays, clip_dir):
     assert pt.clip_backend == "torch" and pt._clip.image_runner is None
     got = ov.predict_arrays(arrays).probs[:, 30:]
     torch_probs = pt.predict_arrays(arrays).probs[:, 30:]
-    return got, torch_probs, _reference_clip(arrays, clip_dir), ov
+    return got, torch_probs, _reference_clip(arrays, clip_dir), ov, pt
 
 
 @needs_openvino
 def test_openvino_clip_tower_equals_pytorch_tiny_clip(tmp_path, arrays, clip_dir):
-    got, torch_probs, ref, ov = _tower_agreement(tmp_path, arrays, clip_dir)
+    got, torch_probs, ref, ov, pt = _tower_agreement(tmp_path, arrays, clip_dir)
     np.testing.assert_allclose(got, torch_probs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
     # embeddings too (the probabilities of a tiny random CLIP sit near 0.5)
@@ -76,8 +76,9 @@ def test_openvino_clip_tower_equals_pytorch_tiny_clip(tmp_path, arrays, clip_dir
         ov._clip.image_size,
     )
     emb_ov = ov._clip.encode_images(x)
+    assert ov._clip.model.visual is None  # freed: OpenVINO holds the tower
     with torch.inference_mode():
-        emb_pt = ov._clip.model.encode_image(x).double().numpy()
+        emb_pt = pt._clip.model.encode_image(x).double().numpy()
     scale = np.abs(emb_pt).max()
     assert np.abs(emb_ov - emb_pt).max() <= 1e-5 * scale
 
@@ -101,7 +102,7 @@ def test_openvino_clip_tower_equals_pytorch_vit_l14(tmp_path_factory, arrays):
 
     folder = tmp_path_factory.mktemp("vit-l14")
     clip_dir = write_random_clip(folder / "clip", "ViT-L-14", seed=2)
-    got, torch_probs, ref, _ = _tower_agreement(folder, arrays, clip_dir)
+    got, torch_probs, ref, _, _ = _tower_agreement(folder, arrays, clip_dir)
     np.testing.assert_allclose(got, torch_probs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
