@@ -142,6 +142,7 @@ def _store_worker(url: str, tag: str, name: str, barrier, out) -> None:  # noqa:
     times: list[float] = []
     done = 0
     first = None
+    cpu0 = time.process_time()
     for prog in worker.run():
         now = time.time()
         if first is None:
@@ -149,8 +150,29 @@ def _store_worker(url: str, tag: str, name: str, barrier, out) -> None:  # noqa:
         if prog.done > done:
             times.append(now)
             done = prog.done
+    client_cpu = time.process_time() - cpu0
+    server = _backend_cpu(store)
     store.close()
-    out.put((name, first, times, done))
+    out.put((name, first, times, done, client_cpu, server))
+
+
+def _backend_cpu(store) -> dict[int, float]:  # noqa: ANN001
+    """CPU seconds used so far by each server process of this database (the server runs on
+    this machine: /proc; empty elsewhere)."""
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        cpu = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu
 
 
 def bench_store(url: str, n_images: int, workers: int, tag: str) -> dict[str, float]:
@@ -173,7 +195,13 @@ def bench_store(url: str, n_images: int, workers: int, tag: str) -> dict[str, fl
         raise SystemExit(f"bench: {done} jobs written, {n_images} expected")
     batches = sum(len(r[2]) for r in results)
     wall = end - start
+    server: dict[int, float] = {}
+    for r in results:
+        for pid, sec in r[5].items():
+            server[pid] = max(server.get(pid, 0.0), sec)
     return {
+        "client_ms": 1000 * sum(r[4] for r in results) / done,
+        "server_ms": 1000 * sum(server.values()) / done,
         "jobs_s": done / wall,
         "ms_per_batch": 1000 * wall * workers / batches,
         "batches": batches,
@@ -312,7 +340,8 @@ def main() -> int:
                 print(
                     f"  {w} worker process(es): {r['jobs_s']:.0f} jobs/s, "
                     f"{r['ms_per_batch']:.0f} ms per batch of {BATCH} per worker "
-                    f"({r['batches']} batches)"
+                    f"({r['batches']} batches); CPU per job: workers {r['client_ms']:.1f} ms, "
+                    f"database server {r['server_ms']:.1f} ms"
                 )
             # 3. The change feed, on the same library.
             r = bench_notify(url, args.notifications)
@@ -332,7 +361,7 @@ def main() -> int:
             f"end to end: {args.e2e_images} uncompressed 512 x 512 images, convnextv2_atto "
             f"(random weights), fast mode, CPU, input size {size}"
         )
-        for w in (int(x) for x in args.e2e_workers.split(",")):
+        for w in (int(x) for x in args.e2e_workers.split(",") if x):
             with database(args.server) as url:
                 open_store(url).close()
                 scan_into(url, root / "e2e")
