@@ -213,6 +213,7 @@ def score_progressive(
         kind=PAPER_KIND,
         priority=UNRANKED_PRIORITY,
         read_source=read,
+        clip_from=fast_id,  # the CLIP columns are computed once, in the fast pass
         **worker_kw,
     )
     for last in paper.run():

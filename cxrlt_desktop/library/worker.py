@@ -135,6 +135,10 @@ class ScoringWorker:
     read_source
         Decodes a file (default ``engine.imageio.read_source``); the progressive policy passes
         ``engine.source_cache``'s reader so that both passes decode each file once.
+    clip_from
+        A model set whose stored CLIP (zero-shot) columns this worker reuses instead of running
+        CLIP again (the progressive policy's paper pass: the fast pass computed them with the
+        same fp32 tower); a chunk with an image lacking them runs CLIP itself.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class ScoringWorker:
         kind: str = jobq.DEFAULT_KIND,
         priority: float = 0.0,
         read_source: Callable[[Path], np.ndarray] | None = None,
+        clip_from: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -172,6 +177,7 @@ class ScoringWorker:
         self.kind = kind
         self.priority = float(priority)
         self.read_source = read_source
+        self.clip_from = clip_from
         self.expected = scoring.expected_columns(predictor)
         self.model_set_id: int | None = None
         self.run_id: int | None = None
@@ -388,16 +394,25 @@ class ScoringWorker:
         self, items: list[_QueueItem], batch_size: int
     ) -> Generator[ScoreProgress, None, bool]:
         """Score these images, one write transaction per batch; returns True when stopped."""
+        from cxrlt_desktop.library.progressive import with_clip_columns
+
         paths = [self.map_path(q.path) for q in items]
         reader = _Reader(self, items, paths)
+        reuse = self._reused_clip_columns(items)
         gen = self.predictor.predict_paths(
-            paths, batch_size=batch_size, should_stop=self.should_stop, read=reader
+            paths,
+            batch_size=batch_size,
+            should_stop=self.should_stop,
+            read=reader,
+            **({"clip": False} if reuse is not None else {}),
         )
         pending: list[tuple[_QueueItem, Any]] = []
         idx = 0
         stopped = False
         try:
             for res in gen:
+                if reuse is not None and res.ok and res.probs is not None:
+                    res = replace(res, probs=with_clip_columns(res.probs, reuse[items[idx].id]))
                 pending.append((items[idx], res))
                 idx += 1
                 if len(pending) >= batch_size or idx == len(items):
@@ -413,6 +428,29 @@ class ScoringWorker:
         if stopped:  # a clean stop interrupted nothing
             self._give_back(items[idx:], reader.begun)
         return stopped
+
+    def _reused_clip_columns(self, items: list[_QueueItem]) -> dict[int, np.ndarray] | None:
+        """image id -> the ``clip_from`` set's probabilities for these images (their CLIP
+        columns are reused), or None when CLIP must run: no ``clip_from``, a predictor without
+        CLIP, or an image of the chunk without a finite stored result."""
+        from cxrlt_desktop.store.models import Prediction, probs_to_array
+        from engine.classes import TASK1_CLASSES
+
+        if self.clip_from is None or not getattr(self.predictor, "has_clip", False) or not items:
+            return None
+        with self.store.session() as s, s.begin():
+            rows = s.execute(
+                select(Prediction.image_id, Prediction.image_version, Prediction.probs).where(
+                    Prediction.model_set_id == self.clip_from,
+                    Prediction.image_id.in_([q.id for q in items]),
+                )
+            ).all()
+        version = {q.id: q.version for q in items}
+        out = {i: probs_to_array(b) for i, v, b in rows if version.get(i) == v}
+        k = len(TASK1_CLASSES)
+        if len(out) < len(version) or not all(np.isfinite(p[k:]).all() for p in out.values()):
+            return None
+        return out
 
     def _write(self, batch: list[tuple[_QueueItem, Any]]) -> ScoreProgress:
         """Write one batch of results; the progress record after it."""

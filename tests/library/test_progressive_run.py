@@ -2,8 +2,9 @@
 
 After the fast pass every image has a provisional score and the worklist is fully ordered; the
 paper jobs are claimed (and written) in decreasing provisional rare score; after the paper pass
-no score is provisional, and the probabilities, rare scores and worklist order equal a
-paper-only run's on a library of its own (probabilities within 1e-6).
+no score is provisional, and the probabilities (the CLIP columns taken from the fast pass
+included), rare scores and worklist order equal a paper-only run's on a library of its own
+(probabilities within 1e-6).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def predictors(csra_ckpt, tmp_path_factory):
     from engine.predictor import EngineConfig, Predictor
+    from engine.random_models import write_tiny_clip
 
     cache = tmp_path_factory.mktemp("cache")
+    clip = write_tiny_clip(tmp_path_factory.mktemp("clip") / "clip", seed=0)
     base = dict(
         task1_checkpoints=[csra_ckpt],
+        clip_model=clip,  # the paper pass reuses the fast pass's CLIP columns
         task1_arch="convnextv2_atto",
         image_size=SIZE,
         device="cpu",
@@ -69,6 +73,16 @@ def test_progressive_run_converges_to_the_paper_only_result(
 ):
     fast, paper = predictors
     folder = _folder(tmp_path, write_study)
+    # the paper predictor's real CLIP tower, counted: the progressive paper pass must not run it
+    tower = paper._clip.image_runner
+    assert tower is not None
+    calls = []
+
+    def counted(arr):
+        calls.append(len(arr))
+        return tower(arr)
+
+    paper._clip.image_runner = counted
     store = open_store(store_url)
     try:
         for _ in scan(store, [folder]):
@@ -119,6 +133,8 @@ def test_progressive_run_converges_to_the_paper_only_result(
         final_rows = [(r.study_uid, r.rare_score, r.provisional) for r in query_worklist(store)]
     finally:
         store.close()
+        paper._clip.image_runner = tower
+    assert calls == []  # CLIP ran once per image, in the fast pass
 
     # paper only, on a library of its own
     other = open_store(f"sqlite:///{(tmp_path / 'paper-only.db').as_posix()}")
