@@ -58,6 +58,14 @@ def register(subparsers) -> None:  # noqa: ANN001
         "--follow", action="store_true", help="wait for new jobs instead of exiting when idle"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--policy",
+        choices=("progressive", "paper", "fast"),
+        default=None,
+        help="progressive: a fast pass over every queued image, then the paper method most "
+        "suspicious first (not with --follow); paper or fast: that mode's jobs. Default: fast "
+        "with --mode fast, else progressive on a CPU (paper with --follow) and paper on a GPU",
+    )
     p.set_defaults(func=run)
 
 
@@ -85,12 +93,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
         return 2
 
+    from dataclasses import replace
+
+    from cxrlt_desktop.library.progressive import default_policy, score_progressive
     from engine.checkpoints import CheckpointError
     from engine.predictor import EngineError, Predictor
     from engine.zeroshot import ZeroShotError
 
+    if args.policy == "progressive" and args.follow:
+        print(
+            "cxrlt worker: error: --policy progressive runs until the queue is empty; "
+            "use --policy paper or fast with --follow",
+            file=sys.stderr,
+        )
+        store.close()
+        return 2
+    fast_predictor = None
     try:
-        predictor = Predictor(config)
+        policy = args.policy or ("fast" if config.mode == "fast" else None)
+        predictor = Predictor(replace(config, mode="fast" if policy == "fast" else "paper"))
+        policy = policy or ("paper" if args.follow else default_policy(predictor.device.type))
+        if policy == "progressive":
+            fast_predictor = Predictor(replace(config, mode="fast", backbone_precision="auto"))
     except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
         print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
         store.close()
@@ -114,26 +138,37 @@ def run(args: argparse.Namespace) -> int:
     from cxrlt_desktop.library.worker import ScoringWorker
     from cxrlt_desktop.store import database_error_message
 
-    worker = ScoringWorker(
-        store,
-        predictor,
+    kw = dict(
         thresholds=settings.thresholds,
         batch_size=config.batch_size,
         claim_size=args.claim_size,
-        name=args.name,
+        name=args.name or jobq.default_worker_name(),
         lease_s=args.lease or jobq.LEASE_S,
         should_stop=stop.is_set,
         map_path=settings.map_path,
-        follow=args.follow,
     )
+    if fast_predictor is not None:
+        passes = score_progressive(store, fast_predictor, predictor, **kw)
+    else:
+        worker = ScoringWorker(store, predictor, follow=args.follow, **kw)
+        passes = ((policy, prog) for prog in worker.run())
+    name = kw["name"]
     old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     bar = None
     last = None
+    current_pass = None
     try:
-        for prog in worker.run():
+        for pass_name, prog in passes:
+            if pass_name != current_pass:  # the first record of a pass
+                current_pass, last = pass_name, None
+                if bar is not None:
+                    bar.close()
+                    bar = None
             if last is None:
                 print(
-                    f"worker {printable(worker.name)}: model set {prog.model_set_id}, "
+                    f"worker {printable(name)}"
+                    + (f" ({pass_name} pass)" if fast_predictor is not None else "")
+                    + f": model set {prog.model_set_id}, "
                     f"{prog.total} job(s) to claim, {prog.already_scored} already scored"
                     + (f", run {prog.run_id}" if prog.run_id is not None else ""),
                     file=sys.stderr,
@@ -171,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     if last is not None:
         print(
-            f"worker {printable(worker.name)}: "
+            f"worker {printable(name)}: "
             + ("stopped" if last.cancelled else "queue empty")
             + f": {last.done} scored, {last.failed} failed"
             + (f", {last.lost} discarded (lease lost)" if last.lost else ""),

@@ -142,3 +142,28 @@ def test_kill_9_during_a_pass_then_restart(store_url, tmp_path, write_study, csr
     assert s["unscored"] == 0 and s["max_per_set"] == 1 and s["provisional"] == set()
     assert len(s["paper_done"]) == s["n"] and len(s["fast_done"]) == s["n"]
     assert set(s["current_sets"].values()) == {s["pair"][0][1]}
+
+
+def test_worker_command_policies(store_url, tmp_path, write_study, csra_ckpt, capsys, monkeypatch):
+    """cxrlt worker --policy progressive scores both passes and ends with no provisional score;
+    with --follow it is refused in one line."""
+    from cxrlt_desktop.cli import main
+
+    monkeypatch.setenv("CXRLT_CONFIG", str(tmp_path / "none.toml"))
+    write_study(tmp_path / "in" / "a", 3, patient_id="PA")
+    st = open_store(store_url)
+    for _ in scan(st, [tmp_path / "in"]):
+        pass
+    st.close()
+    args = model_args(csra_ckpt, batch=2)
+    args[args.index("--mode") + 1] = "paper"
+    base = ["worker", "--db", store_url, *args, "--no-progress", "--name", "w1"]
+    assert main([*base, "--policy", "progressive", "--follow"]) == 2
+    assert "--policy progressive runs until the queue is empty" in capsys.readouterr().err
+    assert main([*base, "--policy", "progressive"]) == 0
+    err = capsys.readouterr().err
+    assert "(fast pass)" in err and "(paper pass)" in err
+    s = _state(store_url)
+    assert s["n"] == 3 and s["provisional"] == set() and s["max_per_set"] == 1
+    assert len(s["fast_done"]) == 3 and len(s["paper_done"]) == 3
+    assert set(s["current_sets"].values()) == {s["pair"][0][1]}
