@@ -230,11 +230,13 @@ def enqueue(
 
 def active_model_sets(store: Store) -> list[int]:
     """Model sets with an unfinished scoring run or a running worker heard from in the last
-    :data:`ACTIVE_S` seconds."""
+    :data:`ACTIVE_S` seconds, and the library's current model set (that of its newest run, even
+    finished: images added after a run ended are queued for the next worker to start)."""
     with store.session() as s, s.begin():
         runs = s.scalars(
             select(ScoringRun.model_set_id).where(ScoringRun.finished_at.is_(None))
         ).all()
+        newest = s.scalar(select(ScoringRun.model_set_id).order_by(ScoringRun.id.desc()).limit(1))
         if is_postgresql(s):
             cutoff = func.now() - literal(timedelta(seconds=ACTIVE_S), Interval())
         else:
@@ -246,7 +248,7 @@ def active_model_sets(store: Store) -> list[int]:
                 Worker.last_heartbeat >= cutoff,
             )
         ).all()
-    return sorted(set(runs) | set(workers))
+    return sorted(set(runs) | set(workers) | ({newest} if newest is not None else set()))
 
 
 def enqueue_for_active_sets(
