@@ -494,6 +494,7 @@ class MainWindow(QMainWindow):
             return
         thresholds_changed = dict(new.thresholds or {}) != dict(self.settings.thresholds or {})
         reader_changed = reviewer_name(new) != reviewer_name(self.settings)
+        old_flag = bool(self.settings.flag_for_processing)
         self.settings = new
         self.findings.set_model_line(*model_line(new))
         try:
@@ -506,6 +507,21 @@ class MainWindow(QMainWindow):
             # The worklist's priority, flags and finding filter derive from the thresholds:
             # recompute them for the whole library, off the GUI thread.
             self.retriage.start(owed=self.jobs.is_running())
+        if new.flag_for_processing != old_flag:
+            # Re-summarises the studies holding FOR PROCESSING images, off the GUI thread.
+            from cxrlt_desktop.library.triage import set_flag_for_processing
+
+            self.retriage.lane.run(
+                set_flag_for_processing,
+                self.store,
+                new.flag_for_processing,
+                connect={
+                    "returned": lambda _n: self._on_retriaged(""),
+                    "errored": lambda e: self._report_error(
+                        f"FOR PROCESSING option not applied: {e}"
+                    ),
+                },
+            )
         if new.scoring != "workers" and settings_have_models(new):
             self.predictors.put(
                 dlg.loaded_predictor, settings_predictor_factory(new, self._engine_overrides)

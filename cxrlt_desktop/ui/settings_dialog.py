@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -301,7 +302,21 @@ class SettingsDialog(QDialog):
             spin.setSingleStep(0.05)
             self.threshold_table.setCellWidget(i, 2, spin)
             self._threshold_spins[info.name] = spin
-        return self.threshold_table
+        self.flag_for_processing = QCheckBox(
+            "FOR PROCESSING images may raise the rare-finding flag"
+        )
+        self.flag_for_processing.setObjectName("flagForProcessing")
+        self.flag_for_processing.setToolTip(
+            "Raw detector images (Presentation Intent FOR PROCESSING) are scored and marked, but "
+            "the models were trained on images for presentation: by default they do not count "
+            "toward a study's rare-finding score or flag."
+        )
+        w = QWidget()
+        box = QVBoxLayout(w)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.flag_for_processing)
+        box.addWidget(self.threshold_table, 1)
+        return w
 
     def _shortcuts_tab(self) -> QWidget:
         self.shortcut_table = QTableWidget(len(ACTIONS), 2)
@@ -358,6 +373,7 @@ class SettingsDialog(QDialog):
         self.batch_size.setValue(int(s.batch_size))
         self.normal_alpha.setValue(float(s.normal_alpha))
         self.reviewer.setText(s.reviewer or "")
+        self.flag_for_processing.setChecked(bool(s.flag_for_processing))
         self.dicom_node_tab.load(s.dicom_node)
         self.hanging_tab.load(s.hanging)
         self.database.setText(s.database or "")
@@ -385,6 +401,13 @@ class SettingsDialog(QDialog):
             doc["reviewer"] = self.reviewer.text().strip()
         if self.scoring.currentData() != "workstation":
             doc["scoring"] = self.scoring.currentData()
+        if self.flag_for_processing.isChecked():
+            doc["flag_for_processing"] = True
+        # What the file holds and no tab edits ([paths], [pacs.NAME]) is kept as it is.
+        kept = self._settings.to_dict()
+        for key in ("paths", "pacs"):
+            if key in kept:
+                doc[key] = kept[key]
         models: dict[str, Any] = {}
         ckpts = [self.checkpoints.item(i).text() for i in range(self.checkpoints.count())]
         if ckpts:

@@ -149,6 +149,20 @@ def test_display_pipeline_in_the_window(qtbot, make_window, model_settings, tmp_
     images = model.index(row, COLUMNS.index("images"))
     assert "for processing" in model.data(images)
     assert "trained on images for presentation" in model.data(images, Qt.ItemDataRole.ToolTipRole)
+
+    # Settings > Thresholds: "FOR PROCESSING images may raise the rare-finding flag" accepted:
+    # the library option changes off the GUI thread and the study is flagged after the refresh.
+    import dataclasses
+    from types import SimpleNamespace
+
+    on = dataclasses.replace(window.settings, flag_for_processing=True)
+    window._on_settings_accepted(SimpleNamespace(result_settings=on, loaded_predictor=None))
+
+    def flagged() -> bool:
+        rows = window.worklist_model.rows()
+        return any(r.study_uid == STUDY and is_flagged(r) for r in rows)
+
+    qtbot.waitUntil(flagged, timeout=20_000)
     shot = os.environ.get("CXRLT_SCREENSHOT")
     if shot:  # a look at the result: CXRLT_SCREENSHOT=/tmp/x.png
         window.grab().save(shot)

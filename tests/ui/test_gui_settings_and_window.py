@@ -180,3 +180,31 @@ def test_dropping_a_folder_scans_it(qtbot, make_window, tmp_path):
     assert all(r.rare_score is None for r in window.worklist_model.rows())
     # Export always exists (cxrlt_desktop.export): enabled while no export runs.
     assert window.export_action.isEnabled()
+
+
+def test_keys_no_tab_edits_survive_ok_and_the_for_processing_box_round_trips(qtbot, ui_models):
+    """The file's [paths] and [pacs.NAME] tables have no tab: OK must write them back as they
+    were (they were dropped before); the FOR PROCESSING box loads and saves its key."""
+    from cxrlt_desktop.settings import Settings
+
+    ckpts, clip = ui_models
+    before = Settings.from_dict(
+        {
+            "flag_for_processing": True,
+            "paths": {"/mnt/cache": "//srv/cache"},
+            "pacs": {"main": {"aet": "PACS", "host": "10.0.0.5", "port": 4242}},
+            "models": {"task1_checkpoints": [str(p) for p in ckpts], "clip_model": str(clip)},
+            "engine": {"device": "cpu", "mode": "fast"},
+        }
+    )
+    dlg = _dialog(qtbot, before)
+    dlg.arch.setCurrentText("convnextv2_atto")
+    assert dlg.flag_for_processing.isChecked()
+    dlg.flag_for_processing.setChecked(False)
+    with qtbot.waitSignal(dlg.validationFinished, timeout=120_000) as done:
+        dlg.buttons.button(dlg.buttons.StandardButton.Ok).click()
+    assert done.args == [True, ""]
+    s = dlg.result_settings
+    assert s.paths == {"/mnt/cache": "//srv/cache"}
+    assert s.pacs == {"main": {"aet": "PACS", "host": "10.0.0.5", "port": 4242}}
+    assert s.flag_for_processing is False
