@@ -32,6 +32,9 @@ import numpy as np
 from engine.classes import ALL_CLASSES
 
 META_COLUMNS = ("ImageID", "StudyDate_DICOM", "PatientID")
+# The feedback export's measurement columns (Cobb angle, cardiothoracic ratio, the measurements
+# as JSON): known, not labels, not reported as unknown.
+MEASUREMENT_COLUMNS = ("Cobb_angle_deg", "Cardiothoracic_ratio", "Measurements")
 IMAGE_SUFFIXES = ("", ".png", ".dcm", ".dicom")
 _STRIP_SUFFIXES = (".png", ".dcm", ".dicom", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_LISTED_PROBLEMS = 20
@@ -188,7 +191,8 @@ def _label_columns(
     ignored or missing in ``problems``, and refuses a file with none of the classes."""
     if classes is None:
         classes = [c for c in ALL_CLASSES if c in col]
-        unknown = [h for h in header if h not in ALL_CLASSES and h not in META_COLUMNS]
+        known = (*META_COLUMNS, *MEASUREMENT_COLUMNS)
+        unknown = [h for h in header if h not in ALL_CLASSES and h not in known]
         if unknown:
             problems.append(f"{path}: ignored columns that are not engine classes: {unknown}")
     classes = tuple(classes)

@@ -252,10 +252,14 @@ def _groups(ds) -> dict[str, dict]:
 
 
 def test_training_loader_reads_the_export(store, library, scored, tmp_path):
+    from cxrlt_desktop.export.feedback import MEASUREMENT_COLUMNS
     from engine.imageio import read_source
     from engine.preprocess import task1_grey
+    from training.data import MEASUREMENT_COLUMNS as KNOWN_TO_TRAINING
     from training.data import CXRDataset, find_images, read_labels_csv
 
+    # training never imports the app: the export's extra columns are named on both sides
+    assert KNOWN_TO_TRAINING == MEASUREMENT_COLUMNS
     res = export_feedback(store, tmp_path / "out", copy_images=True)
     table = read_labels_csv(res.labels_csv)
     assert table.problems == []

@@ -19,9 +19,12 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from sqlalchemy import select
 
 from cxrlt_desktop.export import NOTE_WITHHELD, ExportError, export_feedback, inside
 from cxrlt_desktop.library.reviews import set_verdict
+from cxrlt_desktop.library.scanning import scan
+from cxrlt_desktop.store.models import Image
 
 from .conftest import _pixels, insert_prediction, probs_with, scan_folder
 
@@ -256,7 +259,7 @@ def test_cli_allow_burned_in(store, burned, tmp_path, monkeypatch, capsys):
 # header values as file names
 
 
-BAD_UIDS = ["../../x", "/tmp/abs", "1.2.3/../..", "1." + "2" * 63]  # the last: 65 characters
+BAD_UIDS = ["../../x", "/tmp/abs", "1.2.3/../.."]
 
 
 def test_header_uids_never_write_outside_the_export(store, tmp_path):
@@ -272,15 +275,24 @@ def test_header_uids_never_write_outside_the_export(store, tmp_path):
     for p in paths:
         set_verdict(store, ids[p.resolve()], "Hernia", "present", reviewer="Dr One")
     out = tmp_path / "deep" / "export"
+    # A UID over 64 characters never reaches the export: the scan refuses the file, naming it.
+    over = _write(tmp_path / "deep" / "long" / "b.dcm", 9, SOPInstanceUID="1." + "2" * 63)
+    for _ in scan(store, [over.parent]):
+        pass
+    with store.session() as s:
+        refused = s.scalars(select(Image).where(Image.path == str(over))).one()
+    assert not refused.usable
+    assert refused.reason == "SOPInstanceUID has 65 characters (DICOM allows at most 64)"
     before = {p for p in tmp_path.rglob("*")}
     res = export_feedback(store, out, include_phi=True, copy_images=True, sr=True)
-    assert res.n_images_copied == 4 and res.n_sr == 4, res.problems
+    assert res.n_images_copied == res.n_sr == len(BAD_UIDS), res.problems
     created = {p for p in tmp_path.rglob("*")} - before
     assert created and all(p == out or out in p.parents for p in created), created
     assert not Path("/tmp/abs.png").exists() and not Path("/tmp/abs.dcm").exists()
     for name in ("images", "sr"):
         stems = {p.stem.removesuffix("_review") for p in (out / name).iterdir()}
-        assert len(stems) == 4 and all(re.fullmatch(r"[0-9a-f]{16}", s) for s in stems), stems
+        assert len(stems) == len(BAD_UIDS), stems
+        assert all(re.fullmatch(r"[0-9a-f]{16}", s) for s in stems), stems
     with open(res.labels_csv, newline="") as f:
         image_ids = {r["ImageID"] for r in csv.DictReader(f)}
     assert image_ids == {p.stem for p in (out / "images").iterdir()}

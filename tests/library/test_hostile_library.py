@@ -114,4 +114,6 @@ def test_hostile_folder_scans_scores_and_exports(tmp_path, csra_ckpt):
     assert len(rows) == len(scored)
     pngs = sorted((out_dir / "images").glob("*.png"))
     assert len(pngs) == len(scored)
-    assert len(list((out_dir / "sr").glob("*.dcm"))) == len(scored)
+    # two SR documents per reviewed image: the AI result and the radiologist's review
+    assert len(list((out_dir / "sr").glob("*_ai.dcm"))) == len(scored)
+    assert len(list((out_dir / "sr").glob("*_review.dcm"))) == len(scored)
