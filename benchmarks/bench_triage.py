@@ -1,4 +1,4 @@
-"""Progressive triage against paper-only scoring, side by side in one run (issue 16).
+"""Progressive triage against paper-only scoring, side by side in one run.
 
 A folder of demo phantoms (2k x 2k DICOMs with drawn findings), convnextv2_base CSRA + MLP with
 random weights and a random ViT-L-14 CLIP, on the CPU, scored in one process by the engine:

@@ -230,7 +230,7 @@ def test_get_retrieves_pixel_identical_radiographs_into_the_library(
 
 
 def test_get_by_move_goes_through_cxrlt_listen(tmp_path, capsys, originals, listen):
-    """C-MOVE: Orthanc pushes the study to a running ``cxrlt listen`` (H7's receiver), which
+    """C-MOVE: Orthanc pushes the study to a running ``cxrlt listen`` (the DICOM node's receiver), which
     files it into its inbox and library."""
     lst = listen()
     o = start_orthanc(tmp_path / "orthanc", {"cxrlt": ("CXRLT", lst.port)})

@@ -319,7 +319,7 @@ def _sct_dictionary() -> dict[str, set[str]]:
 def test_codes_are_standard_where_the_table_says_so(store, scored):
     sct = _sct_dictionary()
     table = finding_codes()
-    # the codes issue 14 names, from outside the table
+    # the codes the conformance requirements name, from outside the table
     named = {
         "Pneumothorax": "36118008",
         "pleural effusion": "60046008",
