@@ -48,13 +48,18 @@ def _hook(event, args):
     if not event.startswith("socket."):
         return
     bad = None
-    if event == "socket.__new__" and args[1] != socket.AF_UNIX:
-        bad = f"socket family {args[1]}"
-    elif event in _LOOKUPS:
+    # Creating a socket sends nothing (urllib3, imported by pydicom through requests, probes
+    # IPv6 by binding a socket to ::1 at import): what is refused is every lookup, every
+    # connect or send to an address, and every bind other than to the loopback.
+    if event in _LOOKUPS:
         bad = f"{event} {args[:2]!r}"
     elif event in ("socket.connect", "socket.sendto", "socket.sendmsg", "socket.bind"):
-        if not isinstance(args[1], str | bytes):  # AF_UNIX addresses are paths
-            bad = f"{event} {args[1]!r}"
+        addr = args[1]
+        loopback_bind = (
+            event == "socket.bind" and isinstance(addr, tuple) and addr[0] in ("::1", "127.0.0.1")
+        )
+        if not isinstance(addr, str | bytes) and not loopback_bind:  # AF_UNIX: paths
+            bad = f"{event} {addr!r}"
     if bad:
         _record(f"BLOCKED {bad} in {sys.argv[:3]!r}")
         raise OSError(f"network blocked by the test: {bad}")

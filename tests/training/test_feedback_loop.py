@@ -148,7 +148,7 @@ def test_verdicts_export_train_score_eval_calibrate(tmp_path, monkeypatch, capsy
         )
     pngs = sorted((exp / "images").glob("*.png"))
     assert [p.stem for p in pngs] == sorted(r["ImageID"] for r in label_rows)
-    assert len(list((exp / "sr").glob("*.dcm"))) == len(paths)
+    assert len(list((exp / "sr").glob("*_ai.dcm"))) == len(paths)  # plus one review SR each
     everything = b"".join(p.read_bytes() for p in exp.rglob("*") if p.is_file())
     for pid, name, acc in PATIENTS:
         for phi in (pid, name, acc, *name.split("^")):
