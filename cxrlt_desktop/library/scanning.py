@@ -249,6 +249,19 @@ def _shortened_fields(meta: dict[str, Any]) -> list[str]:
     return out
 
 
+# The image columns a KnownFile is built from, in its field order (after the path).
+_KNOWN_FILE_COLUMNS = (
+    Image.id,
+    Image.path,
+    Image.size,
+    Image.mtime,
+    Image.version,
+    Image.missing,
+    Image.series_id,
+    Image.sop_uid,
+)
+
+
 def _chunks(items: list, n: int = _IN_CHUNK) -> Iterator[list]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
@@ -284,16 +297,7 @@ def _load_known(
     known = {
         p: KnownFile(iid, size, mtime, version, missing, series_id, sop)
         for iid, p, size, mtime, version, missing, series_id, sop in s.execute(
-            select(
-                Image.id,
-                Image.path,
-                Image.size,
-                Image.mtime,
-                Image.version,
-                Image.missing,
-                Image.series_id,
-                Image.sop_uid,
-            )
+            select(*_KNOWN_FILE_COLUMNS)
         )
         if _under(p, roots)
     }
@@ -958,16 +962,7 @@ def _known_at(
     dups: dict[str, KnownDuplicate] = {}
     for chunk in _chunks(paths):
         for iid, p, size, mtime, version, missing, series_id, sop in s.execute(
-            select(
-                Image.id,
-                Image.path,
-                Image.size,
-                Image.mtime,
-                Image.version,
-                Image.missing,
-                Image.series_id,
-                Image.sop_uid,
-            ).where(Image.path.in_(chunk))
+            select(*_KNOWN_FILE_COLUMNS).where(Image.path.in_(chunk))
         ):
             known[p] = KnownFile(iid, size, mtime, version, missing, series_id, sop)
         for did, p, size, mtime, missing in s.execute(
