@@ -1,8 +1,8 @@
 """Fetching priors and sending results in the background (a superqt worker in the "pacs" lane).
 
 Signals: ``progress(done, total, text)``, ``finished(kind, text, problems)`` with ``kind``
-"fetch", "send" or "retry" (also after an error or a cancel: the text says so),
-``runningChanged(bool)``. One piece of work at a time; :meth:`cancel` stops it at its next check
+"fetch", "send" or "retry" (also after an error or a cancel: the text says so), emitted once
+the runner is idle again, and ``runningChanged(bool)``. One piece of work at a time; :meth:`cancel` stops it at its next check
 (between objects), keeping what was already retrieved or sent.
 """
 
@@ -90,8 +90,9 @@ class PacsRunner(QObject):
         self.store = store
         self._settings = settings_getter
         self.lane = Lane("pacs", parent=self)
-        self.lane.idle.connect(lambda: self.runningChanged.emit(False))
+        self.lane.idle.connect(self._on_idle)
         self._kind: str | None = None
+        self._outcome: tuple[str, list] | None = None
 
     @property
     def running(self) -> bool:
@@ -126,6 +127,7 @@ class PacsRunner(QObject):
         if self.lane.busy:
             return False
         self._kind = kind
+        self._outcome = None
         self.lane.run(
             func,
             self.store,
@@ -143,14 +145,20 @@ class PacsRunner(QObject):
 
     def _on_returned(self, result) -> None:  # noqa: ANN001
         text, problems = result if result else ("", [])
-        self.finished.emit(self._kind or "", text, problems)
+        self._outcome = (text, list(problems))
 
     def _on_errored(self, exc: BaseException) -> None:
         what = {"fetch": "Fetching priors", "send": "Sending results", "retry": "Retrying"}
         line = " ".join(str(exc).split()) or type(exc).__name__
-        self.finished.emit(
-            self._kind or "", f"{what.get(self._kind or '', 'PACS')} failed: {line}", []
-        )
+        self._outcome = (f"{what.get(self._kind or '', 'PACS')} failed: {line}", [])
+
+    def _on_idle(self) -> None:
+        """``finished`` goes out once the lane is idle, so a slot (or a click) reacting to it
+        finds the runner ready for the next piece of work."""
+        text, problems = self._outcome or ("", [])
+        self._outcome = None
+        self.runningChanged.emit(False)
+        self.finished.emit(self._kind or "", text, problems)
 
 
 __all__ = ["PacsRunner"]

@@ -93,4 +93,3 @@ def test_priors_dock_lists_fetches_and_sends(
     qtbot.waitUntil(lambda: dock.send_button.isEnabled(), timeout=30_000)
     dock.resize(900, 420)
     dock.grab().save(str(tmp_path / "priors_dock.png"))
-    shutil.copy(tmp_path / "priors_dock.png", "/tmp/h8-priors-dock.png")
