@@ -17,6 +17,7 @@ Layout (every key optional)::
 
     [engine]
     mode = "paper"                              # paper | fast
+    policy = "auto"                             # auto | progressive | paper | fast (see below)
     device = "auto"                             # auto | cpu | cuda
     precision = "bf16"                          # fp32 | bf16 | fp16; absent = bf16 GPU, fp32 CPU
     batch_size = 8
@@ -69,6 +70,10 @@ import tomli_w
 from engine.smallfiles import MAX_TEXT_BYTES, SmallFileError, read_small_text
 
 MODES = ("paper", "fast")
+# How this workstation scores: "progressive" (a fast pass over every image, then the paper pass in
+# triage order), "paper" or "fast" alone; "auto": "fast" when mode is fast, else progressive on a
+# CPU and paper on a GPU (cxrlt_desktop.library.progressive.default_policy).
+POLICY_CHOICES = ("auto", "progressive", "paper", "fast")
 SCORING_LOCATIONS = ("workstation", "workers")
 DICOM_NODE_DEFAULTS: dict[str, Any] = {
     "enabled": False,
@@ -117,6 +122,7 @@ class Settings:
     prompts: Path | None = None
     calibration: Path | None = None
     mode: str = "paper"
+    policy: str = "auto"
     device: str = "auto"
     precision: str | None = None
     batch_size: int = 8
@@ -141,7 +147,7 @@ class Settings:
         "prompts",
         "calibration",
     )
-    _ENGINE = ("mode", "device", "precision", "batch_size", "normal_alpha")
+    _ENGINE = ("mode", "policy", "device", "precision", "batch_size", "normal_alpha")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str | None = None) -> Settings:
@@ -204,7 +210,11 @@ class Settings:
             table = {}
             for k in keys:
                 v = flat[k]
-                if v is None or (k == "task1_checkpoints" and not v):
+                if (
+                    v is None
+                    or (k == "task1_checkpoints" and not v)
+                    or (k, v) == ("policy", "auto")
+                ):
                     continue
                 table[k] = (
                     [str(p) for p in v]
@@ -281,6 +291,13 @@ class Settings:
         os.replace(tmp, p)
         return p
 
+    def requested_policy(self) -> str | None:
+        """The scoring policy the settings ask for; None: by the device (progressive on a CPU,
+        paper on a GPU)."""
+        if self.policy != "auto":
+            return self.policy
+        return "fast" if self.mode == "fast" else None
+
     def engine_config(self, **overrides: Any):  # noqa: ANN201 - engine imported lazily
         """An ``engine.predictor.EngineConfig`` from these settings (``overrides`` win)."""
         from cxrlt_desktop.paths import cache_dir
@@ -301,6 +318,8 @@ class Settings:
             "batch_size": self.batch_size,
             "calibration": self.calibration,
         }
+        if self.policy != "auto":  # the policy decides the main pass's mode
+            kwargs["mode"] = "fast" if self.policy == "fast" else "paper"
         kwargs.update(overrides)
         names = {f.name for f in fields(EngineConfig)}
         return EngineConfig(**{k: v for k, v in kwargs.items() if k in names})
@@ -557,6 +576,7 @@ _VALIDATORS: dict[str, Any] = {
     "prompts": _path,
     "calibration": _path,
     "mode": _choice(MODES),
+    "policy": _choice(POLICY_CHOICES),
     "device": _choice(DEVICES),
     "precision": _choice(PRECISIONS),
     "batch_size": _number(1, 4096, integer=True),

@@ -76,21 +76,15 @@ def run(args: argparse.Namespace) -> int:
         cleared = retry_failed(store)
         print(f"score-library: {cleared} failed image(s) will be tried again", file=sys.stderr)
 
-    from dataclasses import replace
-
-    from cxrlt_desktop.library.progressive import default_policy, score_progressive
+    from cxrlt_desktop.library.progressive import load_predictors, score_progressive
     from engine.checkpoints import CheckpointError
-    from engine.predictor import EngineError, Predictor
+    from engine.predictor import EngineError
     from engine.zeroshot import ZeroShotError
 
-    fast_predictor = None
     try:
-        policy = args.policy or ("fast" if config.mode == "fast" else None)
-        predictor = Predictor(replace(config, mode="fast" if policy == "fast" else "paper"))
-        policy = policy or default_policy(predictor.device.type)
-        if policy == "progressive":
-            # the provisional pass: bf16 backbone where the CPU has bf16 hardware
-            fast_predictor = Predictor(replace(config, mode="fast", backbone_precision="auto"))
+        predictor, fast_predictor, policy = load_predictors(
+            config, args.policy or settings.requested_policy()
+        )
     except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
         print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
         store.close()

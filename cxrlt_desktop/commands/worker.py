@@ -93,11 +93,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
         return 2
 
-    from dataclasses import replace
-
-    from cxrlt_desktop.library.progressive import default_policy, score_progressive
+    from cxrlt_desktop.library.progressive import load_predictors, score_progressive
     from engine.checkpoints import CheckpointError
-    from engine.predictor import EngineError, Predictor
+    from engine.predictor import EngineError
     from engine.zeroshot import ZeroShotError
 
     if args.policy == "progressive" and args.follow:
@@ -108,13 +106,11 @@ def run(args: argparse.Namespace) -> int:
         )
         store.close()
         return 2
-    fast_predictor = None
+    policy = args.policy or settings.requested_policy()
+    if args.follow and policy in (None, "progressive"):
+        policy = "paper"  # a following worker serves the queue; progressive is one folder's run
     try:
-        policy = args.policy or ("fast" if config.mode == "fast" else None)
-        predictor = Predictor(replace(config, mode="fast" if policy == "fast" else "paper"))
-        policy = policy or ("paper" if args.follow else default_policy(predictor.device.type))
-        if policy == "progressive":
-            fast_predictor = Predictor(replace(config, mode="fast", backbone_precision="auto"))
+        predictor, fast_predictor, policy = load_predictors(config, policy)
     except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
         print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
         store.close()

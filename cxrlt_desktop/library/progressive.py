@@ -50,6 +50,35 @@ def default_policy(device_type: str) -> str:
     return "paper" if device_type == "cuda" else "progressive"
 
 
+def fast_pass_config(config: Any) -> Any:
+    """The provisional pass's ``EngineConfig``: fast mode, and a bf16 backbone where the CPU
+    has bf16 hardware (its result is replaced by the paper pass, so it need not meet the fp32
+    agreement bound)."""
+    from dataclasses import replace
+
+    return replace(config, mode="fast", backbone_precision="auto")
+
+
+def load_predictors(config: Any, policy: str | None = None) -> tuple[Any, Any, str]:
+    """The predictors a policy needs: ``(predictor, fast_predictor, policy)``. ``predictor``
+    runs the policy's main pass (paper mode, or fast mode for the "fast" policy);
+    ``fast_predictor`` is the provisional pass of the "progressive" policy, else None.
+    ``policy`` None: "fast" when ``config.mode`` is fast, else :func:`default_policy` of the
+    device the predictor runs on."""
+    from dataclasses import replace
+
+    from engine.predictor import Predictor
+
+    if policy is None and config.mode == "fast":
+        policy = "fast"
+    if policy is not None:
+        check_policy(policy)
+    predictor = Predictor(replace(config, mode="fast" if policy == "fast" else "paper"))
+    policy = policy or default_policy(predictor.device.type)
+    fast = Predictor(fast_pass_config(config)) if policy == "progressive" else None
+    return predictor, fast, policy
+
+
 def check_policy(policy: str) -> str:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
@@ -238,6 +267,8 @@ __all__ = [
     "UNRANKED_PRIORITY",
     "check_policy",
     "default_policy",
+    "fast_pass_config",
+    "load_predictors",
     "is_provisional_prediction",
     "pair_model_sets",
     "paper_sets_of",

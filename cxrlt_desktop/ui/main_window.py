@@ -109,7 +109,7 @@ class MainWindow(QMainWindow):
             predictor_factory = None  # the department's workers score: no model loaded here
         elif predictor_factory is None and settings_have_models(settings):
             predictor_factory = settings_predictor_factory(settings, self._engine_overrides)
-        self.predictors = PredictorCache(predictor_factory)
+        self.predictors = PredictorCache(predictor_factory, settings.requested_policy())
         self.jobs = BackgroundJobs(store, self.predictors, self, thresholds=settings.thresholds)
         self.retriage = RetriageRunner(
             store, lambda: self.settings.thresholds, self.jobs.is_running, self
@@ -476,6 +476,8 @@ class MainWindow(QMainWindow):
         """The model status in the status bar; the DEMO banner and title when demo models are
         configured or loaded."""
         text = model_status_text(self.settings, predictor, self.predictors.configured)
+        if predictor is not None and self.predictors.policy_for(predictor) == "progressive":
+            text += " | progressive (fast pass first)"
         if self._workers_mode:
             text = "Models: scored by the department's workers"
         self.status_bar.model_status.setText(text)
@@ -522,6 +524,7 @@ class MainWindow(QMainWindow):
                     ),
                 },
             )
+        self.predictors.set_policy(new.requested_policy())
         if new.scoring != "workers" and settings_have_models(new):
             self.predictors.put(
                 dlg.loaded_predictor, settings_predictor_factory(new, self._engine_overrides)

@@ -219,6 +219,21 @@ class SettingsDialog(QDialog):
             "paper: both models x 6 views, normal gating, CLIP. fast: CSRA model, one view."
         )
         form.addRow("Mode", self.mode)
+        self.policy = QComboBox()
+        self.policy.setObjectName("scoringPolicy")
+        for text, value in (
+            ("auto (progressive on a CPU, paper on a GPU)", "auto"),
+            ("progressive: fast pass first, then paper", "progressive"),
+            ("paper only", "paper"),
+            ("fast only", "fast"),
+        ):
+            self.policy.addItem(text, value)
+        self.policy.setToolTip(
+            "progressive: every image gets a provisional fast score within seconds, then the "
+            "paper's method replaces it, most suspicious images first. paper: the paper's method "
+            "only (a GPU is fast enough). fast: the fast pass only, never refined."
+        )
+        form.addRow("Scoring policy", self.policy)
         self.precision = QComboBox()
         self.precision.addItems(["auto", "fp32", "bf16", "fp16"])
         self.precision.setToolTip("auto: bf16 on a GPU, fp32 on the CPU")
@@ -369,6 +384,7 @@ class SettingsDialog(QDialog):
         self.calibration.setText(str(s.calibration or ""))
         self.device.setCurrentText(s.device)
         self.mode.setCurrentText(s.mode)
+        self.policy.setCurrentIndex(max(self.policy.findData(s.policy), 0))
         self.precision.setCurrentText(s.precision or "auto")
         self.batch_size.setValue(int(s.batch_size))
         self.normal_alpha.setValue(float(s.normal_alpha))
@@ -432,6 +448,7 @@ class SettingsDialog(QDialog):
         doc["models"] = models
         engine: dict[str, Any] = {
             "mode": self.mode.currentText(),
+            "policy": self.policy.currentData(),
             "device": self.device.currentText(),
             "batch_size": self.batch_size.value(),
             "normal_alpha": round(self.normal_alpha.value(), 4),

@@ -43,7 +43,7 @@ def progress_text(p: Progress) -> str:
         return f"Scanning: {p.done} files{rate}"
     if p.phase == "load":
         return "Loading models..."
-    parts = [f"Scoring {p.done}/{p.total}"]
+    parts = [f"{p.text or 'Scoring'} {p.done}/{p.total}"]
     if p.rate:
         parts.append(f"{p.rate:.2f} images/s")
     eta = format_eta(p.eta)

@@ -84,11 +84,54 @@ class PredictorCache:
         seconds, and the GUI thread may swap the factory meanwhile).
     """
 
-    def __init__(self, factory: Callable[[], Any] | None) -> None:
+    def __init__(self, factory: Callable[[], Any] | None, policy: str | None = None) -> None:
         self._factory = factory
         self._predictor: Any = None
+        self._fast: tuple[Any, Any] | None = None  # (paper predictor, its fast pass)
+        self._policy = policy
         self._generation = 0
         self._lock = threading.Lock()
+
+    @property
+    def policy(self) -> str | None:
+        """The scoring policy asked for (None: by the device, see :meth:`policy_for`)."""
+        return self._policy
+
+    def set_policy(self, policy: str | None) -> None:
+        with self._lock:
+            self._policy = policy
+            self._fast = None
+
+    def policy_for(self, predictor: Any) -> str:
+        """The policy this workstation scores ``predictor``'s images with: the one asked for,
+        else "fast" for a fast-mode predictor, else progressive on a CPU, paper on a GPU."""
+        from cxrlt_desktop.library.progressive import default_policy
+
+        if self._policy is not None:
+            return self._policy
+        if predictor.config.mode == "fast":
+            return "fast"
+        return default_policy(predictor.device.type)
+
+    def fast_pass(self, predictor: Any) -> Any:
+        """The provisional pass's predictor (fast mode, bf16 backbone where the CPU has bf16
+        hardware) when the policy for ``predictor`` is progressive, else None; built once per
+        predictor (seconds: call it off the GUI thread)."""
+        if predictor.config.mode == "fast" or self.policy_for(predictor) != "progressive":
+            return None
+        with self._lock:
+            if self._fast is not None and self._fast[0] is predictor:
+                return self._fast[1]
+        from cxrlt_desktop.library.progressive import fast_pass_config
+        from engine.predictor import Predictor
+
+        gc.freeze()
+        fast = Predictor(fast_pass_config(predictor.config))
+        gc.freeze()
+        with self._lock:
+            if self._predictor is predictor:
+                self._fast = (predictor, fast)
+        return fast
 
     @property
     def configured(self) -> bool:
@@ -98,6 +141,7 @@ class PredictorCache:
         with self._lock:
             self._factory = factory
             self._predictor = None
+            self._fast = None
             self._generation += 1
 
     def loaded(self) -> Any:
@@ -126,6 +170,7 @@ class PredictorCache:
     def clear(self) -> None:
         with self._lock:
             self._predictor = None
+            self._fast = None
             self._generation += 1
 
     def put(self, predictor: Any, factory: Callable[[], Any] | None) -> None:
@@ -133,12 +178,22 @@ class PredictorCache:
         with self._lock:
             self._factory = factory
             self._predictor = predictor
+            self._fast = None
             self._generation += 1
 
 
 @dataclass
 class LoadingModels:
     """Yielded by :func:`run_job` before the models load (that takes seconds)."""
+
+
+@dataclass
+class PassProgress:
+    """Yielded by :func:`run_job` in a progressive run: which pass ("fast" or "paper") a
+    :class:`~cxrlt_desktop.library.ScoreProgress` record belongs to."""
+
+    name: str
+    progress: ScoreProgress
 
 
 @dataclass
@@ -165,11 +220,26 @@ def run_job(
         yield LoadingModels()
         _leave_a_core_for_the_gui()
         predictor = predictors.get()
+        fast = predictors.fast_pass(predictor)
         yield ModelsLoaded(predictor)
-        if not should_stop():  # closed or cancelled while the models were loading
+        if should_stop():  # closed or cancelled while the models were loading
+            return True
+        if fast is None:
             yield from score_library(
                 store, predictor, should_stop=should_stop, thresholds=thresholds
             )
+        else:  # progressive: every image ordered by the fast pass, then the paper pass
+            from cxrlt_desktop.library.progressive import score_progressive
+
+            for name, prog in score_progressive(
+                store,
+                fast,
+                predictor,
+                should_stop=should_stop,
+                thresholds=thresholds,
+                batch_size=predictor.config.batch_size,
+            ):
+                yield PassProgress(name, prog)
     return should_stop()
 
 
@@ -187,6 +257,10 @@ def _leave_a_core_for_the_gui() -> None:
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+# The status bar's word for each pass of a progressive run.
+PASS_TEXT = {"fast": "Fast pass (provisional)", "paper": "Paper pass"}
 
 
 @dataclass
@@ -296,6 +370,8 @@ class BackgroundJobs(QObject):
             self._on_scan_progress(rec)
         elif isinstance(rec, ScoreProgress):
             self._on_score_progress(rec)
+        elif isinstance(rec, PassProgress):
+            self._on_score_progress(rec.progress, rec.name)
         elif isinstance(rec, LoadingModels):
             self.progress.emit(Progress("load", 0, 0, text="Loading models..."))
         elif isinstance(rec, ModelsLoaded):
@@ -328,7 +404,7 @@ class BackgroundJobs(QObject):
         if rec.done:  # the last record of a scan that was not stopped
             self.scanFinished.emit(rec.seen)
 
-    def _on_score_progress(self, rec: ScoreProgress) -> None:
+    def _on_score_progress(self, rec: ScoreProgress, pass_name: str | None = None) -> None:
         job = self._job
         for path, reason in rec.last_errors:
             self._report(Problem(path, reason, "score"))
@@ -342,7 +418,7 @@ class BackgroundJobs(QObject):
                 failed=failed,
                 rate=_finite(rec.rate),
                 eta=_finite(rec.eta),
-                text="Scoring",
+                text=PASS_TEXT.get(pass_name, "Scoring"),
             )
         )
         if done != job.last_done:
@@ -385,6 +461,7 @@ __all__ = [
     "JobResult",
     "LoadingModels",
     "ModelsLoaded",
+    "PassProgress",
     "PredictorCache",
     "Problem",
     "Progress",

@@ -169,3 +169,30 @@ def test_bad_department_keys_named(doc, message):
 def test_path_map_rewrites_whole_prefixes(path, expected):
     s = Settings.from_dict({"paths": {"/mnt/cache/": "//srv/cache", "/mnt/cache/deep": "/fast"}})
     assert s.map_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    "policy, mode, requested, engine_mode",
+    [
+        ("auto", "paper", None, "paper"),  # by the device: progressive on a CPU, paper on a GPU
+        ("auto", "fast", "fast", "fast"),
+        ("progressive", "fast", "progressive", "paper"),  # the main pass is the paper one
+        ("paper", "paper", "paper", "paper"),
+        ("fast", "paper", "fast", "fast"),
+    ],
+)
+def test_scoring_policy(tmp_path, policy, mode, requested, engine_mode):
+    p = tmp_path / "s.toml"
+    p.write_text(f'[engine]\nmode = "{mode}"\npolicy = "{policy}"\n')
+    s = Settings.load(p)
+    assert s.policy == policy and s.requested_policy() == requested
+    assert s.engine_config().mode == engine_mode
+    assert Settings.load(s.save(tmp_path / "again.toml")) == s
+    assert ("policy" in (tmp_path / "again.toml").read_text()) == (policy != "auto")
+
+
+def test_bad_scoring_policy_named(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('[engine]\npolicy = "eventually"\n')
+    with pytest.raises(SettingsError, match="engine.policy"):
+        Settings.load(p)

@@ -1,9 +1,10 @@
 """Provisional (fast-pass) scores are marked in the GUI: italics and a tooltip in the worklist,
 a notice in the findings panel; gone once the image shows a final score.
 
-A real window scores a phantom study with the test models; its model set is then paired as the
-fast pass of another (paper) model set, which makes the shown scores provisional (what the
-progressive policy's fast pass leaves), and unpaired again.
+A real window scores a phantom study with the test models (on the CPU: progressive, so the shown
+score is the paper pass's); the shown score's model set is then paired as the fast pass of
+another (paper) model set, which makes the shown scores provisional (what the progressive policy's
+fast pass leaves), and every pair is removed again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import delete, select
 
 def test_provisional_scores_in_italics_and_noticed(qtbot, make_scored_window, store):
     from cxrlt_desktop.library import progressive
-    from cxrlt_desktop.store.models import ModelSet, Prediction
+    from cxrlt_desktop.store.models import Image, ModelSet, Prediction
     from cxrlt_desktop.store.tables_progressive import ModelSetPair
     from cxrlt_desktop.ui.worklist_model import COLUMNS, PROVISIONAL_NOTE
 
@@ -41,7 +42,11 @@ def test_provisional_scores_in_italics_and_noticed(qtbot, make_scored_window, st
     assert not italic() and not window.findings.notice.isVisible()
 
     def pair(s):
-        scored = s.scalar(select(Prediction.model_set_id).limit(1))
+        scored = s.scalar(
+            select(Prediction.model_set_id).join(
+                Image, Image.current_prediction_id == Prediction.id
+            )
+        )
         paper = ModelSet(key=secrets.token_hex(32), description={"settings": {"mode": "paper"}})
         s.add(paper)
         s.flush()
