@@ -220,7 +220,7 @@ def run_job(
         yield LoadingModels()
         _leave_a_core_for_the_gui()
         predictor = predictors.get()
-        fast = predictors.fast_pass(predictor)
+        fast = None if should_stop() else predictors.fast_pass(predictor)
         yield ModelsLoaded(predictor)
         if should_stop():  # closed or cancelled while the models were loading
             return True
