@@ -4,8 +4,11 @@ An export is a folder holding
 
 - ``labels.csv``: the CXR-LT training format (``ImageID``, ``StudyDate_DICOM``, ``PatientID``,
   then the 30 Task 1 and the 6 zero-shot classes of :data:`engine.classes.ALL_CLASSES`); a cell
-  is ``1`` (verdict present), ``0`` (verdict absent) or empty (not reviewed or uncertain). Only
-  images with at least one verdict appear; the model's scores never do.
+  is ``1`` (verdict present), ``0`` (verdict absent) or empty (not reviewed or uncertain),
+  then the reader's measurements (:data:`MEASUREMENT_COLUMNS`). Only images with at least one
+  verdict or one measurement appear: an image measured but not reviewed has every class cell
+  empty ("not reviewed", unknown to training) and its measurement cells. The model's scores
+  never appear.
 - ``disagreements.csv``: one row per finding whose verdict contradicts the model at its
   operating threshold (present while p < t, absent while p >= t; the threshold of the
   prediction's model set, see :func:`.sr.effective_thresholds`), largest ``|p - t|`` first.
@@ -154,9 +157,11 @@ class ExportResult:
     files : list of Path
         Every file written, in the order written.
     n_images : int
-        Reviewed images (rows of labels.csv).
+        Reviewed images (rows of labels.csv with a verdict).
+    n_measured_only : int
+        Images measured but not reviewed (rows of labels.csv without a verdict).
     n_patients : int
-        Distinct patients among them.
+        Distinct patients among the rows of labels.csv.
     n_positive, n_negative : int
         Label cells set to 1 and to 0.
     n_uncertain : int
@@ -188,6 +193,7 @@ class ExportResult:
     out_dir: Path
     files: list[Path] = field(default_factory=list)
     n_images: int = 0
+    n_measured_only: int = 0
     n_patients: int = 0
     n_positive: int = 0
     n_negative: int = 0
@@ -312,7 +318,8 @@ class _ExportRun:
         self.reviewer_names = reviewer_identifiers(
             {v.reviewer for rec in images for v in rec.verdicts.values()}
         )
-        self.result.n_images = len(exported)
+        self.result.n_measured_only = sum(1 for e in exported if not e.rec.verdicts)
+        self.result.n_images = len(exported) - self.result.n_measured_only
         self.result.n_patients = len({e.rec.patient_key for e in exported})
         return exported
 
@@ -656,7 +663,7 @@ def iter_export(
         yield ExportProgress("read", 0, 1, "reading verdicts from the database")
         snap = _read(store)
         run.check_stop()
-        yield ExportProgress("read", 1, 1, f"{len(snap.images)} reviewed images")
+        yield ExportProgress("read", 1, 1, f"{len(snap.images)} reviewed or measured images")
         exported = run.identities(snap.images)
         models = run.models_used(exported, snap, demo)
         if copy_images:

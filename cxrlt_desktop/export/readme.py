@@ -46,6 +46,8 @@ def readme_text(
     from cxrlt_desktop import __version__
 
     o = result.options
+    n = result.n_measured_only
+    measured_only = f" and {n} measured, not reviewed" if n else ""
     lines = []
     if result.demo:
         lines += [
@@ -67,10 +69,13 @@ def readme_text(
         f"  DEMO models ........ {'yes' if result.demo else 'no'}",
         "",
         "Contents",
-        f"  {LABELS_CSV}: {result.n_images} reviewed images of {result.n_patients} patients; "
+        f"  {LABELS_CSV}: {result.n_images} reviewed images{measured_only} of {result.n_patients} patients; "
         f"{result.n_positive} present, {result.n_negative} absent, {result.n_uncertain} uncertain (empty cells).",
         "    CXR-LT format: ImageID, StudyDate_DICOM, PatientID, then 36 class columns;",
         "    1 = present, 0 = absent, empty = not reviewed or uncertain. Radiologist verdicts only.",
+        "    Then the measurements: Cobb_angle_deg, Cardiothoracic_ratio (the latest of each) and",
+        "    Measurements (all, with units). An image measured but not reviewed has every class",
+        "    cell empty: training reads it as unknown for every class.",
         f"  {DISAGREEMENTS_CSV}: {result.n_disagreements} findings where the verdict disagrees with the model",
         "    at its operating threshold (present while p < t, absent while p >= t), largest |p - t| first.",
     ]

@@ -1,7 +1,7 @@
 """What an export reads from the store, as plain typed records.
 
-:func:`read_store` copies the reviewed images, the predictions their verdicts refer to and each
-scoring run's model paths out of the database in one read transaction, so no session is held
+:func:`read_store` copies the reviewed images (and the images measured but not reviewed), the
+predictions their verdicts refer to and each scoring run's model paths out of the database in one read transaction, so no session is held
 while the export writes its files.
 """
 
@@ -50,7 +50,8 @@ class PredictionRecord:
 
 @dataclass
 class ImageRecord:
-    """A reviewed image with what the store knows of its patient, study and series."""
+    """A reviewed (or measured) image with what the store knows of its patient, study and
+    series; ``verdicts`` is empty for an image measured but not reviewed."""
 
     id: int
     path: str
@@ -83,7 +84,7 @@ class ImageRecord:
 class StoreSnapshot(NamedTuple):
     """Everything an export reads from the store."""
 
-    images: list[ImageRecord]  # reviewed images, by id
+    images: list[ImageRecord]  # reviewed or measured images, by id
     predictions: dict[int, PredictionRecord]  # by prediction id
     run_paths: dict[int, list[str]]  # scoring run id -> its model files
 
@@ -94,9 +95,12 @@ def _chunks(seq: list[int], n: int = _IN_CHUNK) -> Iterable[list[int]]:
 
 
 def read_store(store: Any) -> StoreSnapshot:
-    """Reviewed images, the predictions their verdicts refer to, and each run's model paths."""
+    """Reviewed images and images with measurements, the predictions their verdicts refer to,
+    and each run's model paths."""
     with store.session() as s, s.begin():
         verdicts = _read_verdicts(s)
+        for image_id in _measured_image_ids(s):
+            verdicts.setdefault(image_id, {})  # measured, not reviewed: no verdict
         images = _read_images(s, verdicts)
         pred_ids = sorted(
             {v.prediction_id for rec in images for v in rec.verdicts.values() if v.prediction_id}
@@ -107,6 +111,15 @@ def read_store(store: Any) -> StoreSnapshot:
     images.sort(key=lambda r: r.id)
     _attach_measurements(store, images)
     return StoreSnapshot(images, preds, run_paths)
+
+
+def _measured_image_ids(s: Any) -> list[int]:
+    """The images that have at least one measurement."""
+    from sqlalchemy import select
+
+    from cxrlt_desktop.store.tables_measurements import Measurement
+
+    return list(s.scalars(select(Measurement.image_id).distinct()))
 
 
 def _attach_measurements(store: Any, images: list[ImageRecord]) -> None:
@@ -158,7 +171,8 @@ def _read_verdicts(s: Any, image_id: int | None = None) -> dict[int, dict[str, V
 
 
 def _read_images(s: Any, verdicts: dict[int, dict[str, VerdictRecord]]) -> list[ImageRecord]:
-    """The images that have verdicts, with their series, study and patient."""
+    """The images of ``verdicts`` (an empty dict: measured, not reviewed), with their series,
+    study and patient."""
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 

@@ -226,6 +226,20 @@ def measure(kind: str, points: Sequence[Point], cal: Calibration = PIXELS) -> Re
     return Result(kind, v, "ratio", text, {"heart": heart, "thorax": thorax})
 
 
+def moved(kind: str, points: Sequence[Point], index: int, dx: float, dy: float) -> list[Point]:
+    """The points with point ``index`` moved by (dx, dy) image pixels (a keyboard edit). A
+    CTR's widths stay horizontal: a move up or down takes both points of its width along."""
+    pts = _check(kind, points)
+    if not 0 <= index < len(pts):
+        raise MeasurementError(f"a {kind} has no point {index + 1}")
+    x, y = pts[index]
+    pts[index] = (x + dx, y + dy)
+    if kind == "ctr":
+        other = index ^ 1  # the other end of the same width: (0, 1), (2, 3)
+        pts[other] = (pts[other][0], y + dy)
+    return pts
+
+
 __all__ = [
     "FINDING_OF_KIND",
     "KINDS",
@@ -242,4 +256,5 @@ __all__ = [
     "distance",
     "horizontal_width",
     "measure",
+    "moved",
 ]

@@ -1,5 +1,7 @@
 """Measurements stored per image: add, edit, delete, list; each change commits at once and
-leaves an ``audit_event`` (old and new values), like a verdict.
+leaves an ``audit_event`` (old and new values), like a verdict, and is announced to the other
+workstations as a ``"measurement"`` change of the image's study
+(:func:`cxrlt_desktop.store.notify.notify`), so an open viewer of the image redraws it.
 
 The value is computed here from the points and the image's calibration
 (:mod:`.measure_geometry`), never taken from the caller, so what is stored, shown and exported is
@@ -26,7 +28,8 @@ from cxrlt_desktop.library.measure_geometry import (
     measure,
 )
 from cxrlt_desktop.store import Store
-from cxrlt_desktop.store.models import AuditEvent, Image, utcnow
+from cxrlt_desktop.store.models import AuditEvent, Image, Series, utcnow
+from cxrlt_desktop.store.notify import notify
 from cxrlt_desktop.store.tables_measurements import Measurement
 
 
@@ -71,6 +74,16 @@ def _snapshot(m: Measurement) -> dict:
         "unit": m.unit,
         "finding": m.finding,
     }
+
+
+def _announce(s: Session, image_id: int) -> None:
+    """A ``"measurement"`` change of the image's study, sent when the transaction commits."""
+    study_id = s.scalar(
+        select(Series.study_id)
+        .join(Image, Image.series_id == Series.id)
+        .where(Image.id == image_id)
+    )
+    notify(s, "measurement", study_id=study_id)
 
 
 def image_calibration(store: Store, image_id: int) -> Calibration:
@@ -120,6 +133,7 @@ def add_measurement(
                 new=_snapshot(m),
             )
         )
+        _announce(s, image_id)
         return _row(m)
 
     return store.write(work)
@@ -152,6 +166,7 @@ def update_measurement(
                 new=_snapshot(m),
             )
         )
+        _announce(s, m.image_id)
         s.flush()
         return _row(m)
 
@@ -175,6 +190,7 @@ def delete_measurement(store: Store, measurement_id: int, *, reader: str | None 
                 new=None,
             )
         )
+        _announce(s, m.image_id)
         s.delete(m)
         return True
 

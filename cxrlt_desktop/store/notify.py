@@ -42,7 +42,7 @@ POLL_S = 0.5  # SQLite: how often data_version is read
 LISTEN_TIMEOUT_S = 0.5  # PostgreSQL: how long one wait for notifications lasts (stop latency)
 MAX_IDS = 200  # more study ids than this: the payload says "any study"
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
-KINDS = ("verdict", "prediction", "study", "claim", "jobs", "all")
+KINDS = ("verdict", "prediction", "study", "claim", "jobs", "measurement", "all")
 
 # Which kind of change a write to each table is. Tables not listed (audit trail, scoring
 # bookkeeping) announce nothing of their own.
@@ -58,6 +58,7 @@ TABLE_KINDS = {
     "study_claim": "claim",
     "score_job": "jobs",
     "worker": "jobs",
+    "measurement": "measurement",
 }
 
 _PENDING = "cxrlt_notify_pending"  # Connection.info key: {kind: set of study ids | None}

@@ -22,7 +22,7 @@ def build_actions(window: QMainWindow) -> dict[str, QAction]:
     """One QAction per declared action, triggering ``window.<handler>(*args)``; by id.
 
     Actions with an editable key are added to the window, so that their shortcut works
-    wherever the focus is in it.
+    wherever the focus is in it. Actions of a mode start disabled.
     """
     actions: dict[str, QAction] = {}
     for spec in ALL_ACTIONS:
@@ -32,6 +32,7 @@ def build_actions(window: QMainWindow) -> dict[str, QAction]:
         act.triggered.connect(lambda _=False, h=handler, a=spec.args: h(*a))
         if spec.standard_key:
             act.setShortcut(getattr(QKeySequence.StandardKey, spec.standard_key))
+        act.setEnabled(not spec.mode)  # an action of a mode waits for the mode (.measure_keys)
         if spec.default:
             window.addAction(act)
         actions[spec.id] = act

@@ -411,12 +411,14 @@ class MainWindow(QMainWindow):
         self._last_live.start()
         if self._closing or not batch:
             return
-        if batch.kinds - {"jobs", "claim"}:  # verdicts, scores, studies (and "all")
+        if batch.kinds - {"jobs", "claim", "measurement"}:  # verdicts, scores, studies, "all"
             self.refresh_worklist()  # the open study's new predictions follow it
         elif "claim" in batch.kinds:
             self._refresh_readers()
         if batch.touches(self.claim.study_id, "verdict"):
             self._refresh_open_image()
+        if batch.touches(self.claim.study_id, "measurement"):
+            self.reading.refresh_measurements()
         if batch.kinds & {"jobs", "all"} and self.queue.active:
             self.queue.poll()
 

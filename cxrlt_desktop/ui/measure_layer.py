@@ -9,6 +9,12 @@ Tools: choose one (View menu, keys), then click its points on the image: distanc
 (the vertex second), Cobb angle 4 (two points along each end plate), CTR 4 (the heart's right
 and left edges, then the thorax's: each pair is held horizontal). Esc cancels the points so far.
 Clicking a measurement selects it; Delete measurement removes it.
+
+Keyboard editing: :meth:`MeasureLayer.step_point` selects the next (or previous) point of the
+image's measurements (Tab, Shift+Tab), :meth:`MeasureLayer.nudge` moves it by display pixels
+(the arrows, as the reader sees the image: the rotation and flip are undone) and stores the
+edit the way a drag does; :meth:`MeasureLayer.leave_point` ends it. :meth:`MeasureLayer.refresh`
+re-reads the image's measurements when another workstation changed them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from cxrlt_desktop.library.measure_geometry import (
     PIXELS,
     Calibration,
     MeasurementError,
+    moved,
 )
 from cxrlt_desktop.ui.viewer import ImageViewer
 
@@ -37,11 +44,14 @@ PEN_WIDTH = 3
 
 class MeasureLayer(QObject):
     """Signals: ``changed()`` after a measurement was added, edited or deleted, or the image's
-    set was loaded; ``message(str)`` what the reader should do next, or what went wrong."""
+    set was loaded; ``message(str)`` what the reader should do next, or what went wrong;
+    ``toolChanged(bool)`` a tool is in use (its points are being clicked) or not;
+    ``pointChanged(bool)`` a point is selected for keyboard editing or not."""
 
     changed = Signal()
     message = Signal(str)
-    toolChanged = Signal(bool)  # a tool is in use (its points are being clicked) or not
+    toolChanged = Signal(bool)
+    pointChanged = Signal(bool)
 
     def __init__(
         self,
@@ -62,6 +72,7 @@ class MeasureLayer(QObject):
         self.kind: str | None = None
         self.pending: list[tuple[float, float]] = []
         self.selected: int | None = None
+        self.selected_point: int | None = None  # index into the selected measurement's points
         viewer.orientationChanged.connect(self.redraw)
 
     # ------------------------------------------------------------------ image
@@ -71,19 +82,57 @@ class MeasureLayer(QObject):
         self.image_id = image_id
         self.calibration = calibration
         self.selected = None
+        self._set_point(None)
         self.reload()
 
     def reload(self) -> None:
+        self._stored = self._read()
+        self._keep_selection()
+        self.redraw()
+        self.changed.emit()
+
+    def refresh(self) -> bool:
+        """Re-read the image's measurements (another workstation may have changed them) and
+        redraw when they differ; not while a handle is being dragged (the drag's edit re-reads
+        them when it ends). True when something changed."""
+        if self.dragging():
+            return False
+        stored = self._read()
+        if stored == self._stored:
+            return False
+        self._stored = stored
+        self._keep_selection()
+        self.redraw()
+        self.changed.emit()
+        return True
+
+    def _read(self) -> list[Any]:
         from cxrlt_desktop.library.measurements import image_measurements
 
         store = self._store()
-        self._stored = (
-            []
-            if store is None or self.image_id is None
-            else image_measurements(store, self.image_id)
-        )
-        self.redraw()
-        self.changed.emit()
+        if store is None or self.image_id is None:
+            return []
+        return image_measurements(store, self.image_id)
+
+    def _keep_selection(self) -> None:
+        """Drop a selection whose measurement (or point) is gone."""
+        m = self._by_id(self.selected)
+        if m is None:
+            self.selected = None
+        if m is None or (self.selected_point or 0) >= len(m.points):
+            self._set_point(None)
+
+    def _by_id(self, mid: int | None) -> Any | None:
+        return next((m for m in self._stored if m.id == mid), None)
+
+    def dragging(self) -> bool:
+        """A measurement or one of its handles is being dragged with the mouse."""
+        for item in self._items:
+            if getattr(item, "isMoving", False):
+                return True
+            if any(h.isMoving for h in getattr(item, "getHandles", list)()):
+                return True
+        return False
 
     def measurements(self) -> list[Any]:
         """The image's stored measurements (``StoredMeasurement``), oldest first."""
@@ -95,6 +144,7 @@ class MeasureLayer(QObject):
         if kind not in N_POINTS:
             raise KeyError(kind)
         self.cancel()
+        self.leave_point()
         if self.image_id is None or not self.viewer.has_image():
             self.message.emit("Open an image to measure on it")
             return
@@ -123,7 +173,74 @@ class MeasureLayer(QObject):
             return False
         delete_measurement(store, self.selected, reader=self._reader())
         self.selected = None
+        self._set_point(None)
         self.reload()
+        return True
+
+    # ------------------------------------------------------------------ keyboard editing
+    def _set_point(self, index: int | None) -> None:
+        was = self.selected_point is not None
+        self.selected_point = index
+        if was != (index is not None):
+            self.pointChanged.emit(index is not None)
+
+    def step_point(self, step: int) -> bool:
+        """Select the next (``step`` 1) or previous (-1) point of the image's measurements,
+        oldest measurement first, wrapping around; from a measurement selected by a click, its
+        first (last) point. False when there is none or a tool is in use."""
+        order = [(m.id, i) for m in self._stored for i in range(len(m.points))]
+        if not order or self.kind is not None:
+            return False
+        if self.selected_point is not None and (self.selected, self.selected_point) in order:
+            pos = (order.index((self.selected, self.selected_point)) + step) % len(order)
+        elif self._by_id(self.selected) is not None:
+            ids = [mid for mid, _ in order]
+            pos = (
+                ids.index(self.selected)
+                if step > 0
+                else len(ids) - 1 - ids[::-1].index(self.selected)
+            )
+        else:
+            pos = 0 if step > 0 else len(order) - 1
+        self.selected = order[pos][0]
+        self._set_point(order[pos][1])
+        self.redraw()
+        m = self._by_id(self.selected)
+        self.message.emit(
+            f"{KIND_NAMES[m.kind]} {m.text}, point {self.selected_point + 1} of {len(m.points)}:"
+            " arrows move it (Shift: 10 px), Del deletes, Esc ends"
+        )
+        return True
+
+    def leave_point(self) -> None:
+        """End keyboard editing (the measurement stays selected)."""
+        if self.selected_point is not None:
+            self._set_point(None)
+            self.redraw()
+
+    def nudge(self, dx: int, dy: int) -> bool:
+        """Move the selected point by (dx, dy) pixels as displayed (right and down positive):
+        the same number of image pixels, in the direction the reader sees. Stored like a drag."""
+        m = self._by_id(self.selected)
+        if m is None or self.selected_point is None or not self.viewer.has_image():
+            self.message.emit("Select a measurement point first (Tab)")
+            return False
+        x, y = m.points[self.selected_point]
+        vx, vy = self.viewer.to_display(x, y)
+        rows, cols = self.viewer.image_shape()  # as displayed: the point stays on the image
+        tx, ty = min(max(vx + dx, 0.0), float(cols)), min(max(vy + dy, 0.0), float(rows))
+        sx, sy = self.viewer.to_source(tx, ty)
+        # quarter turns and flips map a pixel step onto a pixel step (rounding noise dropped)
+        step = (round(sx - x, 6), round(sy - y, 6))
+        if step == (0, 0):
+            self.message.emit(f"{KIND_NAMES[m.kind]}: the point is at the image's edge")
+            return False
+        try:
+            points = moved(m.kind, m.points, self.selected_point, *step)
+        except MeasurementError as exc:
+            self.message.emit(f"{KIND_NAMES[m.kind]} not changed: {exc}")
+            return False
+        self._edit(m.id, m.kind, points)
         return True
 
     def _prompt(self) -> str:
@@ -177,6 +294,8 @@ class MeasureLayer(QObject):
         store = self._store()
         if store is None:
             return
+        if mid != self.selected:
+            self._set_point(None)
         if kind == "ctr":
             points = [
                 points[0],
@@ -253,9 +372,19 @@ class MeasureLayer(QObject):
             label.setZValue(21)
             box.addItem(label)
             self._items.append(label)
+            if m.id == self.selected and self.selected_point is not None:
+                x, y = pts[self.selected_point]
+                mark = pg.ScatterPlotItem(
+                    [x], [y], size=13, symbol="s", pen=pg.mkPen(SELECTED, width=2), brush=None
+                )
+                mark.setZValue(22)
+                box.addItem(mark)
+                self._items.append(mark)
         self._draw_pending()
 
     def _select(self, mid: int) -> None:
+        if mid != self.selected:
+            self._set_point(None)
         self.selected = mid
         self.redraw()
 

@@ -6,7 +6,11 @@ The window makes one :class:`ReadingTools` after its panels; it puts the image p
 :class:`~.comparison.PriorViewport` in a splitter of its own (:attr:`ReadingTools.area`) where
 the image panel was, and follows the session view: a study opened lists its priors (when the
 comparison layout is on), an image displayed loads its measurements
-(:class:`~.measure_layer.MeasureLayer`) with the calibration its file's header gives.
+(:class:`~.measure_layer.MeasureLayer`) with the calibration its file's header gives, and
+loads them again when another workstation changed them (:meth:`ReadingTools.refresh_measurements`,
+called by the window's live updates). Keyboard editing: Tab selects a measurement point, and
+while one is selected the arrows move it (the actions of
+:data:`~.shortcuts.POINT_MODE`, :class:`~.measure_keys.ModeKeys`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from PySide6.QtWidgets import QLabel, QSplitter, QWidget
 
 from cxrlt_desktop.library.measure_geometry import PIXELS, calibration_of
 from cxrlt_desktop.ui.comparison import PriorViewport, ViewerLink
+from cxrlt_desktop.ui.measure_keys import ModeKeys
 from cxrlt_desktop.ui.measure_layer import MeasureLayer
+from cxrlt_desktop.ui.shortcuts import POINT_MODE
 
 PRIOR_WIDTH = 40
 NEW_STYLE = "color: #c62828; font-weight: bold;"
@@ -137,9 +143,13 @@ class ReadingTools(QObject):
         self.prior.priorShown.connect(self._on_prior_shown)
         self.measure = MeasureLayer(image_panel.viewer, store, lambda: self._reader(), parent=self)
         self.measure.message.connect(self.message)
-        # Esc cancels only while a tool is in use: otherwise it stays the note field's undo
-        self.measure.toolChanged.connect(self._sync_cancel_action)
-        QTimer.singleShot(0, lambda: self._sync_cancel_action(False))
+        # Esc cancels only while a tool is in use or a point is selected: otherwise it stays
+        # the note field's undo; Tab selects a point only when there is one to select
+        self._point_keys: ModeKeys | None = None
+        for sig in (self.measure.toolChanged, self.measure.pointChanged):
+            sig.connect(lambda _on: self._sync_actions())
+        self.measure.changed.connect(self._sync_actions)
+        QTimer.singleShot(0, self._sync_actions)
         self.extras = FindingsExtras(findings)
         self.measure.changed.connect(
             lambda: self.extras.set_measurements(self.measure.measurements())
@@ -205,18 +215,47 @@ class ReadingTools(QObject):
     def start_measure(self, kind: str) -> None:
         self.measure.start(kind)
 
-    def _sync_cancel_action(self, active: bool) -> None:
-        act = getattr(self.window, "actions_by_id", {}).get("cancel_measure")
-        if act is not None:
-            act.setEnabled(bool(active))
+    def _sync_actions(self) -> None:
+        actions = getattr(self.window, "actions_by_id", None)
+        if not actions:
+            return
+        m = self.measure
+        drawing, point = m.kind is not None, m.selected_point is not None
+        actions["cancel_measure"].setEnabled(drawing or point)
+        for aid in ("next_measure_point", "previous_measure_point"):
+            actions[aid].setEnabled(bool(m.measurements()) and not drawing)
+        if self._point_keys is None:
+            self._point_keys = ModeKeys(actions, POINT_MODE)
+        if self._point_keys.on != point:
+            self._point_keys.set_on(point)
 
     def cancel_measure(self) -> None:
+        """Esc: drop the points of the measurement being drawn, or end keyboard editing."""
         if self.measure.kind is not None:
             self.measure.cancel()
             self.message.emit("Measurement cancelled")
+        elif self.measure.selected_point is not None:
+            self.measure.leave_point()
+            self.message.emit("Keyboard editing ended")
 
     def delete_measurement(self) -> None:
         self.measure.delete_selected()
+
+    def step_point(self, step: int) -> None:
+        """Tab / Shift+Tab: select the next / previous measurement point."""
+        if not self.measure.step_point(step):
+            self.message.emit("No measurement on this image to edit")
+
+    def nudge_point(self, dx: int, dy: int) -> None:
+        """The arrows while a point is selected: move it by display pixels."""
+        self.measure.nudge(dx, dy)
+
+    def refresh_measurements(self) -> None:
+        """Another workstation may have changed the image's measurements: shown as stored."""
+        try:
+            self.measure.refresh()
+        except Exception as exc:  # noqa: BLE001 - shown again at the next change
+            self.message.emit(f"Could not read the measurements: {exc}")
 
     # ------------------------------------------------------------------ session
     def _settings(self) -> Any:
@@ -251,7 +290,7 @@ class ReadingTools(QObject):
             cal = calibration_of(header) if header is not None else calibration_of(entry.meta)
         self.measure.set_image(image_id, cal)
         if self.comparison() and self.prior.viewer.has_image():
-            self._on_prior_shown(self.prior.prior.study_uid if self.prior.prior else "")
+            self._link_prior()  # its scores were shown when it was
 
     def _make_room_for_prior_column(self) -> None:
         """The findings panel (after the reading area in the window's splitter) widens by the
@@ -276,12 +315,15 @@ class ReadingTools(QObject):
         self.area.setSizes([w // 2, w - w // 2])  # the two viewports alike
 
     def _on_prior_shown(self, study_uid: str) -> None:
-        # bring the prior to the current image's zoom and window, then its scores
+        self._link_prior()
+        self._show_prior_scores(study_uid)
+
+    def _link_prior(self) -> None:
+        """Bring the prior to the current image's zoom and window (when linked)."""
         a = self.image_panel.viewer
         if self.link.enabled and a.has_image():
             self.link._range(a, self.prior.viewer)
             self.link._window(a, self.prior.viewer, *a.window())
-        self._show_prior_scores(study_uid)
 
     def _show_prior_scores(self, study_uid: str) -> None:
         from cxrlt_desktop.library.priors import format_date

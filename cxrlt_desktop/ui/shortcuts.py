@@ -7,7 +7,9 @@ hide action of the window's dock ``NAME``). The window builds its QActions, menu
 row from these tables. :data:`ACTIONS` are the actions with an editable key: the Shortcuts tab of
 the settings dialog and Help > Keyboard and scores list them, and the key map is a plain
 ``{action: key sequence}`` dict so that settings can store and edit it; :func:`merged_keymap`
-validates a user's overrides against the defaults. Help > Keyboard and scores and Help > About
+validates a user's overrides against the defaults. An action of a mode (:data:`POINT_MODE`: a
+measurement point is selected for keyboard editing) is enabled only while the mode is on and
+may share its key with an ordinary action, which gives way meanwhile (:mod:`.measure_keys`). Help > Keyboard and scores and Help > About
 are built here too (:func:`help_dialog`, :func:`about_box`).
 """
 
@@ -24,7 +26,9 @@ class ActionSpec:
     does (menus, Help and the Shortcuts tab); ``handler`` the window attribute (dotted path)
     called with ``args``; ``default`` the default key, editable in Settings ("" for an action
     without an editable key); ``toolbar`` the short text of the image tool row, which the menus
-    then show too; ``standard_key`` a platform key (a ``QKeySequence.StandardKey`` name), fixed.
+    then show too; ``standard_key`` a platform key (a ``QKeySequence.StandardKey`` name), fixed;
+    ``mode`` "" for an action that is always there, or the mode it belongs to (its key is unique
+    among the mode's actions and may be an ordinary action's too).
     """
 
     id: str
@@ -34,7 +38,14 @@ class ActionSpec:
     args: tuple = ()
     toolbar: str | None = None
     standard_key: str | None = None
+    mode: str = ""
 
+
+# The mode of keyboard editing: a measurement point is selected (Tab); the arrows move it.
+POINT_MODE = "point"
+# Arrow keys while a point is selected: (name, key, display step right/down)
+_NUDGES = (("left", "Left", (-1, 0)), ("right", "Right", (1, 0)))
+_NUDGES += (("up", "Up", (0, -1)), ("down", "Down", (0, 1)))
 
 _A = ActionSpec
 ALL_ACTIONS: tuple[ActionSpec, ...] = (
@@ -144,6 +155,48 @@ ALL_ACTIONS: tuple[ActionSpec, ...] = (
         "reading.delete_measurement",
         "Del",
     ),
+    _A(
+        "delete_measurement_backspace",
+        "Delete the selected measurement (second key)",
+        "reading.delete_measurement",
+        "Backspace",
+    ),
+    _A(
+        "next_measure_point",
+        "Select the next measurement point (keyboard editing)",
+        "reading.step_point",
+        "Tab",
+        (1,),
+    ),
+    _A(
+        "previous_measure_point",
+        "Select the previous measurement point",
+        "reading.step_point",
+        "Shift+Tab",
+        (-1,),
+    ),
+    *(
+        _A(
+            f"nudge_{name}",
+            f"Selected measurement point: 1 image pixel {name}",
+            "reading.nudge_point",
+            key,
+            step,
+            mode=POINT_MODE,
+        )
+        for name, key, step in _NUDGES
+    ),
+    *(
+        _A(
+            f"nudge_{name}_10",
+            f"Selected measurement point: 10 image pixels {name}",
+            "reading.nudge_point",
+            f"Shift+{key}",
+            (10 * step[0], 10 * step[1]),
+            mode=POINT_MODE,
+        )
+        for name, key, step in _NUDGES
+    ),
     _A("toggle_tags", "Show / hide the DICOM tags", "reading.toggle_dock", "T", ("tags_dock",)),
     # Menu actions without an editable key
     _A("open", "&Open folder...", "choose_folder", standard_key="Open"),
@@ -184,6 +237,8 @@ MENUS: dict[str, list[str]] = {
         "measure_ctr",
         "cancel_measure",
         "delete_measurement",
+        "next_measure_point",
+        "previous_measure_point",
         "-",
         "toggle_tags",
         "dock:tags_dock",
@@ -208,6 +263,7 @@ VIEW_TOOLS: tuple[str, ...] = ("invert", "rotate", "flip", "fit", "one_to_one", 
 
 DEFAULT_KEYMAP: dict[str, str] = {a.id: a.default for a in ACTIONS}
 ACTION_TEXT: dict[str, str] = {a.id: a.text for a in ACTIONS}
+ACTION_MODE: dict[str, str] = {a.id: a.mode for a in ACTIONS}
 ShortcutAction = ActionSpec  # the name the key map had before every action was declared here
 
 
@@ -217,8 +273,9 @@ def merged_keymap(overrides: dict[str, str] | None) -> dict[str, str]:
     Raises
     ------
     ValueError
-        For an unknown action name, an empty key, or two actions on the same key; the message
-        names the action and the key.
+        For an unknown action name, an empty key, or two actions on the same key (of the same
+        mode: an action of a mode may take an ordinary action's key); the message names the
+        action and the key.
     """
     keymap = dict(DEFAULT_KEYMAP)
     for action, key in (overrides or {}).items():
@@ -229,9 +286,9 @@ def merged_keymap(overrides: dict[str, str] | None) -> dict[str, str]:
         if not isinstance(key, str) or not key.strip():
             raise ValueError(f"shortcuts.{action}: empty key sequence")
         keymap[action] = key.strip()
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for action, key in keymap.items():
-        norm = key.lower().replace(" ", "")
+        norm = (ACTION_MODE[action], key.lower().replace(" ", ""))
         if norm in seen:
             raise ValueError(f"shortcuts.{action}: key {key!r} is already used by {seen[norm]!r}")
         seen[norm] = action
@@ -303,23 +360,31 @@ def about_box(parent, title: str) -> None:
 
 def help_html(keymap: dict[str, str]) -> str:
     """The Help > Keyboard and scores page: every shortcut and the rare-finding formula."""
-    rows = "".join(
-        f"<tr><td><code>{keymap.get(a.id, a.default)}</code></td><td>{a.text}</td></tr>"
-        for a in ACTIONS
-    )
+
+    def rows(mode: str) -> str:
+        return "".join(
+            f"<tr><td><code>{keymap.get(a.id, a.default)}</code></td><td>{a.text}</td></tr>"
+            for a in ACTIONS
+            if a.mode == mode
+        )
+
     return (
-        "<h3>Keyboard</h3><table cellpadding='3'>"
-        f"{rows}</table><p>Edit the keys in File &gt; Settings &gt; Shortcuts.</p>"
-        + RARE_SCORE_HELP
+        f"<h3>Keyboard</h3><table cellpadding='3'>{rows('')}</table>"
+        "<p>While a measurement point is selected (keyboard editing; Esc ends it), these keys "
+        "take the place of the ones above:</p>"
+        f"<table cellpadding='3'>{rows(POINT_MODE)}</table>"
+        "<p>Edit the keys in File &gt; Settings &gt; Shortcuts.</p>" + RARE_SCORE_HELP
     )
 
 
 __all__ = [
     "ACTIONS",
+    "ACTION_MODE",
     "ACTION_TEXT",
     "ALL_ACTIONS",
     "DEFAULT_KEYMAP",
     "MENUS",
+    "POINT_MODE",
     "RARE_SCORE_HELP",
     "VIEW_TOOLS",
     "ActionSpec",

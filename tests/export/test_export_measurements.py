@@ -10,6 +10,7 @@ import csv
 import io
 import math
 
+import numpy as np
 import pydicom
 import pytest
 from dciodvfy import verify
@@ -157,3 +158,37 @@ def test_labels_export_has_the_measurement_columns(store, measured, tmp_path):
     assert row["Cobb_angle_deg"] == f"{math.degrees(0.5):.1f}"
     assert row["Cardiothoracic_ratio"] == "0.450"
     assert row["Measurements"].startswith("distance 10.0 mm at detector; Cobb 28.6")
+
+
+def test_an_image_measured_but_not_reviewed_is_exported_with_empty_labels(store, library, tmp_path):
+    """A CTR drawn on an image nobody gave a verdict: its row has every class cell empty ("not
+    reviewed") and the measurement cells; training reads the row as unknown for every class."""
+    from cxrlt_desktop.export.feedback import LABEL_COLUMNS, MEASUREMENT_COLUMNS
+    from engine.classes import ALL_CLASSES
+    from training.data import read_labels_csv
+
+    reviewed, measured = (library.image_ids[p] for p in library.paths[:2])
+    set_verdict(store, reviewed, "Hernia", "present", reviewer="Dr Reader")
+    add_measurement(store, measured, "ctr", CTR_POINTS, DETECTOR)
+    out = tmp_path / "out"
+    res = export_feedback(store, out, include_phi=True)
+    assert (res.n_images, res.n_measured_only, res.n_positive) == (1, 1, 1)
+    with open(out / "labels.csv", newline="") as fh:
+        rows = {r["ImageID"]: r for r in csv.DictReader(fh)}
+    assert len(rows) == 2
+    [only] = [r for r in rows.values() if r["Hernia"] == ""]
+    assert list(only) == list(LABEL_COLUMNS)
+    assert all(only[c] == "" for c in ALL_CLASSES)
+    # heart 170 - 80 = 90 px over thorax 230 - 30 = 200 px
+    assert only["Cardiothoracic_ratio"] == "0.450" and only["Cobb_angle_deg"] == ""
+    assert only["Measurements"].startswith("CTR 0.45")
+    [other] = [r for r in rows.values() if r is not only]
+    assert other["Hernia"] == "1" and all(other[c] == "" for c in MEASUREMENT_COLUMNS)
+    assert "1 reviewed images and 1 measured, not reviewed" in (out / "README.txt").read_text()
+
+    table = read_labels_csv(out / "labels.csv")
+    assert table.problems == []  # the measurement columns are known, not "ignored"
+    i = table.image_ids.index(only["ImageID"])
+    assert np.isnan(table.labels[i]).all()
+    j = table.image_ids.index(other["ImageID"])
+    assert table.labels[j][ALL_CLASSES.index("Hernia")] == 1.0

@@ -206,3 +206,55 @@ def test_bad_measurements_store_nothing(scanned):
     with pytest.raises(MeasurementError):
         add_measurement(store, im1, "angle", [(0, 0), (0, 0), (1, 1)])
     assert image_measurements(store, im1) == []
+
+
+def test_a_keyboard_move_of_one_point():
+    from cxrlt_desktop.library.measure_geometry import moved
+
+    # a distance: only the moved point changes
+    assert moved("distance", [(100, 100), (129, 140)], 1, 1, 0) == [(100, 100), (130, 140)]
+    # a CTR width stays horizontal: a move down of the heart's left edge takes its right edge
+    # along; a move sideways does not
+    ctr_points = [(80, 150), (170, 150), (30, 160), (230, 160)]
+    assert moved("ctr", ctr_points, 1, 0, 10) == [(80, 160), (170, 160), (30, 160), (230, 160)]
+    assert moved("ctr", ctr_points, 2, -10, 0) == [(80, 150), (170, 150), (20, 160), (230, 160)]
+    with pytest.raises(MeasurementError, match="no point 3"):
+        moved("distance", [(0, 0), (1, 1)], 2, 1, 0)
+
+
+def test_measurement_changes_reach_another_stores_change_feed(scanned):
+    """Add, edit and delete through one store are heard by a change feed on another: on
+    PostgreSQL as "measurement" changes of the image's study, on SQLite as "all"."""
+    import queue
+
+    from sqlalchemy import select
+
+    from cxrlt_desktop.library.measurements import (
+        add_measurement,
+        delete_measurement,
+        update_measurement,
+    )
+    from cxrlt_desktop.store import open_store
+    from cxrlt_desktop.store.models import Image, Series
+    from cxrlt_desktop.store.notify import Change, ChangeFeed
+
+    writer, (im1, _) = scanned
+    with writer.session() as s, s.begin():
+        study = s.scalar(
+            select(Series.study_id).join(Image, Image.series_id == Series.id).where(Image.id == im1)
+        )
+    listener = open_store(writer.url)
+    got: queue.Queue = queue.Queue()
+    feed = ChangeFeed(listener).start(got.put)
+    try:
+        assert feed.connected.wait(20)
+        expected = Change("all") if writer.is_sqlite else Change("measurement", frozenset({study}))
+        m = add_measurement(writer, im1, "distance", [(0, 0), (30, 40)])
+        assert got.get(timeout=20) == expected
+        update_measurement(writer, m.id, [(0, 0), (60, 80)])
+        assert got.get(timeout=20) == expected
+        delete_measurement(writer, m.id)
+        assert got.get(timeout=20) == expected
+    finally:
+        feed.stop()
+        listener.close()

@@ -8,7 +8,8 @@ from cxrlt_desktop.ui.shortcuts import ACTIONS, DEFAULT_KEYMAP, help_html, merge
 
 
 def test_defaults_are_unique_and_complete():
-    keys = [a.default.lower() for a in ACTIONS]
+    # unique among the actions of one mode (an action of a mode may take an ordinary key)
+    keys = [(a.mode, a.default.lower()) for a in ACTIONS]
     assert len(keys) == len(set(keys))
     assert merged_keymap(None) == DEFAULT_KEYMAP
     for needed in (
@@ -43,6 +44,13 @@ def test_override_moves_a_key():
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ValueError, match=message):
         merged_keymap(override)
+
+
+def test_a_mode_may_share_an_ordinary_key_but_not_its_own():
+    km = merged_keymap(None)
+    assert km["nudge_left"] == km["previous_image"] == "Left"
+    with pytest.raises(ValueError, match="key 'Left' is already used by 'nudge_left'"):
+        merged_keymap({"nudge_right": "Left"})
 
 
 def test_help_shows_the_user_keys():
