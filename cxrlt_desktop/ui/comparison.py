@@ -52,6 +52,14 @@ class ViewerLink:
     def _window(self, src: ImageViewer, dst: ImageViewer, c: float, w: float) -> None:
         if not self.enabled or self._busy or not (src.has_image() and dst.has_image()):
             return
+        if src.at_default_window():  # each image at its own default (a VOI LUT stays one)
+            if not dst.at_default_window():
+                self._busy = True
+                try:
+                    dst.reset_window()
+                finally:
+                    self._busy = False
+            return
         c0, w0 = src.default_window()
         d0, v0 = dst.default_window()
         scale = v0 / w0 if w0 else 1.0

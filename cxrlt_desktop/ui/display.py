@@ -113,6 +113,10 @@ class DisplayPipeline:
     _lut_base: np.ndarray | None = None  # modality - min as int32, for table windowing
     _lut_min: int = 0
     _lut_size: int = 0
+    # the latest render and its arguments: the viewer's first render of an image is usually the
+    # one the decode thread made ahead (:meth:`prerender`), and a repeat costs nothing
+    _rendered: tuple[tuple, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _sample: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -220,13 +224,18 @@ class DisplayPipeline:
     def sample(self) -> np.ndarray:
         """The non-padding modality values (subsampled on large images) that computed windows
         use, as float64."""
+        if self._sample is not None:
+            return self._sample
         m = self.modality
         step = max(1, int(np.sqrt(m.size / 250_000)))
         values = m[::step, ::step]
         if self.padding is not None:
             values = values[~self.padding[::step, ::step]]
         values = values[np.isfinite(values)]
-        return values.astype(np.float64).ravel()
+        out = values.astype(np.float64).ravel()
+        out.setflags(write=False)
+        self._sample = out
+        return out
 
     def preset(self, name: str) -> Preset:
         """The preset of that name (case-insensitive). Raises KeyError."""
@@ -251,7 +260,12 @@ class DisplayPipeline:
         shutters: bool = True,
     ) -> np.ndarray:
         """The displayed uint8 image: VOI, inversion (the header's, flipped again by
-        ``invert``), padding as background, shutters, overlays (when ``overlays``)."""
+        ``invert``), padding as background, shutters, overlays (when ``overlays``). Read-only:
+        the latest render is kept and returned again for the same arguments."""
+        key = (preset, bool(invert), bool(overlays), bool(shutters))
+        last = self._rendered
+        if last is not None and last[0] == key:
+            return last[1]
         out = self._voi_u8(preset)
         if self.invert != bool(invert):
             np.subtract(255, out, out=out)
@@ -262,7 +276,15 @@ class DisplayPipeline:
         if overlays:
             for plane in self.overlays:
                 out[plane.mask] = 255
+        out.setflags(write=False)
+        self._rendered = (key, out)
         return out
+
+    def prerender(self) -> None:
+        """Render the default preset the way a viewer first shows it (no user inversion, no
+        overlay planes), so that the decode thread, not the GUI thread, does the work."""
+        if self.default is not None:
+            self.render(self.default)
 
     def _voi_u8(self, preset: Preset) -> np.ndarray:
         """The VOI step rounded to uint8; through a uint8 table when the values allow one."""

@@ -52,7 +52,9 @@ def _read_pipeline(is_dicom: bool, read_display: Any, path: Any) -> Any:
 
     display = read_display(path)
     header = read_header(str(path)) if is_dicom else None
-    return DisplayPipeline.from_display(display, header)
+    pipeline = DisplayPipeline.from_display(display, header)
+    pipeline.prerender()  # the first render off the GUI thread
+    return pipeline
 
 
 def _store_of(obj: QObject | None) -> Any | None:

@@ -251,6 +251,10 @@ class ImageViewer(QWidget):
         width = max(float(width), 1e-3 * self._value_span)
         self._set_voi(Preset("Custom", float(center), width, function))
 
+    def at_default_window(self) -> bool:
+        """Whether the image shows its default VOI (nothing changed by the reader or a link)."""
+        return self._pipeline is not None and self._current == self._default
+
     def reset_window(self) -> None:
         """Back to the default VOI: the file's first VOI LUT or window, else the auto window."""
         self._set_voi(self._default)

@@ -377,3 +377,20 @@ def test_crafted_display_header_parts_are_refused_and_named(tmp_path, ramp):
     )
     assert "overlay 6002 unusable (overlay data shorter than the plane): not shown" in p.warnings
     np.testing.assert_array_equal(p.render(p.default), u8(linear(ramp, 2048, 4096)))
+
+
+def test_prerender_and_repeated_renders_equal_a_fresh_render():
+    """The decode thread's render ahead, and a repeat of the latest render, are what a fresh
+    pipeline renders for the same arguments; other arguments render anew."""
+    x = np.arange(64 * 80, dtype=np.float32).reshape(64, 80)
+    p = DisplayPipeline.from_values(x, presets=[Preset("Header", 2000.0, 3000.0)])
+    p.prerender()
+    first = p.render(p.default)
+    assert not first.flags.writeable
+    fresh = DisplayPipeline.from_values(x, presets=[Preset("Header", 2000.0, 3000.0)])
+    np.testing.assert_array_equal(first, fresh.render(fresh.default))
+    np.testing.assert_array_equal(first, u8(linear(x, 2000.0, 3000.0)))
+    np.testing.assert_array_equal(p.render(p.default, invert=True), 255 - first)
+    other = Preset("w", 1000.0, 500.0)
+    np.testing.assert_array_equal(p.render(other), u8(linear(x, 1000.0, 500.0)))
+    np.testing.assert_array_equal(p.render(p.default), first)

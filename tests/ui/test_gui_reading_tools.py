@@ -254,6 +254,29 @@ def test_linked_window_level_zoom_and_pan_move_both(qtbot):
     assert b.window() == before
 
 
+def test_a_link_leaves_each_default_window_its_own(qtbot):
+    """Both images at their defaults: the link does not turn the prior's own default (here a
+    window of another function; in a file, possibly a VOI LUT) into a copy of the current's,
+    and a reset of the current window resets the prior's too."""
+    from cxrlt_desktop.ui.comparison import ViewerLink
+    from cxrlt_desktop.ui.display import Preset
+
+    a, b = _viewer(qtbot), _viewer(qtbot)
+    values = np.arange(200 * 300, dtype=np.float32).reshape(200, 300) / 10
+    a.set_image(DisplayPipeline.from_values(values, presets=[Preset("Header", 3000, 6000)]))
+    prior_default = Preset("Lung", 2000, 1000, "SIGMOID", origin="header")
+    b.set_image(DisplayPipeline.from_values(values, presets=[prior_default]))
+    link = ViewerLink(a, b)
+    shown = b._image_item.image.copy()
+    link._window(a, b, *a.window())  # what opening the prior does
+    assert b.at_default_window() and b._current == prior_default
+    np.testing.assert_array_equal(b._image_item.image, shown)
+    a.set_window(2500, 3000)
+    assert not b.at_default_window()
+    a.reset_window()
+    assert b.at_default_window() and b._current == prior_default
+
+
 def test_prior_viewport_shows_the_most_recent_earlier_study(qtbot, store, tmp_path):
     from pydicom.uid import generate_uid
 
