@@ -123,10 +123,9 @@ class PredictorCache:
             if self._fast is not None and self._fast[0] is predictor:
                 return self._fast[1]
         from cxrlt_desktop.library.progressive import fast_pass_config
-        from engine.predictor import Predictor
 
         gc.freeze()
-        fast = Predictor(fast_pass_config(predictor.config))
+        fast = type(predictor)(fast_pass_config(predictor.config))  # the same engine class
         gc.freeze()
         with self._lock:
             if self._predictor is predictor:
