@@ -91,6 +91,8 @@ class ImageLoader(QObject):
         self._cache: OrderedDict[int, Any] = OrderedDict()
         self._cache_size = cache_size
         self._token = 0
+        self._latest: int | None = None  # the image of the latest request
+        self._inflight: set[int] = set()  # images being decoded
 
     @property
     def store(self) -> Any | None:
@@ -98,24 +100,28 @@ class ImageLoader(QObject):
         return self._store if self._store is not None else _store_of(self.parent())
 
     def request(self, image_id: int, path: str) -> Any | None:
-        """Ask for an image: the cached display image now, or None and ``loaded`` later."""
+        """Ask for an image: the cached display image now, or None and ``loaded`` later (a
+        decode of it already under way, a prefetch included, is not started again)."""
         self._token += 1
+        self._latest = image_id
         cached = self._cache.get(image_id)
         if cached is not None:
             self._cache.move_to_end(image_id)
             return cached
-        self._start(self._token, image_id, path)
+        if image_id not in self._inflight:
+            self._start(self._token, image_id, path)
         return None
 
     def prefetch(self, image_id: int, path: str) -> None:
         """Decode an image the reader is likely to open next, into the cache."""
-        if image_id not in self._cache:
+        if image_id not in self._cache and image_id not in self._inflight:
             self._start(PREFETCH, image_id, path)
 
     def cached(self, image_id: int) -> bool:
         return image_id in self._cache
 
     def _start(self, token: int, image_id: int, path: str) -> None:
+        self._inflight.add(image_id)
         self.lane.run(
             _decode,
             self.store,
@@ -128,22 +134,25 @@ class ImageLoader(QObject):
             },
         )
 
-    def _current(self, token: int) -> bool:
-        return token in (self._token, PREFETCH)
+    def _current(self, token: int, image_id: int) -> bool:
+        """Whether a finished decode is for the latest request (or a prefetch, which may be)."""
+        return token in (self._token, PREFETCH) or image_id == self._latest
 
     def _on_returned(self, token: int, image_id: int, display: Any | None) -> None:
+        self._inflight.discard(image_id)
         if display is None:  # skipped at close
             return
         self._cache[image_id] = display
         self._cache.move_to_end(image_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        if self._current(token):
+        if self._current(token, image_id):
             self.loaded.emit(image_id, display)
 
     def _on_errored(self, token: int, image_id: int, exc: BaseException) -> None:
         # FileChanged, ImageReadError or anything a broken file raises
-        if self._current(token):
+        self._inflight.discard(image_id)
+        if self._current(token, image_id):
             self.failed.emit(image_id, str(exc))
 
 

@@ -88,6 +88,9 @@ class SessionView(QObject):
 
     # ------------------------------------------------------------------ session callbacks
     def _on_study_opened(self, study_uid: str) -> None:
+        if self.session.images:  # its decode first, before the study's other work on this thread
+            first = self.session.images[0]
+            self.image_loader.prefetch(first.image_id, first.path)
         self.image_panel.set_study_text(self._study_text(study_uid))
         self.studyOpened.emit(study_uid)
 
