@@ -8,7 +8,7 @@ Patient-identifying values are masked unless the worklist shows PHI. The header 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -56,12 +56,14 @@ def _phi_keywords() -> set[str]:
 
 
 class DicomTagBrowser(QWidget):
-    """Tree of (tag, keyword, VR, value) with a text filter."""
+    """Tree of (tag, keyword, VR, value) with a text filter. While hidden (its dock closed, as
+    by default) a header to show is only noted, and read when the browser is shown."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._path: Path | None = None
         self._scanned: ScannedFile | None = None
+        self._pending: tuple[Any, Any] | None = None  # (path, scanned) to read when shown
         self._show_phi = False
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter tags (keyword, tag or value)")
@@ -82,21 +84,36 @@ class DicomTagBrowser(QWidget):
 
     def set_show_phi(self, show: bool) -> None:
         self._show_phi = bool(show)
-        if self._path is not None:
+        if self._path is not None and self._pending is None:  # a pending one reads it then
             self.load(self._path, self._scanned)
 
     def clear(self) -> None:
         self._path = None
+        self._pending = None
         self.tree.clear()
         self.message.setText("")
 
-    def load(self, path: str | Path | None, scanned: ScannedFile | None = None) -> None:
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+        super().showEvent(event)
+        if self._pending is not None:
+            path, scanned = self._pending
+            self.load(path, scanned)
+
+    def load(self, path: str | Path | None, scanned: Any = None) -> None:
         """Show the header of ``path`` (a DICOM file); other files show a one-line note.
 
-        With ``scanned`` (the image's record from the scan) the file is first checked to be the
-        scanned one: a file replaced since (another patient's image) shows the refusal, never
-        its header.
+        With ``scanned`` (the image's record from the scan, or a zero-argument function
+        returning it) the file is first checked to be the scanned one: a file replaced since
+        (another patient's image) shows the refusal, never its header.
         """
+        if not self.isVisible() and path is not None:
+            self.tree.clear()
+            self.message.setText("")
+            self._path, self._pending = Path(path), (path, scanned)
+            return
+        self._pending = None
+        if callable(scanned):
+            scanned = scanned()
         import pydicom
         from pydicom.errors import InvalidDicomError
 

@@ -64,6 +64,7 @@ class PriorsDock(QDockWidget):
         self.store = store
         self.runner = PacsRunner(store, settings_getter, self)
         self._study_uid: str | None = None
+        self._stale = False  # a refresh waits until the dock is shown
 
         self.priors = _table(["Date", "Views", "Images", "Description"], "priors")
         self.priors.doubleClicked.connect(self._on_prior_activated)
@@ -137,7 +138,17 @@ class PriorsDock(QDockWidget):
         self._study_uid = study_uid
         self.refresh()
 
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     def refresh(self) -> None:
+        """Re-read the open study's priors and sends (while the dock is closed: when opened)."""
+        self._stale = not self.isVisible()
+        if self._stale:
+            self._update_buttons()
+            return
         from cxrlt_desktop.dicomnode.send import send_status
         from cxrlt_desktop.library.priors import format_date, prior_studies
 

@@ -12,6 +12,7 @@ finding. It holds no state of its own beyond the loader's cache.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -99,7 +100,7 @@ class SessionView(QObject):
         series = entry.series_number if s.n_series > 1 else None
         self.image_panel.set_position(s.index, len(s.images), series)
         self.show_findings(entry)
-        self.tags.load(entry.path, self._scanned(entry.image_id))
+        self.tags.load(entry.path, partial(self._scanned, entry.image_id))
         display = self.image_loader.request(entry.image_id, entry.path)
         if display is not None:
             self._display(entry, display)

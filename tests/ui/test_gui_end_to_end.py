@@ -175,6 +175,8 @@ def test_open_triage_review_end_to_end(
     np.testing.assert_array_equal(
         window.viewer.displayed_pixels(), read_display(window.current_image().path).pixels
     )
+    assert window.tags.value_of("PatientName") is None  # the closed tag dock reads nothing
+    window.tags_dock.show()  # opened: the header is read then, its PHI hidden
     assert window.tags.value_of("PatientName") == "(hidden)"
 
     # --- image navigation inside a study of two images (the phantom set has one)

@@ -29,6 +29,7 @@ def test_the_viewer_refuses_a_file_swapped_for_another_patients_radiograph(
     shutil.copyfile(rg1_uncr, first.path)  # patient 9RG1's radiograph under this patient's file
     problems = []
     window.view.problemFound.connect(problems.append)
+    window.tags_dock.show()  # the tag browser reads headers only while it is open
     with qtbot.waitSignal(window.image_loader.failed, timeout=60_000) as failed:
         window.select_row(row)
     assert window.current_image().image_id == first.image_id

@@ -93,3 +93,26 @@ def test_priors_dock_lists_fetches_and_sends(
     qtbot.waitUntil(lambda: dock.send_button.isEnabled(), timeout=30_000)
     dock.resize(900, 420)
     dock.grab().save(str(tmp_path / "priors_dock.png"))
+
+
+def test_a_closed_dock_reads_the_study_when_opened(qtbot, make_window, store, tmp_path, rg1_uncr):
+    """Closed (as by default), the dock reads nothing while studies are opened; opened, it
+    lists the open study's priors."""
+    from cxrlt_desktop.library import scan
+    from cxrlt_desktop.settings import Settings
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    shutil.copy(rg1_uncr, folder / "rg1.dcm")
+    _copy(rg1_uncr, folder / "old" / "old.dcm", IN_LIBRARY, "20010101")
+    for _ in scan(store, [folder]):
+        pass
+    window = make_window(Settings(reviewer="Dr Test"))
+    window.show()
+    dock = window.priors_dock
+    dock.hide()
+    with qtbot.waitSignal(window.studyOpened, timeout=30_000):
+        window.select_study(RG1_STUDY)
+    assert dock.prior_uids() == []
+    dock.show()
+    assert dock.prior_uids() == [IN_LIBRARY]
