@@ -5,13 +5,20 @@ not given on the command line comes from the settings file (``--settings FILE``,
 ``cxrlt_desktop.paths.config_file()``). Model files are taken as a whole: when any of
 ``--task1-checkpoint`` / ``--clip-model`` is given, the models come from the command line
 only; otherwise from the settings' ``[models]`` table.
+
+The scoring commands (``cxrlt score-library``, ``cxrlt worker``) start the same way: the
+settings, the engine configuration and the store (:func:`open_for_scoring`), then the models
+(:func:`load_scoring_predictors`), each printing its error as ``cxrlt COMMAND: error: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
+
+from cxrlt_desktop.commands._text import printable
 
 
 def add_model_arguments(
@@ -166,3 +173,43 @@ def resolve_db(args: argparse.Namespace, settings: Any = None) -> str | None:
     if getattr(args, "db", None):
         return args.db
     return getattr(settings, "database", None) if settings is not None else None
+
+
+def _print_error(command: str, error: object) -> None:
+    print(f"cxrlt {command}: error: {printable(error)}", file=sys.stderr)
+
+
+def open_for_scoring(args: argparse.Namespace, command: str):  # noqa: ANN201
+    """``(settings, config, store)`` for a scoring command: the settings, the ``EngineConfig``
+    of the options and the store (opened, not created), or None after printing the error of a
+    bad settings file or option, or of a store that cannot be opened (the command exits 2)."""
+    from cxrlt_desktop.settings import SettingsError
+    from cxrlt_desktop.store import StoreError, open_store
+
+    try:
+        settings = load_settings(args)
+        config = config_from_args(args, settings)
+    except (SettingsError, ValueError) as e:
+        _print_error(command, e)
+        return None
+    try:
+        store = open_store(resolve_db(args, settings), create=False)
+    except StoreError as e:
+        _print_error(command, e)
+        return None
+    return settings, config, store
+
+
+def load_scoring_predictors(config: Any, policy: str | None, command: str):  # noqa: ANN201
+    """``(predictor, fast_predictor, policy)`` of ``library.progressive.load_predictors``, or
+    None after printing why the models cannot be loaded (the command exits 1)."""
+    from cxrlt_desktop.library.progressive import load_predictors
+    from engine.checkpoints import CheckpointError
+    from engine.predictor import EngineError
+    from engine.zeroshot import ZeroShotError
+
+    try:
+        return load_predictors(config, policy)
+    except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
+        _print_error(command, e)
+        return None

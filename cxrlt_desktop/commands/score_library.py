@@ -53,22 +53,13 @@ def _eta(sec: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrlt_desktop.commands._model_options import config_from_args, load_settings, resolve_db
+    from cxrlt_desktop.commands._model_options import load_scoring_predictors, open_for_scoring
     from cxrlt_desktop.library.scoring import score_library
-    from cxrlt_desktop.settings import SettingsError
-    from cxrlt_desktop.store import StoreError, open_store
 
-    try:
-        settings = load_settings(args)
-        config = config_from_args(args, settings)
-    except (SettingsError, ValueError) as e:
-        print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
+    opened = open_for_scoring(args, "score-library")
+    if opened is None:
         return 2
-    try:
-        store = open_store(resolve_db(args, settings), create=False)
-    except StoreError as e:
-        print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
-        return 2
+    settings, config, store = opened
 
     if args.retry_failed:
         from cxrlt_desktop.library.scoring import retry_failed
@@ -76,19 +67,15 @@ def run(args: argparse.Namespace) -> int:
         cleared = retry_failed(store)
         print(f"score-library: {cleared} failed image(s) will be tried again", file=sys.stderr)
 
-    from cxrlt_desktop.library.progressive import load_predictors, score_progressive
-    from engine.checkpoints import CheckpointError
-    from engine.predictor import EngineError
-    from engine.zeroshot import ZeroShotError
+    from cxrlt_desktop.library.progressive import score_progressive
 
-    try:
-        predictor, fast_predictor, policy = load_predictors(
-            config, args.policy or settings.requested_policy()
-        )
-    except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
-        print(f"cxrlt score-library: error: {printable(e)}", file=sys.stderr)
+    loaded = load_scoring_predictors(
+        config, args.policy or settings.requested_policy(), "score-library"
+    )
+    if loaded is None:
         store.close()
         return 1
+    predictor, fast_predictor, policy = loaded
 
     stop = {"flag": False}
 

@@ -70,10 +70,8 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrlt_desktop.commands._model_options import config_from_args, load_settings, resolve_db
+    from cxrlt_desktop.commands._model_options import load_scoring_predictors, open_for_scoring
     from cxrlt_desktop.library import queue as jobq
-    from cxrlt_desktop.settings import SettingsError
-    from cxrlt_desktop.store import StoreError, open_store
 
     if args.lease is not None and not args.lease > 0:
         print("cxrlt worker: error: --lease must be > 0 seconds", file=sys.stderr)
@@ -81,22 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if args.claim_size is not None and args.claim_size < 1:
         print("cxrlt worker: error: --claim-size must be >= 1", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings(args)
-        config = config_from_args(args, settings)
-    except (SettingsError, ValueError) as e:
-        print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
+    opened = open_for_scoring(args, "worker")
+    if opened is None:
         return 2
-    try:
-        store = open_store(resolve_db(args, settings), create=False)
-    except StoreError as e:
-        print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
-        return 2
+    settings, config, store = opened
 
-    from cxrlt_desktop.library.progressive import load_predictors, score_progressive
-    from engine.checkpoints import CheckpointError
-    from engine.predictor import EngineError
-    from engine.zeroshot import ZeroShotError
+    from cxrlt_desktop.library.progressive import score_progressive
 
     if args.policy == "progressive" and args.follow:
         print(
@@ -109,12 +97,11 @@ def run(args: argparse.Namespace) -> int:
     policy = args.policy or settings.requested_policy()
     if args.follow and policy in (None, "progressive"):
         policy = "paper"  # a following worker serves the queue; progressive is one folder's run
-    try:
-        predictor, fast_predictor, policy = load_predictors(config, policy)
-    except (CheckpointError, ZeroShotError, EngineError, OSError) as e:
-        print(f"cxrlt worker: error: {printable(e)}", file=sys.stderr)
+    loaded = load_scoring_predictors(config, policy, "worker")
+    if loaded is None:
         store.close()
         return 1
+    predictor, fast_predictor, policy = loaded
 
     stop = threading.Event()
 
