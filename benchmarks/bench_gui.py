@@ -12,7 +12,10 @@
    busy), re-sorting the loaded rows by description, and back to priority order (in memory).
 4. Open-to-display in the comparison layout (--skip-comparison to leave out): current + prior
    side by side, each 2,500 x 2,000 16-bit, warm: select a study until both its image
-   (``imageDisplayed``) and the patient's prior (``PriorViewport.priorShown``) are on screen.
+   (``imageDisplayed``) and the patient's prior (``PriorViewport.priorShown``) are on screen;
+   (a) cold: a study picked from the worklist, neither image decoded before (the loaders'
+   caches emptied); (b) reading down the worklist: PgDown after a 1 s look at the study above,
+   during which the next study and its prior were read ahead (ui/read_ahead.py).
 3. Resident memory (VmRSS) of the process with the window open, then with both Task 1 models
    (convnextv2_base, random weights, CSRA + MLP) and a CLIP model (ViT-L-14 random weights, the
    size WhyXrayCLIP has) loaded by the engine on the CPU.
@@ -193,37 +196,67 @@ def bench_comparison(tmp: Path, patients: int = 8) -> dict:
     if not done[0].ok:
         raise SystemExit(f"bench_gui: the scan failed: {done[0].error}")
     prior = window.reading.prior
-    times = []
-    for uid in current:
+
+    def open_both(action) -> float:  # noqa: ANN001
         seen: set[str] = set()
         loop = QEventLoop()
 
-        def mark(what: str, loop: QEventLoop = loop, seen: set[str] = seen) -> None:
+        def mark(what: str) -> None:
             seen.add(what)
             if seen == {"current", "prior"}:
                 loop.quit()
 
-        c1 = window.imageDisplayed.connect(lambda _i, m=mark: m("current"))
-        c2 = prior.priorShown.connect(lambda _u, m=mark: m("prior"))
+        c1 = window.imageDisplayed.connect(lambda _i: mark("current"))
+        c2 = prior.priorShown.connect(lambda _u: mark("prior"))
         QTimer.singleShot(30_000, loop.quit)
         t0 = time.perf_counter()
-        window.select_study(uid)
-        loop.exec()
+        action()
+        if seen != {"current", "prior"}:
+            loop.exec()
         window.viewer.repaint()
         prior.viewer.repaint()
-        times.append((time.perf_counter() - t0) * 1000)
+        ms = (time.perf_counter() - t0) * 1000
         window.imageDisplayed.disconnect(c1)
         prior.priorShown.disconnect(c2)
         if seen != {"current", "prior"}:
-            raise SystemExit(f"bench_gui: comparison of {uid} not shown ({sorted(seen)})")
+            raise SystemExit(f"bench_gui: comparison not shown ({sorted(seen)})")
+        return ms
+
+    def settle(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.005)
+
+    cold = []
+    for uid in current:
+        window.image_loader._cache.clear()  # nothing decoded ahead
+        prior.loader._cache.clear()
+        cold.append(open_both(lambda u=uid: window.select_study(u)))
+        settle(0.2)
+    # reading down the worklist: the rows of the current studies, in worklist order
+    model = window.worklist_model
+    rows = sorted(model.row_for_uid(u) for u in current)
+    ahead = []
+    window.select_row(rows[0])
+    settle(1.0)
+    for r in rows[1:]:
+        if window.worklist_panel.next_uid() != model.study_uid(r):
+            window.select_row(r - 1)  # a prior row lies between: start from the row above
+            settle(1.0)
+        ahead.append(open_both(lambda: window.worklist_panel.step(1)))
+        settle(1.0)  # the reader looks at it; the next one is read ahead meanwhile
     window.close()
     store.close()
-    warm = times[1:]  # the first open also warms both decoder threads
+    cold = cold[1:]  # the first open also warms both decoder threads
     return {
         "images": "current + prior, each 2500 x 2000, 16-bit, uncompressed",
-        "select_to_both_displayed_ms_median": statistics.median(warm),
-        "select_to_both_displayed_ms_max": max(warm),
-        "n": len(warm),
+        "select_to_both_displayed_ms_median": statistics.median(cold),
+        "select_to_both_displayed_ms_max": max(cold),
+        "n": len(cold),
+        "pgdown_read_ahead_ms_median": statistics.median(ahead),
+        "pgdown_read_ahead_ms_max": max(ahead),
+        "n_pgdown": len(ahead),
     }
 
 

@@ -164,6 +164,17 @@ class PriorViewport(QWidget):
         if display is not None:
             self._show(display)
 
+    def prefetch(self, study_uid: str, view: str | None) -> None:
+        """Decode the prior the viewport would show for ``study_uid`` (the study the reader is
+        likely to open next; ``view``: its first image's), into the loader's cache."""
+        store = self._store()
+        if store is None:
+            return
+        chosen = choose_prior(store, study_uid, prior_studies(store, study_uid))
+        im = prior_image(chosen, view) if chosen is not None else None
+        if im is not None:
+            self.loader.prefetch(im.image_id, im.path)
+
     def label_text(self, c: PriorCandidate, view: str | None) -> str:
         interval = interval_text(self.current_date, c.study_date)
         return f"prior: {format_date(c.study_date)} {view or ''}".rstrip() + (

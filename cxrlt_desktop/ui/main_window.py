@@ -46,6 +46,7 @@ from cxrlt_desktop.ui.model_facts import model_line
 from cxrlt_desktop.ui.priors_panel import PriorsDock
 from cxrlt_desktop.ui.problems_dock import ProblemsDock
 from cxrlt_desktop.ui.queue_monitor import QueueMonitor, queue_text
+from cxrlt_desktop.ui.read_ahead import ReadAhead
 from cxrlt_desktop.ui.reading_claim import ReadingClaim
 from cxrlt_desktop.ui.reading_tools import ReadingTools
 from cxrlt_desktop.ui.retriage_runner import RetriageRunner
@@ -234,6 +235,17 @@ class MainWindow(QMainWindow):
             | {"priors_dock": self.priors_dock}
         )
         self.resizeDocks([self.tags_dock], [170], Qt.Orientation.Vertical)
+        # the next study decoded while this one is read (ui/read_ahead.py)
+        self.read_ahead = ReadAhead(
+            self.worklist_panel.next_uid,
+            lambda: self.store,
+            self.image_loader,
+            self.reading.prior,
+            self.reading.comparison,
+            self,
+        )
+        self.view.imageDisplayed.connect(self.read_ahead.schedule)
+        self.reading.prior.priorShown.connect(self.read_ahead.schedule)
         self.status_bar = StatusBar()
         self.setStatusBar(self.status_bar)
         self.status_bar.cancelRequested.connect(self.cancel_jobs)

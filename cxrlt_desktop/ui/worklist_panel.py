@@ -131,6 +131,11 @@ class WorklistPanel(QWidget):
         cur = self.table.currentIndex()
         return self.model.study_uid(cur.row()) if cur.isValid() else None
 
+    def next_uid(self) -> str | None:
+        """The loaded study below the current one (what PgDown opens), without fetching."""
+        cur = self.table.currentIndex()
+        return self.model.study_uid(cur.row() + 1) if cur.isValid() else None
+
     def loaded_order(self, delta: int = 0) -> list[str]:
         """The UIDs of the loaded rows, in order; a page more first when the current row plus
         ``delta`` is past the loaded rows."""
