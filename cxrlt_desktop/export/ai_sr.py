@@ -34,11 +34,10 @@ from cxrlt_desktop.export.codes import finding_code
 from cxrlt_desktop.export.deid import DeidDeclaration
 from cxrlt_desktop.export.sr_common import (
     MANUFACTURER,
-    PROCEDURE,
     SRSubject,
     derived_uid,
-    evidence_dataset,
     finish,
+    measurement_report_sr,
     set_content_time,
     shifted,
     tracking_uid,
@@ -83,30 +82,16 @@ def build_ai_result_sr(res: AIResult) -> Any:
     ValueError
         No finding was scored (every probability NaN) or no model set key.
     """
-    import highdicom as hd
-    from highdicom.sr import ComprehensiveSR, MeasurementReport
-    from pydicom.sr.coding import Code
-
     groups = _groups(res)
     if not groups:
         raise ValueError("no finding was scored: nothing for an AI-result SR")
-    report = MeasurementReport(
-        observation_context=_observation_context(res),
-        procedure_reported=Code(*PROCEDURE),
-        imaging_measurements=groups,
-    )
-    sr = ComprehensiveSR(
-        evidence=[evidence_dataset(res.subject)],
-        content=report[0],
-        series_instance_uid=hd.UID(),
+    sr = measurement_report_sr(
+        res.subject,
+        _observation_context(res),
+        groups,
         series_number=SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
         series_description=SERIES_DESCRIPTION + (" (DEMO)" if res.demo else ""),
+        is_verified=False,
     )
     sr.ContributingEquipmentSequence = [
         *sr.get("ContributingEquipmentSequence", []),

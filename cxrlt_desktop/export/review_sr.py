@@ -40,11 +40,9 @@ from typing import Any
 from cxrlt_desktop.export.codes import finding_code
 from cxrlt_desktop.export.deid import DeidDeclaration
 from cxrlt_desktop.export.sr_common import (
-    MANUFACTURER,
-    PROCEDURE,
     SRSubject,
-    evidence_dataset,
     finish,
+    measurement_report_sr,
     person_name,
     set_content_time,
     shifted,
@@ -107,36 +105,23 @@ def reviewers(verdicts: Mapping[str, Verdict]) -> list[str]:
 
 def build_review_sr_document(rev: Review) -> Any | None:
     """The review SR (a :class:`highdicom.sr.ComprehensiveSR`), or None without a verdict."""
-    import highdicom as hd
-    from highdicom.sr import ComprehensiveSR, MeasurementReport
     from pydicom.dataset import Dataset
-    from pydicom.sr.coding import Code
 
     reviewed = [(k, v) for k, v in rev.verdicts.items() if k in ALL_CLASSES]
     if not reviewed:
         return None
     reviewed.sort(key=lambda kv: ALL_CLASSES.index(kv[0]))
     names = [person_name(r) for r in reviewers(dict(reviewed))]
-    report = MeasurementReport(
-        observation_context=_observation_context(names),
-        procedure_reported=Code(*PROCEDURE),
-        imaging_measurements=[_group(rev.subject, k, v) for k, v in reviewed]
+    sr = measurement_report_sr(
+        rev.subject,
+        _observation_context(names),
+        [_group(rev.subject, k, v) for k, v in reviewed]
         + [_measurement_group(rev.subject, m) for m in rev.measurements],
-    )
-    sr = ComprehensiveSR(
-        evidence=[evidence_dataset(rev.subject)],
-        content=report[0],
-        series_instance_uid=hd.UID(),
         series_number=SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
+        series_description=SERIES_DESCRIPTION + (" (DEMO)" if rev.demo else ""),
         is_verified=True,
         verifying_observer_name=names[0],
         verifying_organization=VERIFYING_ORGANIZATION,
-        series_description=SERIES_DESCRIPTION + (" (DEMO)" if rev.demo else ""),
     )
     first = sr.VerifyingObserverSequence[0]
     for name in names[1:]:

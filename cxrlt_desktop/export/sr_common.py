@@ -1,5 +1,6 @@
 """What the two SR documents share: the subject they report on, its evidence dataset, names,
-UIDs derived from content, times, the de-identification declaration and the file bytes.
+UIDs derived from content, the Measurement Report document, times, the de-identification
+declaration and the file bytes.
 
 The caller pseudonymises; this module only builds what it is given. In a de-identified export
 the :class:`SRSubject` carries the pseudonymous PatientID (also as PatientName), no birth date,
@@ -85,6 +86,43 @@ def evidence_dataset(subject: SRSubject) -> Any:
     ds.ReferringPhysicianName = ""
     ds.Modality = subject.modality
     return ds
+
+
+def measurement_report_sr(
+    subject: SRSubject,
+    observation_context: Any,
+    groups: list[Any],
+    *,
+    series_number: int,
+    series_description: str,
+    **verification: Any,
+) -> Any:
+    """A Comprehensive SR holding a TID 1500 Measurement Report of ``groups`` on the chest
+    X-ray of ``subject``, observed by ``observation_context``: a new series and instance,
+    instance 1, complete and not final; ``verification`` is highdicom's ``is_verified`` (with
+    the verifying observer and organization when True)."""
+    import highdicom as hd
+    from highdicom.sr import ComprehensiveSR, MeasurementReport
+    from pydicom.sr.coding import Code
+
+    report = MeasurementReport(
+        observation_context=observation_context,
+        procedure_reported=Code(*PROCEDURE),
+        imaging_measurements=groups,
+    )
+    return ComprehensiveSR(
+        evidence=[evidence_dataset(subject)],
+        content=report[0],
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        series_description=series_description,
+        **verification,
+    )
 
 
 def shifted(ts: datetime | None, days: int) -> datetime:
