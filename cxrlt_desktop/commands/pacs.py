@@ -11,8 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from cxrlt_desktop.commands._destinations import (
+    add_destination_arguments,
+    error,
+    settings_and_destination,
+)
 from cxrlt_desktop.commands._text import printable
 
 
@@ -32,8 +38,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         description="Study-level query. Prints one line per study, newest first (or a JSON "
         "array with --json).",
     )
-    f.add_argument("name", metavar="NAME", help="a [pacs.NAME] destination of the settings")
-    f.add_argument("--settings", type=Path, default=None, metavar="FILE.toml")
+    add_destination_arguments(f, db=False)
     f.add_argument("--patient-id", default=None, metavar="ID", help="the patient's ID")
     f.add_argument(
         "--study-date",
@@ -53,10 +58,8 @@ def register(subparsers) -> None:  # noqa: ANN001
         description="Retrieve the studies' radiographs (CR, DX) into the inbox "
         "(<inbox>/<Study>/<Series>/<SOP>.dcm) and add them to the library, queued for scoring.",
     )
-    g.add_argument("name", metavar="NAME", help="a [pacs.NAME] destination of the settings")
+    add_destination_arguments(g)
     g.add_argument("study_uids", nargs="+", metavar="STUDY_UID")
-    g.add_argument("--db", default=None, metavar="URL", help="database URL (default: settings)")
-    g.add_argument("--settings", type=Path, default=None, metavar="FILE.toml")
     g.add_argument(
         "--move",
         action="store_true",
@@ -67,16 +70,31 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def _error(text: object) -> int:
-    print(f"cxrlt pacs: error: {printable(text)}", file=sys.stderr)
-    return 2
+    return error("pacs", text)
 
 
-def _setup(args: argparse.Namespace):  # noqa: ANN202
-    from cxrlt_desktop.commands._model_options import load_settings
-    from cxrlt_desktop.dicomnode.destinations import destination
+def _each_study(
+    uids: Iterable[str], fetch: Callable[[str], Any], line: Callable[[str, Any], str]
+) -> tuple[int, list[Any]]:
+    """``fetch(uid)`` for each study, printing its problems and ``line(uid, result)``: the exit
+    status (1 when a study could not be fetched or an object failed, else 0) and the results."""
+    from cxrlt_desktop.dicomnode.qr import QRError
 
-    settings = load_settings(args)
-    return settings, destination(settings, args.name)
+    status, results = 0, []
+    for uid in uids:
+        try:
+            r = fetch(uid)
+        except QRError as e:
+            print(f"cxrlt pacs get: {printable(e)}", file=sys.stderr)
+            status = 1
+            continue
+        results.append(r)
+        for p in r.problems:
+            print(f"cxrlt pacs get: {printable(p)}", file=sys.stderr)
+        print(line(uid, r))
+        if r.n_failed:
+            status = 1
+    return status, results
 
 
 def run_find(args: argparse.Namespace) -> int:
@@ -91,7 +109,7 @@ def run_find(args: argparse.Namespace) -> int:
     from cxrlt_desktop.settings import SettingsError
 
     try:
-        settings, dest = _setup(args)
+        settings, dest = settings_and_destination(args)
         modalities = check_modalities(m for m in (args.modality or "").split(",") if m.strip())
         if args.patient_id is not None:
             check_patient_id(args.patient_id)
@@ -143,7 +161,7 @@ def run_get(args: argparse.Namespace) -> int:
     from cxrlt_desktop.store import StoreError, open_store
 
     try:
-        settings, dest = _setup(args)
+        settings, dest = settings_and_destination(args)
         for uid in args.study_uids:
             check_uid(uid, "StudyInstanceUID")
     except (SettingsError, DestinationError, QRError) as e:
@@ -152,22 +170,14 @@ def run_get(args: argparse.Namespace) -> int:
     if args.move:
         if dest.is_web:
             return _error(f"{dest.describe()}: --move needs a DIMSE destination (aet, host, port)")
-        status = 0
-        for uid in args.study_uids:
-            try:
-                r = move_study(dest, aet, uid)
-            except QRError as e:
-                print(f"cxrlt pacs get: {printable(e)}", file=sys.stderr)
-                status = 1
-                continue
-            for p in r.problems:
-                print(f"cxrlt pacs get: {printable(p)}", file=sys.stderr)
-            print(
-                f"pacs get: {uid}: {r.moved} object(s) moved to {aet}, {r.n_skipped} skipped "
-                f"(not radiographs), {r.n_failed} failed"
-            )
-            if r.n_failed:
-                status = 1
+        status, _ = _each_study(
+            args.study_uids,
+            lambda uid: move_study(dest, aet, uid),
+            lambda uid, r: (
+                f"pacs get: {uid}: {r.moved} object(s) moved to {aet}, "
+                f"{r.n_skipped} skipped (not radiographs), {r.n_failed} failed"
+            ),
+        )
         return status
 
     cfg = node_config(settings.dicom_node)
@@ -177,23 +187,14 @@ def run_get(args: argparse.Namespace) -> int:
         return _error(e)
     try:
         inbox = Inbox(cfg.inbox, cfg.min_free_mb * 1024 * 1024)
-        status, results = 0, []
-        for uid in args.study_uids:
-            try:
-                r = retrieve_study(dest, aet, uid, inbox)
-            except QRError as e:
-                print(f"cxrlt pacs get: {printable(e)}", file=sys.stderr)
-                status = 1
-                continue
-            results.append(r)
-            for p in r.problems:
-                print(f"cxrlt pacs get: {printable(p)}", file=sys.stderr)
-            print(
-                f"pacs get: {uid}: {r.n_new} new, {r.n_present} already in the inbox, "
-                f"{r.n_skipped} skipped (not radiographs), {r.n_failed} failed"
-            )
-            if r.n_failed:
-                status = 1
+        status, results = _each_study(
+            args.study_uids,
+            lambda uid: retrieve_study(dest, aet, uid, inbox),
+            lambda uid, r: (
+                f"pacs get: {uid}: {r.n_new} new, {r.n_present} already in the "
+                f"inbox, {r.n_skipped} skipped (not radiographs), {r.n_failed} failed"
+            ),
+        )
         image_ids, problems = add_to_library(store, results)
         for p in problems:
             print(f"cxrlt pacs get: {printable(p)}", file=sys.stderr)

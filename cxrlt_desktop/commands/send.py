@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from cxrlt_desktop.commands._destinations import (
+    add_destination_arguments,
+    error,
+    settings_and_destination,
+)
 from cxrlt_desktop.commands._text import printable
 
 
@@ -24,9 +28,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         "Objects already sent and unchanged since are not sent again; failures are recorded "
         "and sent again with --retry-failed.",
     )
-    p.add_argument("name", metavar="NAME", help="a [pacs.NAME] destination of the settings")
-    p.add_argument("--db", default=None, metavar="URL", help="database URL (default: settings)")
-    p.add_argument("--settings", type=Path, default=None, metavar="FILE.toml")
+    add_destination_arguments(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--study", nargs="+", action="extend", default=None, metavar="UID", help="these studies"
@@ -48,13 +50,12 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def _error(text: object) -> int:
-    print(f"cxrlt send: error: {printable(text)}", file=sys.stderr)
-    return 2
+    return error("send", text)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrlt_desktop.commands._model_options import load_settings, resolve_db
-    from cxrlt_desktop.dicomnode.destinations import DestinationError, destination, local_aet
+    from cxrlt_desktop.commands._model_options import resolve_db
+    from cxrlt_desktop.dicomnode.destinations import DestinationError, local_aet
     from cxrlt_desktop.dicomnode.qr import QRError, check_uid
     from cxrlt_desktop.dicomnode.send import (
         SendError,
@@ -69,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.study or args.all_scored or args.all_reviewed or args.retry_failed):
         return _error("choose what to send: --study UID..., --all-scored or --all-reviewed")
     try:
-        settings = load_settings(args)
-        dest = destination(settings, args.name)
+        settings, dest = settings_and_destination(args)
         whats = parse_what(args.what)
         for uid in args.study or []:
             check_uid(uid, "StudyInstanceUID")
