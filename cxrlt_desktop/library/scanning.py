@@ -260,6 +260,14 @@ _KNOWN_FILE_COLUMNS = (
     Image.series_id,
     Image.sop_uid,
 )
+# The duplicate-file columns a KnownDuplicate is built from, likewise.
+_KNOWN_DUPLICATE_COLUMNS = (
+    DuplicateFile.id,
+    DuplicateFile.path,
+    DuplicateFile.size,
+    DuplicateFile.mtime,
+    DuplicateFile.missing,
+)
 
 
 def _chunks(items: list, n: int = _IN_CHUNK) -> Iterator[list]:
@@ -303,15 +311,7 @@ def _load_known(
     }
     dups = {
         p: KnownDuplicate(did, size, mtime, missing)
-        for did, p, size, mtime, missing in s.execute(
-            select(
-                DuplicateFile.id,
-                DuplicateFile.path,
-                DuplicateFile.size,
-                DuplicateFile.mtime,
-                DuplicateFile.missing,
-            )
-        )
+        for did, p, size, mtime, missing in s.execute(select(*_KNOWN_DUPLICATE_COLUMNS))
         if _under(p, roots)
     }
     return known, dups
@@ -966,13 +966,7 @@ def _known_at(
         ):
             known[p] = KnownFile(iid, size, mtime, version, missing, series_id, sop)
         for did, p, size, mtime, missing in s.execute(
-            select(
-                DuplicateFile.id,
-                DuplicateFile.path,
-                DuplicateFile.size,
-                DuplicateFile.mtime,
-                DuplicateFile.missing,
-            ).where(DuplicateFile.path.in_(chunk))
+            select(*_KNOWN_DUPLICATE_COLUMNS).where(DuplicateFile.path.in_(chunk))
         ):
             dups[p] = KnownDuplicate(did, size, mtime, missing)
     return known, dups
