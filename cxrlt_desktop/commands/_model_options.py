@@ -95,6 +95,21 @@ def add_model_arguments(
         p.set_defaults(**defaults)
 
 
+def add_db_arguments(p: argparse.ArgumentParser, *, settings: bool = True) -> None:
+    """``--db URL`` (default: the settings' database, else the user data folder's) and, with
+    ``settings``, ``--settings FILE`` left out of the help (the model options add their own)."""
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="database URL (default: settings, else the user data folder)",
+    )
+    if settings:
+        p.add_argument(
+            "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
+        )
+
+
 def load_settings(args: argparse.Namespace):  # noqa: ANN201
     """The settings named by ``--settings`` (or the user's file); raises SettingsError.
 

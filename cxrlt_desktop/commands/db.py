@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001
+    from cxrlt_desktop.commands._model_options import add_db_arguments
+
     p = subparsers.add_parser(
         "db",
         help="migrate or check a library's database (SQLite or PostgreSQL)",
@@ -39,15 +40,7 @@ def register(subparsers) -> None:  # noqa: ANN001
     )
     chk.add_argument("--json", action="store_true", help="print the report as one JSON object")
     for q in (up, chk):
-        q.add_argument(
-            "--db",
-            default=None,
-            metavar="URL",
-            help="database URL (default: settings, else the user data folder)",
-        )
-        q.add_argument(
-            "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
-        )
+        add_db_arguments(q)
     up.set_defaults(func=run_upgrade)
     chk.set_defaults(func=run_check)
 

@@ -5,27 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001
+    from cxrlt_desktop.commands._model_options import add_db_arguments
+
     p = subparsers.add_parser(
         "queue",
         help="show the scoring queue and the workers",
         description="Queued, claimed, done and failed jobs per model set, and the workers with "
         "their last heartbeat (live: running and heard from in the last 5 minutes).",
     )
-    p.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="database URL (default: settings, else the user data folder)",
-    )
-    p.add_argument(
-        "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
-    )
+    add_db_arguments(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
     p.set_defaults(func=run)
 

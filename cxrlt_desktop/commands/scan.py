@@ -12,6 +12,8 @@ from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001
+    from cxrlt_desktop.commands._model_options import add_db_arguments
+
     p = subparsers.add_parser(
         "scan",
         help="scan folders into the study library",
@@ -20,15 +22,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         "marked missing, unusable ones recorded with their reason. Progress on stderr.",
     )
     p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="folders and/or files")
-    p.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="database URL (default: settings, else the user data folder)",
-    )
-    p.add_argument(
-        "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
-    )
+    add_db_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument(

@@ -10,7 +10,7 @@ from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001
-    from cxrlt_desktop.commands._model_options import add_model_arguments
+    from cxrlt_desktop.commands._model_options import add_db_arguments, add_model_arguments
 
     p = subparsers.add_parser(
         "score-library",
@@ -20,12 +20,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         "a crash loses only the batch in flight): the next start resumes. Model options default "
         "to the settings file.",
     )
-    p.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="database URL (default: settings, else the user data folder)",
-    )
+    add_db_arguments(p, settings=False)
     add_model_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.add_argument(

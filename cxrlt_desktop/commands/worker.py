@@ -12,7 +12,7 @@ from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001
-    from cxrlt_desktop.commands._model_options import add_model_arguments
+    from cxrlt_desktop.commands._model_options import add_db_arguments, add_model_arguments
 
     p = subparsers.add_parser(
         "worker",
@@ -25,12 +25,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         "flight. Images are read at their stored paths rewritten by the settings' [paths] map. "
         "Model options default to the settings file.",
     )
-    p.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="database URL (default: settings, else the user data folder)",
-    )
+    add_db_arguments(p, settings=False)
     add_model_arguments(p)
     p.add_argument(
         "--name",

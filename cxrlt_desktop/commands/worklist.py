@@ -5,27 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from cxrlt_desktop.commands._text import printable
 
 
 def register(subparsers) -> None:  # noqa: ANN001
+    from cxrlt_desktop.commands._model_options import add_db_arguments
+
     p = subparsers.add_parser(
         "worklist",
         help="list studies by rare-finding score",
         description="Studies ordered by rare-finding score (highest first), then study date "
         "(newest first). Patients are shown as pseudonyms unless --show-phi.",
     )
-    p.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="database URL (default: settings, else the user data folder)",
-    )
-    p.add_argument(
-        "--settings", type=Path, default=None, metavar="FILE.toml", help=argparse.SUPPRESS
-    )
+    add_db_arguments(p)
     p.add_argument("--limit", type=int, default=100, metavar="N")
     p.add_argument("--offset", type=int, default=0, metavar="N", help=argparse.SUPPRESS)
     p.add_argument("--status", choices=("unreviewed", "reviewed", "all"), default="all")
