@@ -28,16 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit and save; exit status 0, or 1 when nothing can be fitted."""
-    from cxrlt_desktop.commands.eval import load_pair
+    from cxrlt_desktop.commands.eval import read_pair
     from training.calibration import fit_calibration, save_temperatures
 
-    try:
-        labels, probs, classes, problems = load_pair(args.labels, args.predictions)
-    except ValueError as e:
-        print(f"cxrlt calibrate: {printable(e)}", file=sys.stderr)
+    pair = read_pair(args, "calibrate")
+    if pair is None:
         return 1
-    for msg in problems:
-        print(f"warning: {printable(msg)}", file=sys.stderr)
+    labels, probs, classes = pair
     result = fit_calibration(labels, probs, classes)
     if not result.temperatures:
         print(

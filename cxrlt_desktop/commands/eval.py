@@ -38,17 +38,28 @@ def load_pair(
     return labels, preds, common, table.problems + pproblems + aproblems
 
 
+def read_pair(args: argparse.Namespace, command: str) -> tuple[Any, Any, tuple[str, ...]] | None:
+    """``(labels, probs, classes)`` of ``--labels`` and ``--predictions``, their problems
+    printed as warnings; None after printing ``cxrlt COMMAND: why`` when they cannot be read
+    (the command exits 1)."""
+    try:
+        labels, probs, classes, problems = load_pair(args.labels, args.predictions)
+    except ValueError as e:
+        print(f"cxrlt {command}: {printable(e)}", file=sys.stderr)
+        return None
+    for msg in problems:
+        print(f"warning: {printable(msg)}", file=sys.stderr)
+    return labels, probs, classes
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate; exit status 0, or 1 when the inputs cannot be used."""
     from training.metrics import evaluate
 
-    try:
-        labels, probs, classes, problems = load_pair(args.labels, args.predictions)
-    except ValueError as e:
-        print(f"cxrlt eval: {printable(e)}", file=sys.stderr)
+    pair = read_pair(args, "eval")
+    if pair is None:
         return 1
-    for msg in problems:
-        print(f"warning: {printable(msg)}", file=sys.stderr)
+    labels, probs, classes = pair
     if labels.shape[0] == 0:
         print(
             f"cxrlt eval: {printable(args.labels)}: no labelled image has a prediction",

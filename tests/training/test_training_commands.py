@@ -79,6 +79,28 @@ def test_eval_bad_input_is_one_clear_line(tmp_path, capsys):
     assert len(err) == 1 and str(bad) in err[0]
 
 
+def _pair_args(command, lab, pred, tmp_path):
+    out = ["--out", str(tmp_path / "cal.json")] if command == "calibrate" else []
+    return [command, "--labels", str(lab), "--predictions", str(pred), *out, "--json"]
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_input_problems_are_warnings_and_unreadable_input_one_line(command, tmp_path, capsys):
+    lab, pred, _, _ = _write_pair(tmp_path, n=40)
+    rows = pred.read_text().splitlines(keepends=True)
+    pred.write_text("".join(rows[:-1]) + "im0.png,0.5\n")  # im39 replaced by a repeated ImageID
+    assert main(_pair_args(command, lab, pred, tmp_path)) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {pred}: row 41: missing or repeated ImageID, row skipped",
+        f"warning: {lab}: 1 labelled images have no prediction and are left out (e.g. 'im39')",
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    assert main(_pair_args(command, lab, bad, tmp_path)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cxrlt {command}: {bad}"), err
+
+
 def test_calibrate_writes_engine_file_and_lowers_mece(tmp_path, capsys):
     lab, pred, _, _ = _write_pair(tmp_path, n=600, sharpen=3.0)  # over-confident scores
     out = tmp_path / "cal.json"
