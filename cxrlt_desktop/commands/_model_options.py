@@ -215,6 +215,17 @@ def open_for_scoring(args: argparse.Namespace, command: str):  # noqa: ANN201
     return settings, config, store
 
 
+def requested_policy(args: Any, settings: Any, config: Any) -> str | None:
+    """The scoring policy a command runs: ``--policy``; else "fast" when the engine config's
+    mode is fast (``--mode fast``, or the settings'); else the settings' ``[engine] policy``
+    unless "auto" (or "fast", which ``--mode paper`` overrode); None: by the device."""
+    if getattr(args, "policy", None):
+        return args.policy
+    if config.mode == "fast":
+        return "fast"
+    return None if settings.policy in ("auto", "fast") else settings.policy
+
+
 def load_scoring_predictors(config: Any, policy: str | None, command: str):  # noqa: ANN201
     """``(predictor, fast_predictor, policy)`` of ``library.progressive.load_predictors``, or
     None after printing why the models cannot be loaded (the command exits 1)."""

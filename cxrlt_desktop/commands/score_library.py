@@ -48,7 +48,11 @@ def _eta(sec: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrlt_desktop.commands._model_options import load_scoring_predictors, open_for_scoring
+    from cxrlt_desktop.commands._model_options import (
+        load_scoring_predictors,
+        open_for_scoring,
+        requested_policy,
+    )
     from cxrlt_desktop.library.scoring import score_library
 
     opened = open_for_scoring(args, "score-library")
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from cxrlt_desktop.library.progressive import score_progressive
 
     loaded = load_scoring_predictors(
-        config, args.policy or settings.requested_policy(), "score-library"
+        config, requested_policy(args, settings, config), "score-library"
     )
     if loaded is None:
         store.close()

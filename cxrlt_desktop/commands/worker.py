@@ -65,7 +65,11 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrlt_desktop.commands._model_options import load_scoring_predictors, open_for_scoring
+    from cxrlt_desktop.commands._model_options import (
+        load_scoring_predictors,
+        open_for_scoring,
+        requested_policy,
+    )
     from cxrlt_desktop.library import queue as jobq
 
     if args.lease is not None and not args.lease > 0:
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         )
         store.close()
         return 2
-    policy = args.policy or settings.requested_policy()
+    policy = requested_policy(args, settings, config)
     if args.follow and policy in (None, "progressive"):
         policy = "paper"  # a following worker serves the queue; progressive is one folder's run
     loaded = load_scoring_predictors(config, policy, "worker")

@@ -196,3 +196,27 @@ def test_bad_scoring_policy_named(tmp_path):
     p.write_text('[engine]\npolicy = "eventually"\n')
     with pytest.raises(SettingsError, match="engine.policy"):
         Settings.load(p)
+
+
+@pytest.mark.parametrize(
+    "cli_policy, cli_mode, settings_policy, settings_mode, expected",
+    [
+        (None, "fast", "auto", "paper", "fast"),  # --mode fast on the command line wins
+        (None, None, "auto", "fast", "fast"),
+        (None, None, "auto", "paper", None),  # by the device
+        (None, None, "progressive", "paper", "progressive"),
+        (None, "paper", "fast", "paper", None),  # --mode paper overrides a "fast" policy
+        ("paper", "fast", "progressive", "paper", "paper"),  # --policy wins over everything
+    ],
+)
+def test_the_commands_scoring_policy(
+    cli_policy, cli_mode, settings_policy, settings_mode, expected
+):
+    from types import SimpleNamespace
+
+    from cxrlt_desktop.commands._model_options import requested_policy
+
+    settings = Settings(mode=settings_mode, policy=settings_policy)
+    config = settings.engine_config(**({"mode": cli_mode} if cli_mode else {}))
+    args = SimpleNamespace(policy=cli_policy)
+    assert requested_policy(args, settings, config) == expected

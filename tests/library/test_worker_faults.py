@@ -310,8 +310,11 @@ def test_workers_killed_at_random_moments_score_each_image_exactly_once(
                     return bool(_held_by(store, name))
                 return _worker_done(store, name) > before
 
-            for _wave in range(10):  # the others may take a whole wave: another one
-                add_wave(4)
+            # The others may take a whole wave before the victim, idle and woken by the change
+            # feed (SQLite: polled every 0.5 s), claims: another one. A wave of 40 images
+            # outlasts that wake-up (16 were scored by one worker within it on an idle machine).
+            for _wave in range(10):
+                add_wave(10)
                 _wait_for(
                     f"the victim's moment {moment!r} or the wave scored",
                     lambda: ready() or _open_jobs(store) == 1,
