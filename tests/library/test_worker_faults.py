@@ -64,6 +64,19 @@ def _env(tmp_path: Path) -> dict[str, str]:
     )
 
 
+_STARTED: list[WorkerProc] = []  # every worker a test started, killed at its teardown
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test():
+    yield
+    while _STARTED:
+        w = _STARTED.pop()
+        if w.running():  # a failed test left it (--follow workers never end by themselves)
+            w.p.kill()
+            w.p.wait(timeout=WAIT_S)
+
+
 class WorkerProc:
     """One start of ``cxrlt worker``; its stderr goes to a file (read when it ends)."""
 
@@ -77,6 +90,7 @@ class WorkerProc:
                 stderr=err,
                 env=env,
             )
+        _STARTED.append(self)
 
     def running(self) -> bool:
         return self.p.poll() is None
