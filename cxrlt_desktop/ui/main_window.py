@@ -588,6 +588,7 @@ class MainWindow(QMainWindow):
     def _lanes(self):
         return (
             self.image_loader.lane,
+            self.reading.prior.loader.lane,  # the prior's decodes (read-ahead included)
             self.retriage.lane,
             self.queue.lane,
             self.priors_dock.runner.lane,
@@ -613,6 +614,7 @@ class MainWindow(QMainWindow):
             self.review.commit_pending_note()
             self._refresh_timer.stop()
             self._live_timer.stop()
+            self.read_ahead.cancel()
             self.queue.stop()
             self.live.stop()
             self.claim.close()  # the "being read by" mark goes with the window

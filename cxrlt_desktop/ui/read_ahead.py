@@ -44,6 +44,11 @@ class ReadAhead(QObject):
         """Something was displayed: read ahead once the display has settled."""
         self._timer.start()
 
+    def cancel(self) -> None:
+        """No read-ahead from now on (the window is closing); a decode under way finishes."""
+        self._timer.stop()
+        self._timer.timeout.disconnect(self.run)
+
     def run(self) -> str | None:
         """Read the next study ahead now; returns its UID (None when there is none, or it was
         read ahead already)."""

@@ -146,3 +146,20 @@ def independent_study_scores(store, thresholds=None) -> dict[str, float | None]:
             prev = out.get(uid)
             out[uid] = score if prev is None else (prev if score is None else max(prev, score))
     return out
+
+
+def refile(src: Path, out: Path, study: str, date: str, **extra) -> Path:
+    """A copy of the DICOM file ``src`` filed as another study (its own series and instance
+    UIDs under ``study``) on ``date``; ``extra`` sets more attributes (e.g. ``PatientID``)."""
+    import pydicom
+
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = study + ".1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = study + ".1.1"
+    ds.StudyDate = ds.SeriesDate = date
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out

@@ -14,6 +14,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dicomnode"))
+from gui_helpers import refile  # noqa: E402
 from orthanc_peer import start_orthanc  # noqa: E402
 
 RG1_STUDY = "1.3.6.1.4.1.5962.1.2.9.20040826185059.5457"
@@ -21,23 +22,12 @@ IN_LIBRARY = "1.2.826.0.1.3680043.8.498.88001"  # an earlier study the library h
 ON_PACS = "1.2.826.0.1.3680043.8.498.88101"  # an earlier study only Orthanc holds
 
 
-def _copy(src: Path, out: Path, study: str, date: str) -> Path:
-    ds = pydicom.dcmread(src)
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = study + ".1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = study + ".1.1"
-    ds.StudyDate = ds.SeriesDate = date
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out, enforce_file_format=True)
-    return out
-
-
 @pytest.fixture
 def orthanc(tmp_path, rg1_uncr):
     o = start_orthanc(tmp_path / "orthanc", {"cxrlt": ("CXRLT", 1)})
     try:
         o.upload(rg1_uncr)
-        o.upload(_copy(rg1_uncr, tmp_path / "pacs" / "prior.dcm", ON_PACS, "20020314"))
+        o.upload(refile(rg1_uncr, tmp_path / "pacs" / "prior.dcm", ON_PACS, "20020314"))
         yield o
     finally:
         o.stop()
@@ -52,7 +42,7 @@ def test_priors_dock_lists_fetches_and_sends(
     folder = tmp_path / "library"
     folder.mkdir()
     shutil.copy(rg1_uncr, folder / "rg1.dcm")
-    _copy(rg1_uncr, folder / "old" / "old.dcm", IN_LIBRARY, "20010101")
+    refile(rg1_uncr, folder / "old" / "old.dcm", IN_LIBRARY, "20010101")
     for _ in scan(store, [folder]):
         pass
     for _ in score_library(store, predictor):
@@ -104,7 +94,7 @@ def test_a_closed_dock_reads_the_study_when_opened(qtbot, make_window, store, tm
     folder = tmp_path / "library"
     folder.mkdir()
     shutil.copy(rg1_uncr, folder / "rg1.dcm")
-    _copy(rg1_uncr, folder / "old" / "old.dcm", IN_LIBRARY, "20010101")
+    refile(rg1_uncr, folder / "old" / "old.dcm", IN_LIBRARY, "20010101")
     for _ in scan(store, [folder]):
         pass
     window = make_window(Settings(reviewer="Dr Test"))

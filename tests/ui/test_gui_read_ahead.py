@@ -5,20 +5,9 @@ pydicom-data's RG1 radiograph filed as two patients with a prior each."""
 
 from __future__ import annotations
 
-import pydicom
+from gui_helpers import refile
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-
-
-def _copy(src, out, patient, study, date):
-    ds = pydicom.dcmread(src)
-    ds.PatientID = patient
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = study + ".1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = study + ".1.1"
-    ds.StudyDate = ds.SeriesDate = date
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out, enforce_file_format=True)
 
 
 def test_pgdown_shows_the_next_study_and_its_prior_from_memory(
@@ -31,8 +20,20 @@ def test_pgdown_shows_the_next_study_and_its_prior_from_memory(
 
     root = "1.2.826.0.1.3680043.8.498.99"
     for k, patient in enumerate(("PA", "PB")):
-        _copy(rg1_uncr, tmp_path / "in" / patient / "new.dcm", patient, f"{root}{k}1", "20200101")
-        _copy(rg1_uncr, tmp_path / "in" / patient / "old.dcm", patient, f"{root}{k}0", "20100101")
+        refile(
+            rg1_uncr,
+            tmp_path / "in" / patient / "new.dcm",
+            f"{root}{k}1",
+            "20200101",
+            PatientID=patient,
+        )
+        refile(
+            rg1_uncr,
+            tmp_path / "in" / patient / "old.dcm",
+            f"{root}{k}0",
+            "20100101",
+            PatientID=patient,
+        )
     for _ in scan(store, [tmp_path / "in"]):
         pass
     settings = Settings(reviewer="Dr Test")

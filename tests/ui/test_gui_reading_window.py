@@ -6,25 +6,14 @@ from __future__ import annotations
 
 import shutil
 
-import pydicom
 import pytest
+from gui_helpers import refile
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from test_gui_reading_tools import click, widget_pos
 
 RG1_STUDY = "1.3.6.1.4.1.5962.1.2.9.20040826185059.5457"
 PRIOR = "1.2.826.0.1.3680043.8.498.88001"
-
-
-def _copy(src, out, study, date):
-    ds = pydicom.dcmread(src)
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = study + ".1"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = study + ".1.1"
-    ds.StudyDate = ds.SeriesDate = date
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out, enforce_file_format=True)
-    return out
 
 
 @pytest.fixture
@@ -34,7 +23,7 @@ def library(store, tmp_path, rg1_uncr, predictor):
     folder = tmp_path / "library"
     folder.mkdir()
     shutil.copy(rg1_uncr, folder / "rg1.dcm")
-    _copy(rg1_uncr, folder / "old" / "old.dcm", PRIOR, "20010101")
+    refile(rg1_uncr, folder / "old" / "old.dcm", PRIOR, "20010101")
     for _ in scan(store, [folder]):
         pass
     for _ in score_library(store, predictor):
