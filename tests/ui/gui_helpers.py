@@ -163,3 +163,23 @@ def refile(src: Path, out: Path, study: str, date: str, **extra) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+def shared_library(request, tmp_path: Path, n_studies: int) -> str:
+    """The URL of a library of ``n_studies`` scanned phantom studies on the dialect of a
+    ``params=["sqlite", "postgresql"]`` fixture's ``request`` (PostgreSQL: the
+    ``postgres_url`` fixture's database)."""
+    from cxrlt_desktop.demo.phantoms import write_demo_data
+    from cxrlt_desktop.library.scanning import scan
+    from cxrlt_desktop.store import open_store
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{(tmp_path / 'shared.db').as_posix()}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    write_demo_data(tmp_path / "in", n=n_studies, seed=5, size=330)
+    st = open_store(url)
+    for _ in scan(st, [tmp_path / "in"]):
+        pass
+    st.close()
+    return url

@@ -6,6 +6,7 @@ called by the test, keeping (and then dropping) the point selected for keyboard 
 from __future__ import annotations
 
 import pytest
+from gui_helpers import shared_library
 from PySide6.QtCore import Qt
 from sqlalchemy import select
 
@@ -15,7 +16,6 @@ from cxrlt_desktop.library.measurements import (
     delete_measurement,
     update_measurement,
 )
-from cxrlt_desktop.library.scanning import scan
 from cxrlt_desktop.store import open_store
 from cxrlt_desktop.store.models import Study
 
@@ -25,18 +25,7 @@ WAIT_MS = 20_000  # an upper bound for a failing test, not a timing claim
 @pytest.fixture(params=["sqlite", "postgresql"])
 def library_url(request, tmp_path):
     """A library with one phantom study, on each dialect."""
-    from cxrlt_desktop.demo.phantoms import write_demo_data
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{(tmp_path / 'shared.db').as_posix()}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    write_demo_data(tmp_path / "in", n=1, seed=5, size=330)
-    st = open_store(url)
-    for _ in scan(st, [tmp_path / "in"]):
-        pass
-    st.close()
-    return url
+    return shared_library(request, tmp_path, 1)
 
 
 @pytest.fixture

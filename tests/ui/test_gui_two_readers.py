@@ -11,6 +11,7 @@ other through the change feed.
 from __future__ import annotations
 
 import pytest
+from gui_helpers import shared_library
 from sqlalchemy import select
 
 from cxrlt_desktop.library.scanning import scan
@@ -24,18 +25,7 @@ FINDING = "Pneumothorax"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def library_url(request, tmp_path):
     """A library with two phantom studies, on each dialect."""
-    from cxrlt_desktop.demo.phantoms import write_demo_data
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{(tmp_path / 'shared.db').as_posix()}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    write_demo_data(tmp_path / "in", n=2, seed=5, size=330)
-    st = open_store(url)
-    for _ in scan(st, [tmp_path / "in"]):
-        pass
-    st.close()
-    return url
+    return shared_library(request, tmp_path, 2)
 
 
 @pytest.fixture
