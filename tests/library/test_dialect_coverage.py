@@ -28,6 +28,8 @@ PG_FIXTURE = "postgres_url"
 _READS_THE_FILE = "reads or damages the SQLite file itself"
 
 SQLITE_ONLY: dict[str, str] = {
+    "library/test_scoring_command_errors.py": "command-line errors before any scoring: a bad "
+    "option, a library file that does not exist, a checkpoint that cannot be loaded",
     # About SQLite itself (the file, its bytes, folder, PRAGMAs, locks, URL forms): no
     # PostgreSQL form, or the PostgreSQL form is its own test.
     "library/test_cli.py::test_reading_commands_refuse_a_missing_database": (
