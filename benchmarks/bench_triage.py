@@ -151,14 +151,16 @@ def main(argv=None) -> int:
             **kw,
         )
 
-    def load(cfg: EngineConfig) -> tuple[Predictor, float]:
+    def load(cfg: EngineConfig, **kw) -> tuple[Predictor, float]:
         t = time.perf_counter()
-        pred = Predictor(cfg)
+        pred = Predictor(cfg, **kw)
         list(pred.predict_paths(paths[:1]))  # warm-up (lazy initialisation, exports)
         return pred, time.perf_counter() - t
 
     paper, t_load_paper = load(config("paper"))
-    fast16, t_load_fast16 = load(config("fast", backbone_precision="auto"))
+    # the fast pass holds no CLIP of its own: it uses the paper predictor's, as the app does
+    fast16, t_load_fast16 = load(config("fast", backbone_precision="auto"), share_clip_with=paper)
+    assert fast16._clip is paper._clip or clip_dir is None
     # fp32 fast pass for the ordering-quality comparison only: no CLIP (its columns are the
     # bf16 pass's, CLIP being fp32 in both), to keep one ViT-L-14 fewer in memory
     t = time.perf_counter()

@@ -180,6 +180,10 @@ class Predictor:
     ----------
     config : EngineConfig
         Models, mode, device and precision.
+    share_clip_with : Predictor, optional
+        A loaded predictor whose zero-shot CLIP model this one uses instead of loading its own,
+        when both name the same CLIP folder, prompts, device and CLIP runtime (the progressive
+        policy's fast and paper passes: a ViT-L-14 held once, not twice). Otherwise ignored.
 
     Raises
     ------
@@ -187,14 +191,15 @@ class Predictor:
         For anything that stops the models from loading; messages name the file and the fix.
     """
 
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, *, share_clip_with: Predictor | None = None):
         self.config = config
         _check_config(config)
         self._select_device(config)
         loaded = self._load_task1(config)
         self._select_backend(config, loaded)
         self._att_index = next((i for i, m in enumerate(loaded) if m.head == "csra"), None)
-        self._load_clip(config)
+        if not self._share_clip(config, share_clip_with):
+            self._load_clip(config)
         self._load_calibration(config)
         workers = config.decode_workers or min(8, os.cpu_count() or 1)
         self._workers = max(1, workers)
@@ -361,6 +366,28 @@ class Predictor:
         for m in loaded:
             m.model.backbone = None  # the runtime holds its own copy; the runner keeps the head
             m.model = None
+        return True
+
+    def _share_clip(self, config: EngineConfig, other: Predictor | None) -> bool:
+        """Use ``other``'s loaded CLIP model when it is the one ``config`` would load (same
+        folder, prompts, cache, device, CLIP runtime choice and code path); False otherwise."""
+        if other is None or other._clip is None or config.clip_model is None:
+            return False
+        mine, theirs = config, other.config
+        same = (
+            Path(mine.clip_model) == Path(theirs.clip_model)
+            and mine.prompts == theirs.prompts
+            and mine.cache_dir == theirs.cache_dir
+            and mine.clip_backend == theirs.clip_backend
+            and self.device == other.device
+            and self.precision == other.precision
+            and self.gpu_path == other.gpu_path
+        )
+        if not same:
+            return False
+        self._clip = other._clip
+        self._prompts_hash = other._prompts_hash
+        self.clip_backend = other.clip_backend
         return True
 
     def _load_clip(self, config: EngineConfig) -> None:

@@ -62,7 +62,8 @@ def fast_pass_config(config: Any) -> Any:
 def load_predictors(config: Any, policy: str | None = None) -> tuple[Any, Any, str]:
     """The predictors a policy needs: ``(predictor, fast_predictor, policy)``. ``predictor``
     runs the policy's main pass (paper mode, or fast mode for the "fast" policy);
-    ``fast_predictor`` is the provisional pass of the "progressive" policy, else None.
+    ``fast_predictor`` is the provisional pass of the "progressive" policy, else None; it uses
+    the main predictor's CLIP model (one copy in memory; the paper pass runs without CLIP).
     ``policy`` None: "fast" when ``config.mode`` is fast, else :func:`default_policy` of the
     device the predictor runs on."""
     from dataclasses import replace
@@ -75,7 +76,11 @@ def load_predictors(config: Any, policy: str | None = None) -> tuple[Any, Any, s
         check_policy(policy)
     predictor = Predictor(replace(config, mode="fast" if policy == "fast" else "paper"))
     policy = policy or default_policy(predictor.device.type)
-    fast = Predictor(fast_pass_config(config)) if policy == "progressive" else None
+    fast = (
+        Predictor(fast_pass_config(config), share_clip_with=predictor)
+        if policy == "progressive"
+        else None
+    )
     return predictor, fast, policy
 
 

@@ -125,7 +125,8 @@ class PredictorCache:
         from cxrlt_desktop.library.progressive import fast_pass_config
 
         gc.freeze()
-        fast = type(predictor)(fast_pass_config(predictor.config))  # the same engine class
+        # the same engine class; one CLIP model in memory for both passes
+        fast = type(predictor)(fast_pass_config(predictor.config), share_clip_with=predictor)
         gc.freeze()
         with self._lock:
             if self._predictor is predictor:

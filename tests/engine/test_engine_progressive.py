@@ -172,6 +172,34 @@ def test_paper_pass_without_clip_leaves_clip_columns_to_the_fast_pass(
         np.testing.assert_allclose(f[30:], a[30:], atol=1e-6, rtol=0)  # same columns either pass
 
 
+def test_fast_pass_shares_the_paper_predictors_clip_model(
+    tmp_path, rg1_files, csra_file, mlp_file, clip_dir
+):
+    """The progressive policy's two predictors hold one CLIP model; the shared one gives the
+    columns a fast predictor loading its own gives, and a different CLIP setting loads anew."""
+    from cxrlt_desktop.library.progressive import fast_pass_config, load_predictors
+
+    cfg = _config(tmp_path, task1_checkpoints=[csra_file, mlp_file], clip_model=clip_dir)
+    paper, fast, policy = load_predictors(cfg, "progressive")
+    assert policy == "progressive" and fast.config.mode == "fast"
+    assert fast._clip is paper._clip and fast.clip_backend == paper.clip_backend
+    assert fast.settings["prompts_hash"] == paper.settings["prompts_hash"]
+    own = Predictor(fast_pass_config(cfg))
+    assert own._clip is not paper._clip
+    shared_cols = np.stack([r.probs[30:] for r in fast.predict_paths(rg1_files)])
+    own_cols = np.stack([r.probs[30:] for r in own.predict_paths(rg1_files)])
+    np.testing.assert_allclose(shared_cols, own_cols, atol=1e-7, rtol=0)
+    other = Predictor(
+        fast_pass_config(
+            _config(tmp_path, task1_checkpoints=[csra_file], clip_model=clip_dir,
+                    clip_backend="torch")
+        ),
+        share_clip_with=paper,
+    )
+    assert other._clip is not paper._clip and other.clip_backend == "torch"
+    assert load_predictors(cfg, "paper")[1] is None
+
+
 # ------------------------------------------------------------------ the LRU of source arrays
 
 

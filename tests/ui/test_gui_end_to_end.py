@@ -212,9 +212,9 @@ def _recording_factory(settings, overrides, threads: dict[str, set[int]]):
     from engine.predictor import Predictor
 
     class RecordingPredictor(Predictor):
-        def __init__(self, config):
+        def __init__(self, config, **kwargs):
             threads["build"].add(threading.get_ident())
-            super().__init__(config)
+            super().__init__(config, **kwargs)
 
         def predict_paths(self, *args, **kwargs):
             threads["predict"].add(threading.get_ident())

@@ -57,6 +57,9 @@ def test_default_cpu_policy_is_progressive_and_ends_at_the_paper_result(
     assert passes and passes[0] == "Fast pass (provisional)" and passes[-1] == "Paper pass"
     assert passes == sorted(passes, key=lambda t: t != "Fast pass (provisional)")
     assert "progressive" in window.status_bar.model_status.text()
+    paper_predictor = window.predictors.loaded()
+    fast_predictor = window.predictors.fast_pass(paper_predictor)
+    assert paper_predictor.has_clip and fast_predictor._clip is paper_predictor._clip  # one CLIP
 
     with store.session() as s, s.begin():
         fast_id, paper_id = s.execute(
