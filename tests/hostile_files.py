@@ -88,6 +88,32 @@ def png_bomb(path: Path, side: int = 16000) -> Path:
     return path
 
 
+def _png_chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    size = len(body) if length is None else length
+    return struct.pack(">I", size) + kind + body + struct.pack(">I", crc)
+
+
+def palette_png(path: Path, side: int = 64, plte_length: int | None = None) -> Path:
+    """A ``side`` x ``side`` 8-bit palette PNG (a grey ramp palette, a diagonal gradient);
+    ``plte_length`` makes its PLTE chunk's length field claim that many bytes (the 768 bytes
+    of the palette stay what follows): a few-kilobyte file for which a reader that trusts the
+    field allocates that much."""
+    y, x = np.mgrid[0:side, 0:side]
+    pixels = ((x + y) * 255 // (2 * side - 2)).astype(np.uint8)
+    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    palette = bytes(v for i in range(256) for v in (i, i, i))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 3, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"PLTE", palette, plte_length)
+        + _png_chunk(b"IDAT", zlib.compress(raw, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+    return path
+
+
 def nan_slope(path: Path, value: str = "NaN") -> Path:
     """A chest CR whose Rescale Slope is ``value`` (NaN or inf): every modality value non-finite."""
     import logging

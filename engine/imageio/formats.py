@@ -161,6 +161,42 @@ def _tiff_header(path: Path) -> dict[str, int | str]:
     return {"rows": height, "columns": width, "channels": channels, "bits": bits}
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_MAX_CHUNK = 2**31 - 1  # the PNG specification's limit on a chunk's length
+
+
+def check_png_chunks(data: bytes | memoryview) -> None:
+    """Walk a PNG's chunks up to IEND and refuse a chunk that does not fit in the file.
+
+    OpenCV's PNG reader allocates a buffer of a chunk's declared length before reading it, so
+    a few-kilobyte file whose PLTE chunk claims 2.5 GB made it allocate 2.5 GB. A chunk longer
+    than the PNG limit (2^31 - 1 bytes) or than what is left of the file, or a chunk type that
+    is not four ASCII letters, makes the file damaged here, before any decoder sees it.
+
+    Raises
+    ------
+    FormatError
+        Naming the chunk, where it starts and what it declares.
+    """
+    size = len(data)
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= size:
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = bytes(data[pos + 4 : pos + 8])
+        name = kind.decode("latin-1")
+        if not kind.isalpha() or not kind.isascii():
+            raise FormatError(f"damaged PNG: chunk type {name!r} at byte {pos} is not four letters")
+        if length > PNG_MAX_CHUNK or pos + 12 + length > size:
+            raise FormatError(
+                f"damaged PNG: chunk {name} at byte {pos} declares {length:,} bytes, more than "
+                f"the file holds ({size:,} bytes)"
+            )
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+    # no IEND: a truncated file; what is there is left to the decoder, which refuses it
+
+
 def read_raster(path: Path) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF with OpenCV exactly as ``cv2.imread(path, IMREAD_UNCHANGED)``.
 
@@ -171,6 +207,8 @@ def read_raster(path: Path) -> np.ndarray:
     import cv2
 
     buf = np.fromfile(path, dtype=np.uint8)
+    if buf[:8].tobytes() == PNG_SIGNATURE:
+        check_png_chunks(memoryview(buf))
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FormatError("the image data could not be decoded (damaged or truncated file)")

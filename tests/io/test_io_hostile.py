@@ -26,6 +26,7 @@ from hostile_files import (
     jpegls_lying_size,
     nan_slope,
     nan_tiff,
+    palette_png,
     png_bomb,
     secret_text,
 )
@@ -147,6 +148,44 @@ def test_png_decompression_bomb_is_refused_from_its_header(tmp_path):
         "(a decompression bomb or not a radiograph)"
     )
     _rejected(path, "declared image size 16000 x 16000 is over the limit")
+
+
+def test_png_chunk_longer_than_the_file_is_refused_without_allocating_it(tmp_path):
+    # In a fresh process: a 3 KB palette PNG whose PLTE chunk claims 2.55 GB (a file the
+    # image-input fuzzer made; the PNG reader used to allocate the claimed size) is refused
+    # with the chunk named, and the peak memory stays within 100 MiB of decoding the same
+    # image with a truthful chunk, which decodes to its gradient.
+    plain = palette_png(tmp_path / "plain.png")
+    lying = palette_png(tmp_path / "lying.png", plte_length=2_550_137_600)
+    assert lying.stat().st_size < 10_000
+    script = textwrap.dedent(
+        f"""
+        import resource
+        import numpy as np
+        from engine import imageio
+        a = imageio.read_source({str(plain)!r})
+        assert a.shape == (64, 64) and a[0, 0] == 0 and a[-1, -1] == 255, (a.shape, a[0, 0])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert imageio.read_header({str(lying)!r}).ok  # the header (IHDR) is sound
+        try:
+            imageio.read_source({str(lying)!r})
+        except imageio.ImageReadError as e:
+            print(e)
+        else:
+            raise SystemExit("the lying PNG was not refused")
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) // 1024)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    reason, grown = out.stdout.strip().splitlines()
+    assert reason == (
+        f"{lying}: damaged PNG: chunk PLTE at byte 33 declares 2,550,137,600 bytes, more than "
+        f"the file holds ({lying.stat().st_size:,} bytes)"
+    )
+    assert int(grown) < 100, f"reading grew the peak memory by {grown} MiB"
 
 
 @pytest.mark.parametrize("value", ["NaN", "inf", "-inf"])
