@@ -163,6 +163,12 @@ def _tiff_header(path: Path) -> dict[str, int | str]:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_MAX_CHUNK = 2**31 - 1  # the PNG specification's limit on a chunk's length
+# Chunk types the PNG specification registers: a reason names these; any other type is "a
+# chunk" (reasons never quote bytes of the file).
+PNG_CHUNK_TYPES = frozenset(
+    b"IHDR PLTE IDAT IEND acTL cHRM cICP gAMA iCCP mDCV cLLI sBIT sRGB bKGD hIST tRNS eXIf "
+    b"fcTL fdAT pHYs sPLT tIME iTXt tEXt zTXt".split()
+)
 
 
 def check_png_chunks(data: bytes | memoryview) -> None:
@@ -183,12 +189,12 @@ def check_png_chunks(data: bytes | memoryview) -> None:
     while pos + 8 <= size:
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = bytes(data[pos + 4 : pos + 8])
-        name = kind.decode("latin-1")
         if not kind.isalpha() or not kind.isascii():
-            raise FormatError(f"damaged PNG: chunk type {name!r} at byte {pos} is not four letters")
+            raise FormatError(f"damaged PNG: the chunk type at byte {pos} is not four letters")
         if length > PNG_MAX_CHUNK or pos + 12 + length > size:
+            name = f"chunk {kind.decode('ascii')}" if kind in PNG_CHUNK_TYPES else "a chunk"
             raise FormatError(
-                f"damaged PNG: chunk {name} at byte {pos} declares {length:,} bytes, more than "
+                f"damaged PNG: {name} at byte {pos} declares {length:,} bytes, more than "
                 f"the file holds ({size:,} bytes)"
             )
         if kind == b"IEND":

@@ -188,6 +188,41 @@ def test_png_chunk_longer_than_the_file_is_refused_without_allocating_it(tmp_pat
     assert int(grown) < 100, f"reading grew the peak memory by {grown} MiB"
 
 
+def _chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
+    import struct
+    import zlib
+
+    size = len(body) if length is None else length
+    return struct.pack(">I", size) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+PNG_HEAD = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", bytes(13))  # the next chunk is at byte 33
+
+
+@pytest.mark.parametrize(
+    "tail, reason",
+    [
+        (_chunk(b"IEND", b""), None),
+        (b"", None),  # no IEND: truncated, left to the decoder
+        (_chunk(b"IDAT", b"", 2**31), "chunk IDAT at byte 33 declares 2,147,483,648 bytes"),
+        (_chunk(b"IDAT", b"x" * 10, 11), "chunk IDAT at byte 33 declares 11 bytes"),
+        # a type the specification does not register is not quoted (bytes of the file)
+        (_chunk(b"pass", b"", 99), "a chunk at byte 33 declares 99 bytes"),
+        (_chunk(b"p4s\n", b""), "the chunk type at byte 33 is not four letters"),
+    ],
+)
+def test_png_chunk_walk(tail, reason):
+    from engine.imageio.formats import FormatError, check_png_chunks
+
+    data = PNG_HEAD + tail
+    if reason is None:
+        check_png_chunks(data)
+        return
+    with pytest.raises(FormatError) as e:
+        check_png_chunks(data)
+    assert str(e.value).startswith(f"damaged PNG: {reason}")
+
+
 @pytest.mark.parametrize("value", ["NaN", "inf", "-inf"])
 def test_non_finite_rescale_slope_is_refused(tmp_path, value):
     path = nan_slope(tmp_path / "nan.dcm", value)
