@@ -87,15 +87,27 @@ def main(argv=None) -> int:
     rows = []
     for case in ("shared", "own"):
         out = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--workdir", str(args.workdir),
-             "--arch", args.arch],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--case",
+                case,
+                "--workdir",
+                str(args.workdir),
+                "--arch",
+                args.arch,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print("| fast pass CLIP | resident after loading both and scoring (MiB) | peak (MiB) |")
     print("| --- | ---: | ---: |")
     for r in rows:
-        print(f"| {r['case']} (shared: {r['shared_clip']}) | {r['rss_mib']:.0f} | {r['peak_mib']:.0f} |")
+        print(
+            f"| {r['case']} (shared: {r['shared_clip']}) | {r['rss_mib']:.0f} | {r['peak_mib']:.0f} |"
+        )
     print(f"ratio shared / own, resident: {rows[0]['rss_mib'] / rows[1]['rss_mib']:.2f}")
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.dicomwrite import make_dataset, write_dicom
+from engine.imageio.formats import PNG_SIGNATURE
 
 
 def chest(shape: tuple[int, int] = (256, 256), seed: int = 0) -> np.ndarray:
@@ -76,19 +77,18 @@ def png_bomb(path: Path, side: int = 16000) -> Path:
     comp = zlib.compressobj(9)
     chunks = [comp.compress(row) for _ in range(side)]
     idat = b"".join(chunks) + comp.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
     )
     return path
 
 
-def _png_chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
+def png_chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
+    """One PNG chunk; ``length`` (default: the body's) is what its length field says."""
     crc = zlib.crc32(kind + body) & 0xFFFFFFFF
     size = len(body) if length is None else length
     return struct.pack(">I", size) + kind + body + struct.pack(">I", crc)
@@ -105,11 +105,11 @@ def palette_png(path: Path, side: int = 64, plte_length: int | None = None) -> P
     palette = bytes(v for i in range(256) for v in (i, i, i))
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 3, 0, 0, 0)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"PLTE", palette, plte_length)
-        + _png_chunk(b"IDAT", zlib.compress(raw, 9))
-        + _png_chunk(b"IEND", b"")
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"PLTE", palette, plte_length)
+        + png_chunk(b"IDAT", zlib.compress(raw, 9))
+        + png_chunk(b"IEND", b"")
     )
     return path
 

@@ -191,8 +191,9 @@ def test_fast_pass_shares_the_paper_predictors_clip_model(
     np.testing.assert_allclose(shared_cols, own_cols, atol=1e-7, rtol=0)
     other = Predictor(
         fast_pass_config(
-            _config(tmp_path, task1_checkpoints=[csra_file], clip_model=clip_dir,
-                    clip_backend="torch")
+            _config(
+                tmp_path, task1_checkpoints=[csra_file], clip_model=clip_dir, clip_backend="torch"
+            )
         ),
         share_clip_with=paper,
     )

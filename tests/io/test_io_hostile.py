@@ -28,11 +28,13 @@ from hostile_files import (
     nan_tiff,
     palette_png,
     png_bomb,
+    png_chunk,
     secret_text,
 )
 
 from engine import imageio
 from engine.imageio import isolation
+from engine.imageio.formats import PNG_SIGNATURE
 from engine.imageio.records import printable
 from engine.imageio.streams import StreamError, StreamSize, declared_size
 
@@ -188,27 +190,19 @@ def test_png_chunk_longer_than_the_file_is_refused_without_allocating_it(tmp_pat
     assert int(grown) < 100, f"reading grew the peak memory by {grown} MiB"
 
 
-def _chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
-    import struct
-    import zlib
-
-    size = len(body) if length is None else length
-    return struct.pack(">I", size) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-PNG_HEAD = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", bytes(13))  # the next chunk is at byte 33
+PNG_HEAD = PNG_SIGNATURE + png_chunk(b"IHDR", bytes(13))  # the next chunk is at byte 33
 
 
 @pytest.mark.parametrize(
     "tail, reason",
     [
-        (_chunk(b"IEND", b""), None),
+        (png_chunk(b"IEND", b""), None),
         (b"", None),  # no IEND: truncated, left to the decoder
-        (_chunk(b"IDAT", b"", 2**31), "chunk IDAT at byte 33 declares 2,147,483,648 bytes"),
-        (_chunk(b"IDAT", b"x" * 10, 11), "chunk IDAT at byte 33 declares 11 bytes"),
+        (png_chunk(b"IDAT", b"", 2**31), "chunk IDAT at byte 33 declares 2,147,483,648 bytes"),
+        (png_chunk(b"IDAT", b"x" * 10, 11), "chunk IDAT at byte 33 declares 11 bytes"),
         # a type the specification does not register is not quoted (bytes of the file)
-        (_chunk(b"pass", b"", 99), "a chunk at byte 33 declares 99 bytes"),
-        (_chunk(b"p4s\n", b""), "the chunk type at byte 33 is not four letters"),
+        (png_chunk(b"pass", b"", 99), "a chunk at byte 33 declares 99 bytes"),
+        (png_chunk(b"p4s\n", b""), "the chunk type at byte 33 is not four letters"),
     ],
 )
 def test_png_chunk_walk(tail, reason):
