@@ -113,6 +113,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--no-clip", action="store_true", help="leave the ViT-L-14 CLIP out")
     ap.add_argument(
+        "--fast-precision",
+        choices=("auto", "fp32"),
+        default="auto",
+        help="the fast pass's backbone: auto (bf16 where the CPU has bf16 hardware, as the app) "
+        "or fp32 (what a CPU without it runs)",
+    )
+    ap.add_argument(
         "--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "cxrlt-bench"
     )
     args = ap.parse_args(argv)
@@ -159,7 +166,9 @@ def main(argv=None) -> int:
 
     paper, t_load_paper = load(config("paper"))
     # the fast pass holds no CLIP of its own: it uses the paper predictor's, as the app does
-    fast16, t_load_fast16 = load(config("fast", backbone_precision="auto"), share_clip_with=paper)
+    fast16, t_load_fast16 = load(
+        config("fast", backbone_precision=args.fast_precision), share_clip_with=paper
+    )
     assert fast16._clip is paper._clip or clip_dir is None
     # fp32 fast pass for the ordering-quality comparison only: no CLIP (its columns are the
     # bf16 pass's, CLIP being fp32 in both), to keep one ViT-L-14 fewer in memory
