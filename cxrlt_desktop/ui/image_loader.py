@@ -22,6 +22,7 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from cxrlt_desktop.ui.background import Lane
@@ -138,9 +139,14 @@ class ImageLoader(QObject):
         """Whether a finished decode is for the latest request (or a prefetch, which may be)."""
         return token in (self._token, PREFETCH) or image_id == self._latest
 
+    def _alive(self) -> bool:
+        """Whether this loader's Qt object still exists: a decode's result is queued to the GUI
+        thread and may arrive after the window that owned the loader was deleted."""
+        return shiboken6.isValid(self)
+
     def _on_returned(self, token: int, image_id: int, display: Any | None) -> None:
         self._inflight.discard(image_id)
-        if display is None:  # skipped at close
+        if display is None or not self._alive():  # skipped at close, or the loader is gone
             return
         self._cache[image_id] = display
         self._cache.move_to_end(image_id)
@@ -152,7 +158,7 @@ class ImageLoader(QObject):
     def _on_errored(self, token: int, image_id: int, exc: BaseException) -> None:
         # FileChanged, ImageReadError or anything a broken file raises
         self._inflight.discard(image_id)
-        if self._current(token, image_id):
+        if self._alive() and self._current(token, image_id):
             self.failed.emit(image_id, str(exc))
 
 

@@ -41,3 +41,22 @@ def test_a_prefetched_image_requested_while_it_decodes_is_decoded_once(
     assert loaded == [c.image_id]
     loader.lane.quit()
     loader.lane.wait(30_000)
+
+
+def test_a_decode_finishing_after_the_loader_is_gone_is_dropped(qtbot, make_scored_window, store):
+    """A window closed (and deleted) while a decode ran: the result arrives on the GUI thread
+    after the loader's Qt object is gone and is dropped, not emitted from a deleted object."""
+    import shiboken6
+    from PySide6.QtCore import QCoreApplication
+
+    window = make_scored_window(1)
+    (a,) = _images(window, store)[:1]
+    loader = ImageLoader(store=store)
+    loaded = []
+    loader.loaded.connect(lambda i, _d: loaded.append(i))
+    assert loader.request(a.image_id, a.path) is None
+    assert loader.lane.wait(60_000)  # decoded; its result still queued for the GUI thread
+    shiboken6.delete(loader)
+    for _ in range(5):
+        QCoreApplication.processEvents()  # delivers the result: raised here before
+    assert loaded == []
